@@ -1,0 +1,1 @@
+"""asr: a DeepSpeech2-style speech recognizer."""
