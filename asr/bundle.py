@@ -1,0 +1,83 @@
+"""Model bundles: one safetensors file holding the weights, the model config (front-end included)
+and the tokenizer, the last two as JSON in the file's metadata. Loading one never unpickles anything.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
+
+from . import config
+from .model import DeepSpeech2, ModelConfig
+from .text import tokenizer_from_dict
+
+FORMAT = "asr-bundle"
+VERSION = "1"
+
+
+class BundleError(ValueError):
+    pass
+
+
+def save_bundle(path, model: DeepSpeech2, tokenizer, dtype: torch.dtype = torch.float32) -> Path:
+    """Write `model` and `tokenizer` to one file; floating-point weights are stored as `dtype`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: (t.to(dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
+               for name, t in model.state_dict().items()}
+    metadata = {"format": FORMAT, "version": VERSION,
+                "model_config": json.dumps(config.to_dict(model.cfg)),
+                "tokenizer": json.dumps(tokenizer.to_dict())}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def load_bundle(path, device: str | torch.device = "cpu"):
+    """(model in eval mode, tokenizer) from a bundle file; BundleError if it is not a valid one."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"{path}: no such model file")
+    metadata, tensors = read_safetensors(path)
+    if metadata.get("format") != FORMAT:
+        raise BundleError(f"{path}: a safetensors file, but not an asr model bundle (no '{FORMAT}' metadata)")
+    try:
+        cfg = config.from_dict(ModelConfig, json.loads(metadata["model_config"]))
+        tokenizer = tokenizer_from_dict(json.loads(metadata["tokenizer"]))
+    except (KeyError, ValueError) as err:
+        raise BundleError(f"{path}: damaged bundle metadata: {err}") from None
+    if cfg.vocab_size != len(tokenizer):
+        raise BundleError(f"{path}: the model predicts {cfg.vocab_size} tokens but the tokenizer has {len(tokenizer)}")
+    model = DeepSpeech2(cfg)
+    state = {name: t.float() if t.is_floating_point() else t for name, t in tensors.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise BundleError(f"{path}: the weights do not match the model config: {err}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BundleError(f"{path}: not a model bundle (expected a safetensors file: {err})") from None
+
+
+def bundle_from_checkpoint(ckpt_path, out_path, dtype: torch.dtype = torch.float32) -> Path:
+    """Export the model of a Lightning checkpoint of `asr train` as a bundle."""
+    from .training import ASRModule  # deferred: Lightning is only needed to export
+
+    ckpt_path = Path(ckpt_path)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        hparams = ckpt["hyper_parameters"]
+    except FileNotFoundError:
+        raise BundleError(f"{ckpt_path}: no such checkpoint") from None
+    except Exception as err:  # torch.load raises many types for foreign or malicious files
+        raise BundleError(f"{ckpt_path}: not a checkpoint of asr train ({type(err).__name__}: {err})") from None
+    module = ASRModule(**hparams)
+    module.load_state_dict(ckpt["state_dict"])
+    return save_bundle(out_path, module.model, module.tokenizer, dtype)

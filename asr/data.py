@@ -1,0 +1,375 @@
+"""From manifests to padded batches: manifests, LibriSpeech preparation, dataset, collate, the
+duration-bucketed distributed batch sampler and the LightningDataModule that ties them together.
+
+A manifest is JSON lines in NeMo's convention, one utterance a line:
+    {"audio_filepath": "train/1-2-0003.flac", "duration": 4.2, "text": "HELLO WORLD"}
+relative paths are resolved against the manifest's folder and other keys are kept.
+DataLoader workers only decode audio: features are computed later, on the model's device.
+"""
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import lightning as L
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .audio import audio_duration, load_audio
+from .text import normalize
+
+log = logging.getLogger(__name__)
+
+MANIFEST_KEYS = {"audio_filepath": (str,), "duration": (int, float), "text": (str,)}  # key -> JSON types
+DURATION_GRID = 0.05  # seconds; the sampler buckets durations on this grid and shuffles within a cell
+HEADER_READ_THREADS = 16  # header reads wait on the disk, not the CPU
+
+
+class ManifestError(ValueError):
+    """A manifest line that is not a JSON object with audio_filepath, duration and text."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio_filepath: Path  # absolute
+    duration: float  # seconds
+    text: str
+    extra: dict = field(default_factory=dict)  # any other manifest keys, written back unchanged
+
+
+def _parse_line(line: str, where: str, folder: Path) -> Utterance:
+    """One manifest line -> Utterance; `where` ("path line N") prefixes every error."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise ManifestError(f"{where}: expected a JSON object with keys {', '.join(MANIFEST_KEYS)}")
+    for key, types in MANIFEST_KEYS.items():
+        if key not in row:
+            raise ManifestError(f"{where}: missing key {key!r}; every line needs {', '.join(MANIFEST_KEYS)}")
+        if not isinstance(row[key], types) or isinstance(row[key], bool):
+            kind = "a number of seconds" if key == "duration" else "a string"
+            raise ManifestError(f"{where}: {key!r} must be {kind}, got {row[key]!r}")
+    if not 0 <= row["duration"] < math.inf:
+        raise ManifestError(f"{where}: 'duration' must be a non-negative number of seconds, got {row['duration']!r}")
+    extra = {k: v for k, v in row.items() if k not in MANIFEST_KEYS}
+    audio = Path(os.path.abspath(folder / row["audio_filepath"]))
+    return Utterance(audio, float(row["duration"]), row["text"], extra)
+
+
+def read_manifest(path: str | os.PathLike) -> list[Utterance]:
+    """The utterances of a JSON-lines manifest, in file order; blank lines are skipped.
+
+    Raises ManifestError naming the file and line for a line that is not a valid manifest row.
+    """
+    path = Path(path)
+    folder = path.absolute().parent
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest (check the path in the data config)") from None
+    return [_parse_line(line, f"{path} line {n}", folder) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def write_manifest(path: str | os.PathLike, utterances: Sequence[Utterance]) -> None:
+    """Write utterances as JSON lines; audio under the manifest's folder is written relative to it."""
+    path = Path(path)
+    folder = Path(os.path.abspath(path.parent))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for u in utterances:
+            audio = Path(os.path.abspath(u.audio_filepath))
+            shown = audio.relative_to(folder).as_posix() if audio.is_relative_to(folder) else str(audio)
+            row = {"audio_filepath": shown, "duration": u.duration, "text": u.text, **u.extra}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def prepare_librispeech(root: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write `out_dir/<subset>.jsonl` for every subset of a LibriSpeech-layout folder.
+
+    ROOT is `LibriSpeech/` (several subsets) or one subset folder; the layout is
+    SUBSET/SPEAKER/CHAPTER/{SPEAKER-CHAPTER.trans.txt, SPEAKER-CHAPTER-NNNN.flac}. Durations come
+    from the audio headers, text is normalised. Transcript lines without audio are skipped with a
+    warning. Returns {subset: manifest path}, sorted by subset.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    transcripts = sorted(root.rglob("*.trans.txt"))
+    if not transcripts:
+        raise FileNotFoundError(
+            f"{root}: no *.trans.txt transcripts found; point ROOT at a folder in LibriSpeech layout "
+            "(LibriSpeech/ or a subset such as LibriSpeech/train-clean-100)"
+        )
+    rows = []  # (subset, audio path, text)
+    for trans in transcripts:
+        subset = trans.absolute().parents[2].name
+        for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            utt_id, _, text = line.strip().partition(" ")
+            if not utt_id:
+                continue
+            audio = trans.parent / f"{utt_id}.flac"
+            if audio.is_file():
+                rows.append((subset, audio, normalize(text)))
+            else:
+                log.warning("%s line %d: no audio %s; skipping this utterance", trans, n, audio)
+    with ThreadPoolExecutor(HEADER_READ_THREADS) as pool:
+        durations = list(pool.map(audio_duration, [audio for _, audio, _ in rows]))
+    by_subset: dict[str, list[Utterance]] = {}
+    for (subset, audio, text), duration in sorted(zip(rows, durations)):
+        by_subset.setdefault(subset, []).append(Utterance(Path(os.path.abspath(audio)), duration, text))
+    manifests = {}
+    for subset, utterances in by_subset.items():
+        manifests[subset] = out_dir / f"{subset}.jsonl"
+        write_manifest(manifests[subset], utterances)
+    return manifests
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches of utterances of similar duration, each costing at most `max_batch_seconds` of padded audio.
+
+    Utterances are sorted by duration (rounded up to DURATION_GRID; random order within a grid cell
+    when shuffling), cut greedily into batches with len(batch) * max(duration) <= max_batch_seconds
+    (an utterance longer than the cap is a batch of its own) and at most `max_batch_size` items, and
+    the batches are shuffled. The batch count depends only on the durations, so it is the same every
+    epoch. With `sorta_grad`, epoch 0 goes shortest first (SortaGrad, DeepSpeech2).
+
+    For DDP every rank builds the same list, the largest batches are split in two until the count
+    divides `num_replicas`, and rank r takes batches r, r + W, ...: equal counts, no utterance twice.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        max_batch_seconds: float,
+        *,
+        max_batch_size: int | None = None,
+        shuffle: bool = True,
+        sorta_grad: bool = False,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if max_batch_seconds <= 0:
+            raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1 (or None for no limit), got {max_batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        if len(durations) < num_replicas:
+            raise ValueError(
+                f"{len(durations)} utterances cannot be shared among {num_replicas} ranks without repeating "
+                "some; use more data or fewer devices"
+            )
+        self.durations = torch.as_tensor(durations, dtype=torch.float64)  # (N,)
+        self.cells = torch.ceil(self.durations / DURATION_GRID - 1e-6).clamp(min=1).long()  # (N,) grid cells
+        self.max_batch_seconds = max_batch_seconds
+        self.max_batch_size = max_batch_size or len(durations)
+        self.shuffle, self.sorta_grad, self.seed = shuffle, sorta_grad, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.batches_done = 0  # batches of this epoch already yielded (from this rank's share)
+        self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
+
+    @property
+    def sampler(self) -> "DurationBatchSampler":
+        """Itself: Lightning calls set_epoch on `dataloader.batch_sampler.sampler` at every epoch."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order is produced next (Lightning calls this every epoch)."""
+        if epoch != self.epoch:
+            self.epoch, self.batches_done = epoch, 0
+
+    def state_dict(self) -> dict:
+        """The epoch and how many of its batches this rank has yielded (batches handed to the DataLoader)."""
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next iteration produces `state["epoch"]` and skips its first `batches_done` batches."""
+        self.epoch, self.batches_done = state["epoch"], state["batches_done"]
+
+    def __len__(self) -> int:
+        """Batches per epoch for this rank, skipped ones included (the same for every epoch)."""
+        return len(self._rank_batches())
+
+    def __iter__(self):
+        batches = self._rank_batches()
+        for i in range(self.batches_done, len(batches)):
+            self.batches_done = i + 1
+            yield batches[i]
+        self.batches_done = 0  # a finished epoch: iterating again starts it from its beginning
+
+    def _rank_batches(self) -> list[list[int]]:
+        """This rank's batches of the current epoch, cached."""
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._global_batches()[self.rank :: self.num_replicas])
+        return self._cache[1]
+
+    def _global_batches(self) -> list[list[int]]:
+        """All ranks' batches of the current epoch, identical on every rank."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        sorted_epoch = not self.shuffle or (self.sorta_grad and self.epoch == 0)
+        if sorted_epoch:
+            order = torch.argsort(self.durations, stable=True)
+        else:  # shuffled, then stably sorted by grid cell: random order within each cell
+            perm = torch.randperm(len(self.cells), generator=g)
+            order = perm[torch.argsort(self.cells[perm], stable=True)]
+        batches = self._cut(order.tolist())
+        batches = self._split_to_multiple(batches)
+        if not sorted_epoch:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        return batches
+
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        """Cut indices sorted by grid cell into batches within the padded-seconds and size caps."""
+        cap_cells = self.max_batch_seconds / DURATION_GRID + 1e-6
+        cells = self.cells.tolist()
+        batches, batch = [], []
+        for i in order:
+            cell = cells[i]  # non-decreasing along `order`: the longest of the batch so far
+            if batch and ((len(batch) + 1) * cell > cap_cells or len(batch) == self.max_batch_size):
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        return batches + [batch]
+
+    def _split_to_multiple(self, batches: list[list[int]]) -> list[list[int]]:
+        """Split the costliest batches in two until their count divides num_replicas."""
+        cells = self.cells.tolist()
+        while len(batches) % self.num_replicas:
+            splittable = [j for j, b in enumerate(batches) if len(b) > 1]
+            if not splittable:
+                raise ValueError(
+                    f"{len(batches)} single-utterance batches cannot be shared equally among "
+                    f"{self.num_replicas} ranks; raise max_batch_seconds / max_batch_size or use fewer devices"
+                )
+            j = max(splittable, key=lambda j: len(batches[j]) * cells[batches[j][-1]])
+            half = len(batches[j]) // 2
+            batches[j : j + 1] = [batches[j][:half], batches[j][half:]]
+        return batches
+
+
+class SpeechDataset(Dataset):
+    """Utterances -> (wave (S,) float32, target (L,) long, index); audio is decoded here, nothing else."""
+
+    def __init__(self, utterances: Sequence[Utterance], tokenizer):
+        self.utterances = utterances
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        u = self.utterances[i]
+        target = torch.tensor(self.tokenizer.encode(normalize(u.text)), dtype=torch.long)  # (L,)
+        return load_audio(u.audio_filepath), target, i
+
+
+class Batch(NamedTuple):
+    """A padded batch; Lightning moves it to the device and the DataLoader pins it, field by field."""
+
+    waves: torch.Tensor  # (B, S_max) float32, zero-padded
+    wave_lengths: torch.Tensor  # (B,) long, samples
+    targets: torch.Tensor  # (B, L_max) long, padded with 0 (the blank)
+    target_lengths: torch.Tensor  # (B,) long
+    indices: torch.Tensor  # (B,) long, positions in the dataset
+
+
+def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> Batch:
+    """SpeechDataset items -> Batch."""
+    waves, targets, indices = zip(*items)
+    return Batch(
+        waves=pad_sequence(waves, batch_first=True),
+        wave_lengths=torch.tensor([len(w) for w in waves], dtype=torch.long),
+        targets=pad_sequence(targets, batch_first=True, padding_value=0),
+        target_lengths=torch.tensor([len(t) for t in targets], dtype=torch.long),
+        indices=torch.tensor(indices, dtype=torch.long),
+    )
+
+
+@dataclass
+class DataConfig:
+    train_manifests: list[str] = field(default_factory=list)  # concatenated
+    val_manifests: list[str] = field(default_factory=list)
+    max_batch_seconds: float = 120.0  # padded audio per batch: len(batch) * longest utterance
+    max_batch_size: int | None = None
+    num_workers: int = 2  # DataLoader processes decoding audio
+    sorta_grad: bool = True  # first epoch shortest-first
+    min_duration: float = 0.1  # seconds; shorter and longer utterances are dropped
+    max_duration: float = 30.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.min_duration <= self.max_duration:
+            raise ValueError(
+                f"data: need 0 <= min_duration <= max_duration, got {self.min_duration} and {self.max_duration}"
+            )
+
+
+class SpeechDataModule(L.LightningDataModule):
+    """Train and validation DataLoaders over manifests, sharded across ranks by DurationBatchSampler.
+
+    Build the Trainer with use_distributed_sampler=False so that Lightning leaves the sampler alone.
+    """
+
+    def __init__(self, cfg: DataConfig, tokenizer):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.train_set: list[Utterance] = []
+        self.val_set: list[Utterance] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.train_set = self._read(self.cfg.train_manifests)
+        if stage in (None, "fit", "validate"):
+            self.val_set = self._read(self.cfg.val_manifests)
+
+    def _read(self, manifests: list[str]) -> list[Utterance]:
+        """The utterances of several manifests within [min_duration, max_duration]."""
+        utterances = [u for m in manifests for u in read_manifest(m)]
+        kept = [u for u in utterances if self.cfg.min_duration <= u.duration <= self.cfg.max_duration]
+        if len(kept) < len(utterances):
+            log.info("%s: dropped %d of %d utterances outside [%g, %g] s", ", ".join(manifests),
+                     len(utterances) - len(kept), len(utterances), self.cfg.min_duration, self.cfg.max_duration)
+        if utterances and not kept:
+            raise ValueError(f"{', '.join(manifests)}: no utterance lasts between min_duration and max_duration")
+        return kept
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.train_set:
+            raise ValueError("no training data: set data.train_manifests (and call setup() first)")
+        return self._loader(self.train_set, shuffle=True, sorta_grad=self.cfg.sorta_grad)
+
+    def val_dataloader(self) -> DataLoader:
+        if not self.val_set:
+            raise ValueError("no validation data: set data.val_manifests (and call setup() first)")
+        return self._loader(self.val_set, shuffle=False, sorta_grad=False)
+
+    def _loader(self, utterances: list[Utterance], shuffle: bool, sorta_grad: bool) -> DataLoader:
+        attached = self.trainer is not None
+        sampler = DurationBatchSampler(
+            [u.duration for u in utterances],
+            self.cfg.max_batch_seconds,
+            max_batch_size=self.cfg.max_batch_size,
+            shuffle=shuffle,
+            sorta_grad=sorta_grad,
+            seed=self.cfg.seed,
+            num_replicas=self.trainer.world_size if attached else 1,
+            rank=self.trainer.global_rank if attached else 0,
+        )
+        return DataLoader(
+            SpeechDataset(utterances, self.tokenizer),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.cfg.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.cfg.num_workers > 0,
+        )

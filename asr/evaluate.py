@@ -1,0 +1,28 @@
+"""Scoring a model on manifests: WER/CER and one reference/hypothesis row per utterance."""
+
+from dataclasses import dataclass
+
+from .data import Utterance
+from .metrics import ErrorCounts, error_counts
+from .text import normalize
+from .transcribe import Recognizer
+
+
+@dataclass
+class Report:
+    counts: ErrorCounts
+    rows: list[dict]  # per utterance: audio_filepath, reference, hypothesis, word_errors, words
+    skipped: int  # utterances whose audio could not be read
+
+
+def evaluate(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> Report:
+    """Transcribe `utterances` and score them against their normalised transcripts."""
+    references = {str(u.audio_filepath): normalize(u.text) for u in utterances}
+    total, rows = ErrorCounts(), []
+    for result in recognizer.transcribe([u.audio_filepath for u in utterances], batch_size):
+        reference = references[result.audio_filepath]
+        counts = error_counts(reference, result.text)
+        total += counts
+        rows.append({"audio_filepath": result.audio_filepath, "reference": reference,
+                     "hypothesis": result.text, "word_errors": counts.word_errors, "words": counts.words})
+    return Report(total, rows, len(utterances) - len(rows))

@@ -1,0 +1,164 @@
+"""Training: the experiment config, the LightningModule (loss, optimiser, metrics) and the Trainer.
+
+The module holds the science; Lightning's Trainer holds devices, precision, checkpoints and logs,
+all read from the `trainer:` section of the config, so one command runs on a CPU or many GPUs.
+"""
+
+import inspect
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from . import config
+from .data import DataConfig, SpeechDataModule
+from .decoding import greedy_decode
+from .metrics import ErrorRate
+from .model import DeepSpeech2, ModelConfig
+from .text import BLANK, TokenizerConfig, build_tokenizer, tokenizer_from_dict
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_ratio: float = 0.1  # share of all steps spent rising to the peak
+    final_lr_ratio: float = 1e-3  # the last step's learning rate, as a share of the peak
+
+
+@dataclass
+class ExperimentConfig:
+    exp_dir: str = "exp/run"  # checkpoints, logs and the exported model go here
+    seed: int = 0
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)  # keyword arguments of lightning.Trainer
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config file path, or the name of one in conf/ ("tiny" -> conf/tiny.yaml)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = CONF_DIR / f"{name}.yaml"
+    if not candidate.exists():
+        known = ", ".join(sorted(p.stem for p in CONF_DIR.glob("*.yaml")))
+        raise config.ConfigError(f"no config file {name!r} and no conf/{name}.yaml; configs in conf/: {known}")
+    return candidate
+
+
+def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentConfig:
+    path = resolve_config_path(name)
+    data = config.apply_overrides(config.read_yaml(path), list(overrides))
+    try:
+        cfg = config.from_dict(ExperimentConfig, data)
+    except config.ConfigError as err:
+        raise config.ConfigError(f"{path}: {err}") from None
+    check_trainer_keys(cfg.trainer)
+    return cfg
+
+
+def check_trainer_keys(trainer: dict) -> None:
+    known = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
+    unknown = sorted(set(trainer) - known)
+    if unknown:
+        raise config.ConfigError(f"unknown config key 'trainer.{unknown[0]}': not an argument of lightning.Trainer")
+
+
+class ASRModule(L.LightningModule):
+    """CTC training of DeepSpeech2. Built from plain data, so checkpoints load with weights_only=True."""
+
+    def __init__(self, experiment: dict, tokenizer: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = config.from_dict(ExperimentConfig, experiment)
+        self.tokenizer = tokenizer_from_dict(tokenizer)
+        self.model = DeepSpeech2(self.cfg.model)
+        self.val_errors = ErrorRate()
+
+    def ctc_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean CTC loss of a batch, in float32 whatever the autocast precision, with its outputs."""
+        log_probs, lengths = self.model(batch.waves, batch.wave_lengths)  # (B, T, V) float32, (B,)
+        with torch.autocast(self.device.type, enabled=False):
+            loss = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, lengths, batch.target_lengths,
+                              blank=BLANK, zero_infinity=True)
+        return loss, log_probs, lengths
+
+    def training_step(self, batch, batch_idx):
+        loss, _, _ = self.ctc_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.wave_lengths))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, log_probs, lengths = self.ctc_loss(batch)
+        self.log("val/loss", loss, sync_dist=True, batch_size=len(batch.wave_lengths))
+        hypotheses = [self.tokenizer.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+        references = [self.tokenizer.decode(target[:n].tolist())
+                      for target, n in zip(batch.targets, batch.target_lengths.tolist())]
+        self.val_errors.update(references, hypotheses)
+
+    def on_validation_epoch_end(self):
+        scores = self.val_errors.compute()  # summed counts across ranks, then divided
+        self.log_dict({f"val/{name}": value for name, value in scores.items()}, prog_bar=True)
+        self.val_errors.reset()
+
+    def configure_optimizers(self):
+        opt = self.cfg.optim
+        optimizer = torch.optim.AdamW(self.parameters(), lr=opt.lr, betas=tuple(opt.betas),
+                                      weight_decay=opt.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=opt.lr, total_steps=max(int(self.trainer.estimated_stepping_batches), 1),
+            pct_start=opt.warmup_ratio, final_div_factor=1 / (opt.final_lr_ratio * 25))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
+    exp_dir = Path(cfg.exp_dir)
+    checkpoints = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="best-{epoch}-{step}",
+                                  monitor="val/wer", mode="min", save_top_k=1, save_last=True)
+    callbacks = [checkpoints, LearningRateMonitor(logging_interval="step")]
+    if sys.stderr.isatty():
+        callbacks.append(RichProgressBar())
+    settings = {"precision": default_precision(), **cfg.trainer}
+    return L.Trainer(default_root_dir=exp_dir, callbacks=callbacks,
+                     logger=[TensorBoardLogger(exp_dir, name="tensorboard"), CSVLogger(exp_dir, name="csv")],
+                     use_distributed_sampler=False, **settings)
+
+
+def default_precision() -> str:
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
+    path = Path(cfg.exp_dir) / "checkpoints" / LAST_CHECKPOINT
+    return path if path.exists() else None
+
+
+def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
+    """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one."""
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    cfg.model.vocab_size = len(tokenizer)
+    module = ASRModule(config.to_dict(cfg), tokenizer.to_dict())
+    datamodule = SpeechDataModule(cfg.data, tokenizer)
+    trainer = build_trainer(cfg)
+    ckpt_path = last_checkpoint(cfg) if resume else None
+    if resume and ckpt_path is None:
+        log.warning("--resume: no checkpoint in %s/checkpoints yet, starting from scratch", cfg.exp_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return trainer.checkpoint_callback

@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny corpus of real synthetic speech in LibriSpeech's layout."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.audio import load_audio, write_audio
+
+torch.set_num_threads(1)
+
+SENTENCES = [
+    "HELLO WORLD", "GOOD MORNING", "THE CAT SAT", "OPEN THE DOOR", "A BIG RED DOG",
+    "SHE READS BOOKS", "WE LIKE TEA", "TURN LEFT NOW", "HE IS HAPPY", "THE SUN IS HOT",
+    "BLUE SKY", "PLAY MUSIC", "CALL MY MOTHER", "IT IS COLD", "FISH CAN SWIM",
+    "STOP THE CAR", "READ IT AGAIN", "TWO GREEN FROGS", "YES OR NO", "WHERE IS IT",
+]
+SPEAKER, CHAPTER = 19, 198
+
+
+def speak(text: str, path: Path, voice: str = "en-us") -> None:
+    """espeak-ng says `text` into a 16 kHz FLAC at `path`."""
+    wav = path.with_suffix(".wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text.lower()], check=True, capture_output=True)
+    write_audio(path, load_audio(wav))
+    wav.unlink()
+
+
+@pytest.fixture(scope="session")
+def librispeech_tree(tmp_path_factory) -> Path:
+    """ROOT/train-tiny/SPEAKER/CHAPTER/SPEAKER-CHAPTER-NNNN.flac + SPEAKER-CHAPTER.trans.txt"""
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed: run scripts/install.sh")
+    root = tmp_path_factory.mktemp("LibriSpeech")
+    chapter = root / "train-tiny" / str(SPEAKER) / str(CHAPTER)
+    chapter.mkdir(parents=True)
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        utt = f"{SPEAKER}-{CHAPTER}-{i:04d}"
+        speak(text, chapter / f"{utt}.flac")
+        lines.append(f"{utt} {text}\n")
+    (chapter / f"{SPEAKER}-{CHAPTER}.trans.txt").write_text("".join(lines))
+    return root
+
+
+def run_asr(*args, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real `asr` command line in a subprocess."""
+    result = subprocess.run([sys.executable, "-m", "asr", *map(str, args)], capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"asr {' '.join(map(str, args))} exited {result.returncode}\n{result.stderr[-3000:]}")
+    return result

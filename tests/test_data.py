@@ -1,0 +1,380 @@
+import json
+import logging
+import math
+import os
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lightning.fabric.utilities.data import _set_sampler_epoch
+from torch.utils.data import DataLoader
+
+from asr.audio import SAMPLE_RATE, write_audio
+from asr.data import (
+    Batch,
+    DataConfig,
+    DurationBatchSampler,
+    ManifestError,
+    SpeechDataModule,
+    SpeechDataset,
+    Utterance,
+    collate,
+    prepare_librispeech,
+    read_manifest,
+    write_manifest,
+)
+from asr.text import CharTokenizer, normalize
+
+torch.set_num_threads(1)
+
+
+def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def flatten(batches):
+    return [i for b in batches for i in b]
+
+
+# ---------------------------------------------------------------------------------------------- manifests
+
+
+def test_manifest_round_trip_with_relative_paths(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    manifest = folder / "train.jsonl"
+    manifest.write_text(
+        '{"audio_filepath": "wav/a.flac", "duration": 1.5, "text": "HELLO WORLD", "speaker": 7}\n'
+        "\n"
+        f'{{"audio_filepath": "{tmp_path / "elsewhere" / "b.wav"}", "duration": 2, "text": "CAFÉ"}}\n',
+        encoding="utf-8",
+    )
+    utts = read_manifest(manifest)
+    assert utts == [
+        Utterance(folder / "wav" / "a.flac", 1.5, "HELLO WORLD", {"speaker": 7}),
+        Utterance(tmp_path / "elsewhere" / "b.wav", 2.0, "CAFÉ"),
+    ]
+    assert all(u.audio_filepath.is_absolute() for u in utts)
+
+    copy = folder / "copy.jsonl"  # same folder: the path under it stays relative
+    write_manifest(copy, utts)
+    rows = [json.loads(line) for line in copy.read_text(encoding="utf-8").splitlines()]
+    assert rows[0] == {"audio_filepath": "wav/a.flac", "duration": 1.5, "text": "HELLO WORLD", "speaker": 7}
+    assert rows[1]["audio_filepath"] == str(tmp_path / "elsewhere" / "b.wav")
+    assert read_manifest(copy) == utts
+
+    moved = tmp_path / "other" / "moved.jsonl"  # audio not under its folder: absolute paths
+    write_manifest(moved, utts)
+    assert json.loads(moved.read_text().splitlines()[0])["audio_filepath"] == str(folder / "wav" / "a.flac")
+    assert read_manifest(moved) == utts
+
+
+def test_manifest_reads_relative_to_its_folder_not_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x.jsonl").write_text('{"audio_filepath": "a.wav", "duration": 1, "text": "A"}\n')
+    monkeypatch.chdir(tmp_path)
+    assert read_manifest("m/x.jsonl")[0].audio_filepath == tmp_path / "m" / "a.wav"
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"audio_filepath": "a.wav", "duration": 1.0', "not valid JSON"),
+        ('{"audio_filepath": "a.wav", "text": "HI"}', "missing key 'duration'"),
+        ('{"duration": 1.0, "text": "HI"}', "missing key 'audio_filepath'"),
+        ('{"audio_filepath": "a.wav", "duration": "1.0", "text": "HI"}', "'duration' must be a number"),
+        ('{"audio_filepath": "a.wav", "duration": true, "text": "HI"}', "'duration' must be a number"),
+        ('{"audio_filepath": "a.wav", "duration": -1, "text": "HI"}', "non-negative"),
+        ('{"audio_filepath": "a.wav", "duration": 1.0, "text": null}', "'text' must be a string"),
+        ('{"audio_filepath": 3, "duration": 1.0, "text": "HI"}', "'audio_filepath' must be a string"),
+        ('["a.wav", 1.0, "HI"]', "expected a JSON object"),
+    ],
+)
+def test_malformed_manifest_line_names_file_and_line(tmp_path, line, message):
+    good = '{"audio_filepath": "a.wav", "duration": 1.0, "text": "HI"}'
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join([good, "", good, line, good]) + "\n")
+    with pytest.raises(ManifestError, match="manifest.jsonl line 4: ") as err:
+        read_manifest(manifest)
+    assert message in str(err.value)
+
+
+def test_missing_manifest_is_a_manifest_error(tmp_path):
+    with pytest.raises(ManifestError, match="nope.jsonl: no such manifest"):
+        read_manifest(tmp_path / "nope.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------- LibriSpeech
+
+
+def make_librispeech(subset_dir, spec):
+    """spec: {(speaker, chapter): [(seconds or None for a missing flac, transcript), ...]}"""
+    for (speaker, chapter), utts in spec.items():
+        folder = subset_dir / str(speaker) / str(chapter)
+        folder.mkdir(parents=True)
+        lines = []
+        for n, (seconds, text) in enumerate(utts):
+            utt_id = f"{speaker}-{chapter}-{n:04d}"
+            lines.append(f"{utt_id} {text}")
+            if seconds is not None:
+                sf.write(folder / f"{utt_id}.flac", tone(seconds, 200 + 50 * n), SAMPLE_RATE)
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_prepare_librispeech_single_subset(tmp_path, caplog):
+    subset = tmp_path / "LibriSpeech" / "dev-clean"
+    make_librispeech(
+        subset,
+        {
+            (84, 121123): [(0.5, "go, do you hear"), (0.25, "BUT IN LESS THAN FIVE MINUTES")],
+            (84, 121550): [(None, "MISSING AUDIO HERE")],
+            (174, 50561): [(0.75, "It's 2 o'clock")],
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        manifests = prepare_librispeech(subset, tmp_path / "manifests")
+    assert manifests == {"dev-clean": tmp_path / "manifests" / "dev-clean.jsonl"}
+    assert "84-121550-0000.flac" in caplog.text and "84-121550.trans.txt line 1" in caplog.text
+
+    rows = [json.loads(line) for line in manifests["dev-clean"].read_text().splitlines()]
+    assert all(set(r) == {"audio_filepath", "duration", "text"} for r in rows)
+    assert [os.path.basename(r["audio_filepath"]) for r in rows] == [
+        "174-50561-0000.flac", "84-121123-0000.flac", "84-121123-0001.flac",
+    ]  # fmt: skip
+    assert [r["duration"] for r in rows] == [0.75, 0.5, 0.25]
+    assert [r["text"] for r in rows] == ["IT'S TWO O'CLOCK", "GO DO YOU HEAR", "BUT IN LESS THAN FIVE MINUTES"]
+    utts = read_manifest(manifests["dev-clean"])
+    assert all(u.audio_filepath.is_file() for u in utts)
+
+
+def test_prepare_librispeech_several_subsets_is_deterministic(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    make_librispeech(root / "train-clean-100", {(19, 198): [(0.5, "A"), (0.3, "B")], (26, 495): [(0.4, "C")]})
+    make_librispeech(root / "dev-clean", {(84, 121123): [(0.2, "D")]})
+    manifests = prepare_librispeech(root, tmp_path / "out")
+    assert list(manifests) == ["dev-clean", "train-clean-100"]
+    assert [u.text for u in read_manifest(manifests["train-clean-100"])] == ["A", "B", "C"]
+    assert [u.text for u in read_manifest(manifests["dev-clean"])] == ["D"]
+    first = manifests["train-clean-100"].read_text()
+    prepare_librispeech(root, tmp_path / "out")
+    assert manifests["train-clean-100"].read_text() == first
+
+
+def test_prepare_librispeech_without_transcripts_says_what_to_do(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no \\*.trans.txt transcripts found; point ROOT"):
+        prepare_librispeech(tmp_path / "empty", tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+
+
+def random_durations(n=300, seed=0, long=()):
+    rng = random.Random(seed)
+    return [round(rng.uniform(0.5, 15.0), 2) for _ in range(n)] + list(long)
+
+
+def epoch(sampler, e):
+    sampler.set_epoch(e)
+    return list(sampler)
+
+
+def test_sampler_respects_caps_and_covers_every_utterance_once():
+    durations = random_durations(long=[45.0, 31.0])
+    cap, size = 30.0, 12
+    sampler = DurationBatchSampler(durations, cap, max_batch_size=size)
+    for e in range(3):
+        batches = epoch(sampler, e)
+        assert len(batches) == len(sampler)
+        assert sorted(flatten(batches)) == list(range(len(durations)))
+        for b in batches:
+            assert len(b) <= size
+            assert len(b) * max(durations[i] for i in b) <= cap or len(b) == 1
+    assert [45.0] in [[durations[i] for i in b] for b in batches]  # the overlong one alone
+
+
+def test_sampler_groups_similar_durations():
+    durations = random_durations(n=1000)
+    batches = epoch(DurationBatchSampler(durations, 60.0), 1)
+    padding = sum(len(b) * max(durations[i] for i in b) for b in batches) - sum(durations)
+    assert padding < 0.05 * sum(durations)
+
+
+def test_sampler_is_deterministic_for_a_seed_and_varies_across_epochs_and_seeds():
+    durations = random_durations()
+    a, b = DurationBatchSampler(durations, 30.0, seed=1), DurationBatchSampler(durations, 30.0, seed=1)
+    assert epoch(a, 1) == epoch(b, 1)
+    assert epoch(a, 1) == epoch(a, 1)  # iterating again gives the same epoch
+    assert epoch(a, 1) != epoch(a, 2)
+    assert epoch(a, 1) != epoch(DurationBatchSampler(durations, 30.0, seed=2), 1)
+    assert len({len(epoch(a, e)) for e in range(5)}) == 1  # same batch count every epoch
+
+
+def test_sampler_varies_batch_composition_across_epochs():
+    durations = [1.0 + 0.001 * (i % 40) for i in range(200)]  # all within one grid cell or two
+    sampler = DurationBatchSampler(durations, 10.0)
+    sets = lambda batches: {frozenset(b) for b in batches}  # noqa: E731
+    assert sets(epoch(sampler, 1)) != sets(epoch(sampler, 2))
+
+
+def test_sorta_grad_first_epoch_is_shortest_first_and_later_epochs_are_shuffled():
+    durations = random_durations()
+    sampler = DurationBatchSampler(durations, 30.0, sorta_grad=True)
+    first = [durations[i] for i in flatten(epoch(sampler, 0))]
+    assert first == sorted(durations)
+    later = [durations[i] for i in flatten(epoch(sampler, 1))]
+    assert later != sorted(later)
+    no_sorta = [durations[i] for i in flatten(epoch(DurationBatchSampler(durations, 30.0), 0))]
+    assert no_sorta != sorted(no_sorta)
+
+
+def test_unshuffled_sampler_is_sorted_and_the_same_every_epoch():
+    durations = random_durations()
+    sampler = DurationBatchSampler(durations, 30.0, shuffle=False)
+    assert [durations[i] for i in flatten(epoch(sampler, 0))] == sorted(durations)
+    assert epoch(sampler, 0) == epoch(sampler, 5)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_sampler_shards_across_ranks_without_dropping_or_repeating(world, shuffle):
+    durations = random_durations(n=310, long=[40.0])  # 97 batches unsharded
+    cap = 30.0
+    assert len(DurationBatchSampler(durations, cap)) % world != 0  # the count must be made divisible
+    for e in range(3):
+        shards = [
+            epoch(DurationBatchSampler(durations, cap, shuffle=shuffle, sorta_grad=True, num_replicas=world, rank=r), e)
+            for r in range(world)
+        ]
+        assert len({len(s) for s in shards}) == 1
+        every = [i for s in shards for i in flatten(s)]
+        assert sorted(every) == list(range(len(durations)))  # disjoint and complete
+        for s in shards:
+            assert all(len(b) * max(durations[i] for i in b) <= cap or len(b) == 1 for b in s)
+    assert len(DurationBatchSampler(durations, cap, num_replicas=world, rank=0)) == len(shards[0])
+
+
+def test_sampler_refuses_fewer_utterances_than_ranks():
+    with pytest.raises(ValueError, match="2 utterances cannot be shared among 4 ranks"):
+        DurationBatchSampler([1.0, 2.0], 30.0, num_replicas=4, rank=0)
+    with pytest.raises(ValueError, match="shared equally among 2 ranks"):  # every batch already a singleton
+        list(DurationBatchSampler([5.0, 6.0, 7.0], 4.0, num_replicas=2, rank=0))
+
+
+def test_sampler_state_dict_resumes_after_the_yielded_batches():
+    durations = random_durations()
+    sampler = DurationBatchSampler(durations, 30.0, seed=3, num_replicas=2, rank=1)
+    sampler.set_epoch(4)
+    full = list(sampler)
+    it = iter(sampler)
+    seen = [next(it) for _ in range(5)]
+    state = sampler.state_dict()
+    assert state == {"epoch": 4, "batches_done": 5}
+
+    resumed = DurationBatchSampler(durations, 30.0, seed=3, num_replicas=2, rank=1)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(4)  # Lightning sets the epoch again before iterating
+    assert len(resumed) == len(full)
+    assert seen + list(resumed) == full
+    assert list(resumed) == full  # the next pass over the epoch starts from its beginning
+    resumed.load_state_dict(state)
+    resumed.set_epoch(5)  # a new epoch forgets the skip
+    assert list(resumed) == epoch(DurationBatchSampler(durations, 30.0, seed=3, num_replicas=2, rank=1), 5)
+
+
+def test_lightning_sets_the_sampler_epoch_through_the_dataloader():
+    sampler = DurationBatchSampler(random_durations(n=20), 30.0)
+    loader = DataLoader(list(range(20)), batch_sampler=sampler)
+    _set_sampler_epoch(loader, 3)  # what Lightning's fit and validation loops call every epoch
+    assert sampler.epoch == 3
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def make_corpus(folder, specs):
+    """specs: [(seconds, text)] -> utterances with audio written under `folder`"""
+    folder.mkdir(parents=True, exist_ok=True)
+    utts = []
+    for n, (seconds, text) in enumerate(specs):
+        path = folder / f"u{n}.wav"
+        write_audio(path, torch.from_numpy(tone(seconds, 300 + 40 * n)))
+        utts.append(Utterance(path, seconds, text))
+    return utts
+
+
+def test_collate_pads_and_reports_lengths():
+    items = [
+        (torch.ones(5), torch.tensor([3, 4]), 7),
+        (torch.full((3,), 2.0), torch.tensor([5, 6, 7, 8]), 2),
+    ]
+    batch = collate(items)
+    assert isinstance(batch, Batch)
+    assert batch.waves.shape == (2, 5) and batch.waves.dtype == torch.float32
+    assert batch.waves[1].tolist() == [2.0, 2.0, 2.0, 0.0, 0.0]
+    assert batch.wave_lengths.tolist() == [5, 3]
+    assert batch.targets.tolist() == [[3, 4, 0, 0], [5, 6, 7, 8]]
+    assert batch.target_lengths.tolist() == [2, 4]
+    assert batch.indices.tolist() == [7, 2]
+    assert all(t.dtype == torch.long for t in batch[1:])
+
+
+def test_dataloader_with_sampler_yields_padded_batches(tmp_path):
+    specs = [(0.3, "hello world"), (0.5, "It's 2"), (0.2, "ok"), (0.45, "a b c"), (0.35, "yes")]
+    utts = make_corpus(tmp_path / "wav", specs)
+    tokenizer = CharTokenizer()
+    dataset = SpeechDataset(utts, tokenizer)
+    wave, target, i = dataset[1]
+    assert wave.shape == (8000,) and wave.dtype == torch.float32 and i == 1
+    assert tokenizer.decode(target.tolist()) == "IT'S TWO"
+
+    sampler = DurationBatchSampler([u.duration for u in utts], 1.0)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    seen = []
+    for batch in loader:
+        assert batch.waves.shape == (len(batch.indices), batch.wave_lengths.max())
+        assert len(batch.indices) * batch.waves.shape[1] <= SAMPLE_RATE * 1.0 or len(batch.indices) == 1
+        for row, n, wave_length, i in zip(batch.targets, batch.target_lengths, batch.wave_lengths, batch.indices):
+            assert wave_length == round(specs[i][0] * SAMPLE_RATE)
+            assert tokenizer.decode(row[:n].tolist()) == normalize(specs[i][1])
+            assert (row[n:] == 0).all()
+        seen += batch.indices.tolist()
+    assert sorted(seen) == list(range(len(specs)))
+
+
+def test_datamodule_concatenates_manifests_drops_out_of_range_and_builds_loaders(tmp_path, caplog):
+    a = make_corpus(tmp_path / "a", [(0.3, "ONE"), (0.6, "TWO"), (0.05, "TOO SHORT")])
+    b = make_corpus(tmp_path / "b", [(0.4, "THREE"), (2.5, "TOO LONG")])
+    write_manifest(tmp_path / "a.jsonl", a)
+    write_manifest(tmp_path / "b.jsonl", b)
+    write_manifest(tmp_path / "val.jsonl", a[:2])
+    cfg = DataConfig(
+        train_manifests=[str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")],
+        val_manifests=[str(tmp_path / "val.jsonl")],
+        max_batch_seconds=1.0,
+        num_workers=0,
+        max_duration=2.0,
+    )
+    dm = SpeechDataModule(cfg, CharTokenizer())
+    with caplog.at_level(logging.INFO, logger="asr.data"):
+        dm.setup("fit")
+    assert [u.text for u in dm.train_set] == ["ONE", "TWO", "THREE"]
+    assert "dropped 2 of 5 utterances outside [0.1, 2] s" in caplog.text
+    assert [u.text for u in dm.val_set] == ["ONE", "TWO"]
+
+    train = dm.train_dataloader()
+    assert isinstance(train.batch_sampler, DurationBatchSampler) and train.batch_sampler.sorta_grad
+    assert sorted(i for batch in train for i in batch.indices.tolist()) == [0, 1, 2]
+    val = dm.val_dataloader()
+    assert not val.batch_sampler.shuffle and not val.batch_sampler.sorta_grad
+    assert sorted(i for batch in val for i in batch.indices.tolist()) == [0, 1]
+
+
+def test_data_config_rejects_inverted_duration_range():
+    with pytest.raises(ValueError, match="min_duration <= max_duration"):
+        DataConfig(min_duration=5.0, max_duration=1.0)
+    assert DataConfig().train_manifests == [] and DataConfig().train_manifests is not DataConfig().train_manifests
+    assert math.isclose(DataConfig().max_batch_seconds, 120.0)
