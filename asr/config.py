@@ -57,7 +57,7 @@ def from_dict(cls, data: Any, where: str = ""):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config key {where}{unknown[0]!r}; known keys here: {', '.join(fields)}")
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; known keys here: {', '.join(fields)}")
     kwargs = {name: convert(fields[name].type, value, f"{where}{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
@@ -83,8 +83,8 @@ def convert(tp, value: Any, key: str):
         return [convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)] if args else value
     if tp is Any:
         return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if tp is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        return parse_float(value, key)
     if tp is type(None):
         if value is None:
             return None
@@ -92,6 +92,14 @@ def convert(tp, value: Any, key: str):
     if not isinstance(value, origin or tp) or (tp is int and isinstance(value, bool)):
         raise type_error(key, tp, value)
     return value
+
+
+def parse_float(value: int | str, key: str) -> float:
+    """Floats may be written as ints, or as strings like "1e-4" that YAML 1.1 leaves unparsed."""
+    try:
+        return float(value)
+    except ValueError:
+        raise type_error(key, float, value) from None
 
 
 def type_error(key: str, tp, value) -> ConfigError:

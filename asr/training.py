@@ -6,6 +6,7 @@ all read from the `trainer:` section of the config, so one command runs on a CPU
 
 import inspect
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ LAST_CHECKPOINT = "last.ckpt"
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-3  # peak learning rate of the one-cycle schedule
+    lr: float = 1e-3  # peak learning rate: linear warm-up to it, then cosine decay
     weight_decay: float = 1e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     warmup_ratio: float = 0.1  # share of all steps spent rising to the peak
@@ -121,17 +122,29 @@ class ASRModule(L.LightningModule):
         opt = self.cfg.optim
         optimizer = torch.optim.AdamW(self.parameters(), lr=opt.lr, betas=tuple(opt.betas),
                                       weight_decay=opt.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=opt.lr, total_steps=max(int(self.trainer.estimated_stepping_batches), 1),
-            pct_start=opt.warmup_ratio, final_div_factor=1 / (opt.final_lr_ratio * 25))
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, opt.warmup_ratio, opt.final_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:
+    """One cycle: linear warm-up to the peak, then cosine decay to `final_ratio` of it at `total` steps."""
+    warmup = max(round(warmup_ratio * total), 1)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
     exp_dir = Path(cfg.exp_dir)
-    checkpoints = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="best-{epoch}-{step}",
-                                  monitor="val/wer", mode="min", save_top_k=1, save_last=True)
-    callbacks = [checkpoints, LearningRateMonitor(logging_interval="step")]
+    best = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="best-{epoch}-{step}",
+                           monitor="val/wer", mode="min", save_top_k=1)
+    # Lightning 2.6 refreshes save_last only when a best checkpoint is saved: keep "last" separately.
+    last = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
+                           monitor=None, save_top_k=1, enable_version_counter=False)
+    callbacks = [best, last, LearningRateMonitor(logging_interval="step")]
     if sys.stderr.isatty():
         callbacks.append(RichProgressBar())
     settings = {"precision": default_precision(), **cfg.trainer}
