@@ -84,3 +84,17 @@ def test_bad_config_key_fails_before_training(manifest, tmp_path):
     out = run_asr(*train_args(manifest, tmp_path / "exp", 1), "model.rnn_hiden=3", check=False)
     assert out.returncode == 2 and "unknown config key 'model.rnn_hiden'" in out.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_sentencepiece_tokenizer_is_trained_and_travels_in_the_bundle(manifest, tmp_path):
+    from asr.bundle import load_bundle
+    from asr.text import SentencePieceTokenizer
+
+    sp = tmp_path / "sp.model"
+    run_asr("tokenizer", manifest, "--out", sp, "--vocab-size", 40, "--type", "bpe")
+    exp = tmp_path / "exp"
+    run_asr(*train_args(manifest, exp, 1), "tokenizer.kind=sentencepiece", f"tokenizer.model={sp}")
+    model, tokenizer = load_bundle(exp / "model.safetensors")
+    assert isinstance(tokenizer, SentencePieceTokenizer)
+    assert model.cfg.vocab_size == len(tokenizer) == 41  # 40 pieces + the CTC blank
+    assert tokenizer.decode(tokenizer.encode(SENTENCES[3])) == SENTENCES[3]
