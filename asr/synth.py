@@ -30,13 +30,14 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, write_audio
 from .text import normalize
@@ -67,12 +68,12 @@ PICO_VOICES = ("en-GB",)
 
 # Kept out of every corpus: these voices belong to independent evaluation (see DESIGN.md).
 RESERVED_VOICES = frozenset({
-    "pico:en-US", "flite:slt", "flite:rms", "festival:cmu_us_slt_arctic_hts", "festival:kal_diphone_slt",
-    "mbrola:us2", "espeak-ng:mb-us2", "festival:us2_mbrola", "festival:ked_diphone", "festival:kdlpc16k",
+    "pico:en-US", "flite:slt", "flite:rms", "festival:cmu_us_slt_arctic_hts", "mbrola:us2", "espeak-ng:mb-us2",
+    "festival:us2_mbrola", "festival:ked_diphone", "festival:kdlpc16k",
 })
 
 SPEAKER_PITCH = (-4.0, 4.0)  # semitones around the voice's own pitch, fixed per speaker
-SPEAKER_RATE = (0.85, 1.2)  # speaking-rate factor, fixed per speaker
+SPEAKER_RATE = (0.8, 1.15)  # speaking-rate factor, fixed per speaker
 JITTER_PITCH = 0.7  # +- semitones per utterance
 JITTER_RATE = 0.07  # +- relative rate per utterance
 ESPEAK_PITCH_PER_SEMITONE = 6  # espeak-ng -p is 0..99 around 50
@@ -231,8 +232,8 @@ def split_speakers(speakers: list[Speaker], shares: dict[str, float], rng: rando
 # ---------------------------------------------------------------- sentences
 
 
-def read_sentences(text_files: list[str | os.PathLike], rng: random.Random):
-    """Yield (chapter, text): distinct normalised sentences of MIN_WORDS..MAX_WORDS words in random order.
+def read_sentences(text_files: list[str | os.PathLike], rng: random.Random) -> Iterator[tuple[int, str]]:
+    """(chapter, text) pairs: distinct normalised sentences of MIN_WORDS..MAX_WORDS words in random order.
 
     The chapter is the 1-based index of the text file. One sentence per line; lines are normalised
     lazily, so drawing a small corpus from a large text stays fast.
@@ -247,8 +248,13 @@ def read_sentences(text_files: list[str | os.PathLike], rng: random.Random):
             lines.setdefault(line.strip(), chapter)
     order = list(lines.items())
     rng.shuffle(order)
+    return _usable(order)
+
+
+def _usable(lines: list[tuple[str, int]]) -> Iterator[tuple[int, str]]:
+    """Normalise (line, chapter) pairs; yield (chapter, text) for new texts of a usable length."""
     seen = set()
-    for line, chapter in order:
+    for line, chapter in lines:
         text = normalize(line)
         if MIN_WORDS <= len(text.split()) <= MAX_WORDS and text not in seen:
             seen.add(text)
@@ -272,9 +278,12 @@ def _augmentation(rng: random.Random) -> tuple[tuple[str, ...], float | None, in
 class Planner:
     """Draws utterances (sentence, speaker, jitter, augmentation) until a split's seconds are planned."""
 
-    def __init__(self, sentences, by_split, out_dir: Path, augment_share: float, rng: random.Random):
-        self.sentences, self.by_split, self.out_dir = sentences, by_split, out_dir
+    def __init__(self, sentences: Iterator[tuple[int, str]], by_split: dict[str, list[Speaker]], out_dir: Path,
+                 augment_share: float, rng: random.Random):
+        self.sentences, self.out_dir = sentences, out_dir
         self.augment_share, self.rng = augment_share, rng
+        self.by_engine = {split: {e: [s for s in speakers if s.voice.engine == e] for e in ENGINES}
+                          for split, speakers in by_split.items()}
         self.seconds_per_word = SECONDS_PER_WORD
         self.numbers = Counter()  # (speaker, chapter) -> utterances so far
 
@@ -297,9 +306,9 @@ class Planner:
 
     def _speaker(self, split: str) -> Speaker:
         """An engine by its share, then one of its speakers in `split`."""
-        engines = sorted({s.voice.engine for s in self.by_split[split]}, key=list(ENGINES).index)
+        engines = [e for e, speakers in self.by_engine[split].items() if speakers]
         engine = self.rng.choices(engines, weights=[ENGINES[e]["share"] for e in engines])[0]
-        return self.rng.choice([s for s in self.by_split[split] if s.voice.engine == engine])
+        return self.rng.choice(self.by_engine[split][engine])
 
     def _job(self, split: str, chapter: int, text: str) -> Job:
         speaker = self._speaker(split)
@@ -338,7 +347,8 @@ def _espeak(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> li
     else:
         name = voice.name
     p = min(99, max(0, round(50 + ESPEAK_PITCH_PER_SEMITONE * pitch)))
-    _run(["espeak-ng", "-v", name, "-p", str(p), "-s", str(round(ESPEAK_WORDS_PER_MINUTE * rate)), "-w", str(wav), text])
+    speed = round(ESPEAK_WORDS_PER_MINUTE * rate)
+    _run(["espeak-ng", "-v", name, "-p", str(p), "-s", str(speed), "-w", str(wav), text])
     return []
 
 
@@ -405,13 +415,14 @@ def colored_noise(n: int, exponent: int, rng: np.random.Generator) -> np.ndarray
 
 
 def _speak(job: Job, tmp: Path) -> np.ndarray:
-    """Engine -> wav -> sox (engine pitch + augmentation) -> 16 kHz mono float32 (S,)."""
+    """Engine -> wav -> sox (engine pitch + augmentation, at 16 kHz) -> 16 kHz mono float32 (S,)."""
     wav = tmp / "tts.wav"
     effects = SYNTHESIZERS[job.speaker.voice.engine](job.speaker.voice, job.text.lower(), job.pitch, job.rate, wav)
     effects += list(job.effects)
-    if effects:
+    if effects:  # resampled first: 8 and 10 kHz voices are too narrow for the band-pass edges
         processed = tmp / "sox.wav"
-        _run(["sox", "-R", "-D", str(wav), "-e", "floating-point", "-b", "32", str(processed), *effects, "channels", "1"])
+        _run(["sox", "-R", "-D", str(wav), "-e", "floating-point", "-b", "32", str(processed),
+              "rate", str(SAMPLE_RATE), *effects, "channels", "1"])
         wav = processed
     if not wav.exists():
         raise SynthError("the engine wrote no audio")
@@ -439,8 +450,6 @@ def render(job: Job) -> tuple[Job, float | None, str | None]:
 
 def _init_worker() -> None:
     """One thread per worker: the parallelism is over processes, and results match for any --jobs."""
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -515,8 +524,11 @@ def synthesize_corpus(
     voices: engine names, ENGINE:VOICE ids or globs (default: every training voice installed).
     Returns {split: manifest path} for the splits train, dev and test.
     """
-    if hours <= 0 or not 0 <= dev_share + test_share < 1 or min(dev_share, test_share) < 0:
-        raise ValueError("need hours > 0 and dev_share, test_share >= 0 with dev_share + test_share < 1")
+    if hours <= 0 or jobs < 1 or min(dev_share, test_share) < 0 or dev_share + test_share >= 1:
+        raise ValueError("need hours > 0, jobs >= 1, and dev_share, test_share >= 0 with dev_share + test_share < 1")
+    if augment_share > 0 and not shutil.which("sox"):
+        log.warning("synth: sox is not installed, so no utterance is augmented (run scripts/install_tts.sh)")
+        augment_share = 0.0
     out_dir = Path(out_dir).absolute()
     _check_out_dir(out_dir)
     rng = random.Random(seed)
@@ -526,13 +538,14 @@ def synthesize_corpus(
     remaining = {split: hours * 3600 * shares[split] if by_split[split] else 0.0 for split in SPLITS}
     planner = Planner(read_sentences(text_files, rng), by_split, out_dir, augment_share, rng)
     done, failures = {split: [] for split in SPLITS}, []
-    log.info("synth: %d speakers of %d voices", len(speakers), len({s.voice for s in speakers}))
+    engines = Counter(s.voice.engine for s in speakers)
+    log.info("synth: %d speakers: %s", len(speakers), ", ".join(f"{n} {e}" for e, n in engines.items()))
     with multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker) as pool:
         for round_ in range(1, MAX_ROUNDS + 1):
             todo = [job for split in SPLITS if remaining[split] > 0 for job in planner.plan(split, remaining[split])]
             if not todo:
                 break
-            results = render_all(pool, todo, f"synth {round_}/{MAX_ROUNDS}")
+            results = render_all(pool, todo, f"synth, round {round_}")
             ok = [(job, duration) for job, duration, _ in results if duration is not None]
             failures += [(job, error) for job, _, error in results if error is not None]
             planner.calibrate(sum(job.estimate for job, _ in ok), sum(d for _, d in ok))
@@ -542,6 +555,8 @@ def synthesize_corpus(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_speakers(out_dir, by_split, {job.speaker.id for split in SPLITS for job, _ in done[split]})
     report_failures(out_dir, failures)
+    hours_done = ", ".join(f"{split} {sum(d for _, d in done[split]) / 3600:.3f} h" for split in SPLITS)
+    log.info("synth: wrote %s to %s", hours_done, out_dir)
     return {split: write_split(out_dir, split, done[split]) for split in SPLITS}
 
 
@@ -552,7 +567,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hours", type=float, required=True, help="hours of speech over all splits")
     parser.add_argument("--voices", nargs="+", metavar="VOICE",
                         help="engines (espeak-ng, mbrola, flite, festival, pico), ENGINE:VOICE ids or globs "
-                             "such as 'espeak-ng:en-gb*' (default: every training voice installed)")
+                             "such as 'espeak-ng:en-gb*' (default: every training voice installed); the "
+                             "voices reserved for evaluation are refused")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--augment-share", type=float, default=0.3, help="share of utterances augmented with sox")
@@ -568,4 +584,3 @@ def run(args: argparse.Namespace) -> None:
     )
     for split, path in manifests.items():
         print(f"{split}\t{path}")
-    sys.stdout.flush()

@@ -7,8 +7,9 @@
 #
 # Idempotent: re-running it changes nothing once everything is installed. Packages that the
 # mirror lacks are skipped with a warning; `asr synth` skips engines that are missing.
-# Reserved evaluation voices (flite slt/rms, mbrola us2, festival ked, cmu_us_slt_arctic_hts)
-# are deliberately never installed.
+# The voices reserved for evaluation are not installed where they are packages of their own (mbrola
+# us2, festival ked and cmu_us_slt_arctic_hts); flite's built-in slt/rms and pico's en-US come with
+# their engines, and asr.synth never uses them.
 set -euo pipefail
 
 SUDO=""
@@ -23,6 +24,7 @@ NONFREE_PACKAGES=(
     libttspico-utils
 )
 NONFREE_SOURCE=/etc/apt/sources.list.d/debian-contrib-non-free.sources
+APT=(apt-get -o DPkg::Lock::Timeout=600)  # wait for another apt-get instead of failing
 
 add_nonfree_source() {
     # Mirror the URI and keyring of the existing main source; only the components differ.
@@ -60,10 +62,10 @@ if [ "${#todo[@]}" -eq 0 ]; then
     echo "TTS engines already installed."
     exit 0
 fi
-$SUDO apt-get update
+$SUDO "${APT[@]}" update
 mapfile -t todo < <(available "${todo[@]}")
 if [ "${#todo[@]}" -gt 0 ]; then
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${todo[@]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends "${todo[@]}"
 fi
 for tool in espeak-ng mbrola flite text2wave pico2wave sox; do
     if command -v "$tool" >/dev/null; then echo "found $tool"; else echo "warning: $tool not found" >&2; fi
