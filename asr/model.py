@@ -6,6 +6,7 @@ would give alone: convolutions see zeros past each length, and the backward LSTM
 each utterance reversed within its own length.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +33,11 @@ class ModelConfig:
             raise ValueError("model.conv_channels, conv_kernels and conv_strides must have the same length")
         if self.rnn_merge not in ("sum", "concat"):
             raise ValueError(f"model.rnn_merge must be 'sum' or 'concat', got {self.rnn_merge!r}")
+
+    @property
+    def output_step_seconds(self) -> float:
+        """Seconds between output steps: the front-end's hop times the convolutions' time strides."""
+        return self.frontend.hop_ms / 1000 * math.prod(stride[1] for stride in self.conv_strides)
 
 
 def conv_output_length(length, kernel: int, stride: int):

@@ -113,6 +113,10 @@ class ASRModule(L.LightningModule):
                       for target, n in zip(batch.targets, batch.target_lengths.tolist())]
         self.val_errors.update(references, hypotheses)
 
+    def on_before_optimizer_step(self, optimizer):
+        """Gradient flow: one 2-norm per layer, before clipping (logged every trainer.log_every_n_steps)."""
+        self.log_dict(layer_grad_norms(self.model), on_step=True, on_epoch=False)
+
     def on_validation_epoch_end(self):
         scores = self.val_errors.compute()  # summed counts across ranks, then divided
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, prog_bar=True)
@@ -126,6 +130,19 @@ class ASRModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, total, opt.warmup_ratio, opt.final_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def layer_grad_norms(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The 2-norm of each layer's gradient, keyed by module path up to the layer index: "grad_norm/convs.0",
+    "grad_norm/rnns.1", "grad_norm/norms.1", "grad_norm/head". A layer whose norm sinks to 0 has stopped learning.
+    """
+    squares: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            parts = name.split(".")
+            layer = ".".join(parts[:2] if len(parts) > 2 and parts[1].isdigit() else parts[:1])
+            squares[layer] = squares.get(layer, 0) + param.grad.detach().float().pow(2).sum()
+    return {f"grad_norm/{layer}": total.sqrt() for layer, total in squares.items()}
 
 
 def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:
