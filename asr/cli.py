@@ -8,6 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from . import synth
+
 log = logging.getLogger("asr")
 
 
@@ -71,13 +73,58 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="WER and CER of a model on manifests")
     p.add_argument("manifests", nargs="+")
     add_model_arguments(p)
+    add_decoder_arguments(p)
     p.add_argument("--out", help="write one JSON line per utterance: reference, hypothesis, errors")
     p.set_defaults(run=run_evaluate)
+
+    p = commands.add_parser("synth", help="synthesize a speech corpus in LibriSpeech's layout")
+    synth.add_arguments(p)
+    p.set_defaults(run=synth.run)
 
     p = commands.add_parser("transcribe", help="transcribe audio files or folders")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     add_model_arguments(p)
+    add_decoder_arguments(p)
     p.set_defaults(run=run_transcribe)
+
+    p = commands.add_parser("lm", help="n-gram language models for beam search")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("build", help="estimate a word n-gram LM and its lexicon from text")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="text files, one sentence a line (normalised here)")
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--out", required=True, help="lm.arpa, or lm.bin for a KenLM binary; the lexicon goes beside it")
+    p.add_argument("--estimator", choices=["auto", "kenlm", "kaldingram"], default="auto",
+                   help="kenlm: lmplz, modified Kneser-Ney (scripts/build_kenlm.sh); kaldingram: Kneser-Ney in "
+                        "Python, for small and medium text; auto (default): kenlm if lmplz is on the PATH")
+    p.set_defaults(run=run_lm_build)
+
+    p = commands.add_parser("tune-lm", help="search LM weight and word score of beam search on a dev set")
+    p.add_argument("--manifest", required=True, help="the dev set")
+    p.add_argument("--lm", required=True, help="the LM; the best values go to LM.tuned.json beside it")
+    p.add_argument("--lexicon", help="words to spell (default: LM.lexicon.txt)")
+    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--beam-threshold", type=float, default=25.0)
+    p.add_argument("--lm-weights", type=floats, help="grid values, e.g. 0,0.5,1,2 (default: 0 to 3)")
+    p.add_argument("--word-scores", type=floats, help="grid values, e.g. -1,0,1 (default: -2 to 2)")
+    p.add_argument("--random", type=int, metavar="N", help="N random points instead of the grid")
+    p.add_argument("--seed", type=int, default=0, help="of the random points")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    add_model_arguments(p)
+    p.set_defaults(run=run_tune_lm)
+
+    p = commands.add_parser("inspect", help="look inside a trained model")
+    views = p.add_subparsers(dest="view", required=True, metavar="VIEW")
+    p = views.add_parser("gates", help="plot one LSTM layer's gates and cell state over an utterance")
+    p.add_argument("file", help="an audio file")
+    p.add_argument("--model", help="model bundle (default: the model shipped with asr)")
+    p.add_argument("--layer", type=int, default=0, help="the BiLSTM layer, counted from 0 (default: 0)")
+    p.add_argument("--direction", choices=["forward", "backward"], default="forward")
+    p.add_argument("--units", type=int, default=32, help="units in the heat map, the most active ones (default: 32)")
+    p.add_argument("--out", default="gates.png", help="the PNG to write (default: gates.png)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: print the PNG's path; json: also the curves")
+    p.set_defaults(run=run_inspect_gates)
     return parser
 
 
@@ -86,6 +133,38 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", choices=["greedy", "beam"],
+                   help="default: greedy, or beam if --lm or a beam option is given")
+    p.add_argument("--lm", help="KenLM word n-gram, ARPA or binary, from `asr lm build` (implies --decoder beam)")
+    p.add_argument("--lexicon", help="words beam search may spell (default with --lm: LM.lexicon.txt)")
+    p.add_argument("--beam-size", type=int)
+    p.add_argument("--beam-threshold", type=float)
+    p.add_argument("--lm-weight", type=float, help="default: the value `asr tune-lm` found, else 2")
+    p.add_argument("--word-score", type=float, help="default: the value `asr tune-lm` found, else 0")
+    p.add_argument("--unk-score", type=float, help="score of a word outside the lexicon (default: -inf, none)")
+
+
+BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "word_score", "unk_score")
+
+
+def decoder_config(args):
+    """The DecoderConfig the options ask for, or None for the model's default (greedy, or the default
+    model's own LM)."""
+    from .decoding import DecoderConfig
+
+    options = {name: getattr(args, name) for name in BEAM_OPTIONS if getattr(args, name) is not None}
+    kind = args.decoder or ("beam" if options else None)
+    return DecoderConfig(kind, **options) if kind else None
+
+
+def floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def run_prepare(args) -> None:
@@ -133,17 +212,19 @@ def run_evaluate(args) -> int:
     from .evaluate import evaluate
     from .transcribe import load_model
 
-    recognizer = load_model(args.model, args.device)
+    recognizer = load_model(args.model, args.device, decoder_config(args))
     rows, skipped = [], 0
     for manifest in args.manifests:
         report = evaluate(recognizer, read_manifest(manifest), args.batch_size)
         c = report.counts
         if args.format == "json":
             print(json.dumps({"manifest": manifest, "wer": c.wer, "cer": c.cer, "word_errors": c.word_errors,
-                              "words": c.words, "utterances": len(report.rows), "skipped": report.skipped}))
+                              "words": c.words, "utterances": len(report.rows), "exact": report.exact,
+                              "skipped": report.skipped}))
         else:
             print(f"{manifest}\tWER {100 * c.wer:.2f}% ({c.word_errors}/{c.words})\t"
-                  f"CER {100 * c.cer:.2f}%\t{len(report.rows)} utterances, {report.skipped} skipped")
+                  f"CER {100 * c.cer:.2f}%\t{report.exact}/{len(report.rows)} utterances exactly right, "
+                  f"{report.skipped} skipped")
         rows += [{"manifest": manifest, **row} for row in report.rows]
         skipped += report.skipped
     if args.out:
@@ -154,7 +235,7 @@ def run_evaluate(args) -> int:
 def run_transcribe(args) -> int:
     from .transcribe import find_audio, load_model
 
-    recognizer = load_model(args.model, args.device)
+    recognizer = load_model(args.model, args.device, decoder_config(args))
     files = list(find_audio(args.inputs))
     failed = []
     for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append):
@@ -167,3 +248,48 @@ def run_transcribe(args) -> int:
     if failed:
         print(f"asr transcribe: {len(failed)} file(s) could not be transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def run_lm_build(args) -> None:
+    from .lm import build_lm
+
+    print(build_lm(args.texts, args.out, args.order, args.estimator))
+
+
+def run_tune_lm(args) -> None:
+    from .data import read_manifest
+    from .decoding import BeamSearchDecoder, DecoderConfig
+    from .lm import write_tuned
+    from .transcribe import load_model
+    from .tuning import LM_WEIGHTS, WORD_SCORES, best, dev_log_probs, greedy_counts, grid, random_points, tune
+
+    recognizer = load_model(args.model, args.device)
+    decoder = BeamSearchDecoder(recognizer.tokenizer, DecoderConfig(
+        "beam", beam_size=args.beam_size, beam_threshold=args.beam_threshold, lm=args.lm, lexicon=args.lexicon))
+    dev = dev_log_probs(recognizer, read_manifest(args.manifest), args.batch_size)
+    points = (random_points(args.random, args.seed) if args.random
+              else grid(args.lm_weights or LM_WEIGHTS, args.word_scores or WORD_SCORES))
+    trials = tune(decoder, dev, points, args.jobs)
+    for t in sorted(trials, key=lambda t: (t.lm_weight, t.word_score)):
+        log.info("lm_weight %6.3f  word_score %6.3f  WER %6.2f%%", t.lm_weight, t.word_score, 100 * t.counts.wer)
+    top, greedy = best(trials), greedy_counts(dev, recognizer.tokenizer)
+    result = {"lm_weight": top.lm_weight, "word_score": top.word_score, "beam_size": args.beam_size,
+              "wer": top.counts.wer, "greedy_wer": greedy.wer, "words": top.counts.words, "points": len(trials),
+              "model": str(args.model or "default"), "manifest": args.manifest}
+    path = write_tuned(args.lm, result)
+    if args.format == "json":
+        print(json.dumps({**result, "tuned": str(path)}))
+    else:
+        print(f"lm_weight {top.lm_weight}\tword_score {top.word_score}\tWER {100 * top.counts.wer:.2f}% "
+              f"(greedy {100 * greedy.wer:.2f}%)\t-> {path}")
+
+
+def run_inspect_gates(args) -> None:
+    from .gates import gate_curves, plot_gates
+    from .transcribe import load_model
+
+    recognizer = load_model(args.model, args.device)
+    curves, features = gate_curves(recognizer.model, recognizer.tokenizer, args.file, args.layer, args.direction,
+                                   args.units, recognizer.device)
+    out = plot_gates(curves, features, args.out)
+    print(json.dumps({"plot": str(out), **asdict(curves)}) if args.format == "json" else out)

@@ -14,6 +14,11 @@ class Report:
     rows: list[dict]  # per utterance: audio_filepath, reference, hypothesis, word_errors, words
     skipped: int  # utterances whose audio could not be read
 
+    @property
+    def exact(self) -> int:
+        """Utterances recognised without a single word error."""
+        return sum(row["word_errors"] == 0 and row["hypothesis"] == row["reference"] for row in self.rows)
+
 
 def evaluate(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> Report:
     """Transcribe `utterances` and score them against their normalised transcripts."""

@@ -3,7 +3,7 @@
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -11,11 +11,12 @@ from torch.nn.utils.rnn import pad_sequence
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
 from .bundle import load_bundle
-from .decoding import greedy_decode
+from .decoding import DecoderConfig, Word, build_decoder, word_timestamps
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default.safetensors"
+DEFAULT_LM = DEFAULT_MODEL.with_name("default.lm.bin")  # shipped beside the default model where it helps it
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Transcript:
     audio_filepath: str
     text: str
     duration: float  # seconds
+    words: list[Word] = field(default_factory=list)  # each with start and end seconds and a confidence
 
 
 def default_device() -> str:
@@ -32,16 +34,31 @@ def default_device() -> str:
 class Recognizer:
     """A trained model with its tokenizer, ready to transcribe."""
 
-    def __init__(self, model, tokenizer, device: str | torch.device):
+    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None):
         self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
+        self.set_decoder(decoder or DecoderConfig())
+
+    def set_decoder(self, cfg: DecoderConfig) -> None:
+        """Decode with `cfg` from now on: greedy, or beam search (an LM is loaded here)."""
+        self.decoder_config, self.decode = cfg, build_decoder(self.tokenizer, cfg)
 
     @torch.inference_mode()
-    def recognize(self, waves: list[torch.Tensor]) -> list[str]:
-        """Texts for a list of 16 kHz mono waveforms, each (S_i,), run as one padded batch."""
+    def log_probs(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """16 kHz mono waveforms, each (S_i,), run as one padded batch -> log-probs (B, T, V) float32 on the
+        CPU and output lengths (B,)."""
         lengths = torch.tensor([len(w) for w in waves], device=self.device)  # (B,)
         batch = pad_sequence(waves, batch_first=True).to(self.device)  # (B, S)
         log_probs, out_lengths = self.model(batch, lengths)
-        return [self.tokenizer.decode(ids) for ids in greedy_decode(log_probs, out_lengths)]
+        return log_probs.float().cpu(), out_lengths.cpu()
+
+    def recognize(self, waves: list[torch.Tensor]) -> list[tuple[str, list[Word]]]:
+        """Text and timed words for each of a list of 16 kHz mono waveforms (S_i,)."""
+        log_probs, lengths = self.log_probs(waves)
+        step = self.model.cfg.output_step_seconds
+        results = []
+        for probs, length, ids in zip(log_probs, lengths.tolist(), self.decode(log_probs, lengths)):
+            results.append((self.tokenizer.decode(ids), word_timestamps(probs[:length], ids, self.tokenizer, step)))
+        return results
 
     def transcribe(self, sources: Iterable, batch_size: int = 8,
                    on_error: Callable[[AudioError], None] | None = None) -> Iterator[Transcript]:
@@ -49,22 +66,26 @@ class Recognizer:
 
         A file that cannot be read is passed to `on_error` (default: logged) and skipped.
         """
-        pending: list[tuple[str, torch.Tensor]] = []
-        for source in sources:
-            try:
-                pending.append((name_of(source), load_audio(source)))
-            except AudioError as err:
-                (on_error or report)(err)
-            if len(pending) == batch_size:
-                yield from self._transcribe_batch(pending)
-                pending = []
-        if pending:
-            yield from self._transcribe_batch(pending)
+        for items in audio_batches(sources, batch_size, on_error):
+            results = self.recognize([wave for _, wave in items])
+            for (name, wave), (text, words) in zip(items, results):
+                yield Transcript(name, text, round(len(wave) / SAMPLE_RATE, 3), words)
 
-    def _transcribe_batch(self, items: list[tuple[str, torch.Tensor]]) -> Iterator[Transcript]:
-        texts = self.recognize([wave for _, wave in items])
-        for (name, wave), text in zip(items, texts):
-            yield Transcript(name, text, round(len(wave) / SAMPLE_RATE, 3))
+
+def audio_batches(sources: Iterable, batch_size: int,
+                  on_error: Callable[[AudioError], None] | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Lists of up to `batch_size` (name, 16 kHz waveform (S,)) of the readable `sources`, in order."""
+    pending: list[tuple[str, torch.Tensor]] = []
+    for source in sources:
+        try:
+            pending.append((name_of(source), load_audio(source)))
+        except AudioError as err:
+            (on_error or report)(err)
+        if len(pending) == batch_size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 def report(err: AudioError) -> None:
@@ -75,16 +96,23 @@ def name_of(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stdin>")
 
 
-def load_model(path: str | os.PathLike | None = None, device: str | None = None) -> Recognizer:
-    """A Recognizer for a model bundle; with no path, the default model shipped with the package."""
+def load_model(path: str | os.PathLike | None = None, device: str | None = None,
+               decoder: DecoderConfig | None = None) -> Recognizer:
+    """A Recognizer for a model bundle; with no path, the default model shipped with the package.
+
+    `decoder` picks greedy decoding (the default) or beam search, e.g.
+    DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
+    """
     if path is None:
         if not DEFAULT_MODEL.exists():
             raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
                                     "(--model FILE, made by `asr train` or `asr export`)")
         path = DEFAULT_MODEL
+        if decoder is None and DEFAULT_LM.exists():
+            decoder = DecoderConfig("beam", lm=str(DEFAULT_LM))
     device = device or default_device()
     model, tokenizer = load_bundle(path, device)
-    return Recognizer(model, tokenizer, device)
+    return Recognizer(model, tokenizer, device, decoder)
 
 
 def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs asr into the current Python environment, with its test extras, and the system packages it
-# uses: espeak-ng (speech for the tests and the synthetic corpus) and sox. Safe to run again.
+# uses: espeak-ng (speech for the tests and the synthetic corpus) and sox, and builds KenLM's tools.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +13,6 @@ if ! dpkg -s "${SYSTEM_PACKAGES[@]}" >/dev/null 2>&1; then
 fi
 
 python3 -m pip install -e ".[dev]"
+
+# KenLM's lmplz (modified Kneser-Ney LMs from large text) and build_binary (binary LMs): `asr lm build`
+bash scripts/build_kenlm.sh

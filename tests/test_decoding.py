@@ -1,0 +1,155 @@
+"""Greedy and beam search on hand-made CTC log-probabilities: an n-gram LM built from a few sentences
+corrects what greedy misspells, word timestamps, and clear errors for bad LM files."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.decoding import BeamSearchDecoder, DecoderConfig, build_decoder, greedy_decode, word_timestamps
+from asr.lm import LMError, build_lm, tuned_path, write_tuned
+from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
+
+TEXT = ["THE CAT SAT ON THE MAT", "THE DOG BARKS AT THE CAT", "THE LOG BURNS IN THE FIRE", "A CAT IS HAPPY",
+        "OPEN THE DOOR", "HELLO WORLD"]
+STEP = 0.02  # seconds per output step
+
+
+def emissions(tokenizer, frames: list) -> torch.Tensor:
+    """Log-probs (T, V) from frames: a token string ("-" for blank) gets 0.9, or a {token: prob} dict
+    shares out its probabilities; the rest of each frame's mass is spread over the other tokens."""
+    ids = {piece: i for i, piece in enumerate(tokenizer.vocab)} | {"-": 0}
+    probs = torch.full((len(frames), len(tokenizer)), 1e-3)
+    for t, frame in enumerate(frames):
+        for piece, p in (frame if isinstance(frame, dict) else {frame: 0.9}).items():
+            probs[t, ids[piece]] = p
+    return (probs / probs.sum(dim=-1, keepdim=True)).log()
+
+
+def spelled(text: str, confusions: dict | None = None) -> list:
+    """Frames for a character sequence, each character between blanks; confusions[i] replaces frame i."""
+    frames = [f for c in text.replace(" ", "|") for f in ("-", c)] + ["-"]
+    for i, frame in (confusions or {}).items():
+        frames[i] = frame
+    return frames
+
+
+def decode(decoder, log_probs: torch.Tensor) -> list[int]:
+    return decoder(log_probs[None], torch.tensor([len(log_probs)]))[0]
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lm")
+    (folder / "text.txt").write_text("\n".join(TEXT) + "\n")
+    return build_lm([folder / "text.txt"], folder / "lm.arpa", order=3, estimator="kaldingram")
+
+
+def test_lm_makes_beam_search_choose_the_in_vocabulary_word(lm):
+    chars = CharTokenizer()
+    # greedy hears "THE KAT SAT": K wins its frame, C comes second
+    log_probs = emissions(chars, spelled("THE KAT SAT", {9: {"K": 0.5, "C": 0.4}}))
+    assert chars.decode(decode(greedy_decode, log_probs)) == "THE KAT SAT"
+    assert chars.decode(decode(build_decoder(chars, DecoderConfig("beam")), log_probs)) == "THE KAT SAT"
+    beam_lm = build_decoder(chars, DecoderConfig("beam", lm=str(lm)))
+    assert chars.decode(decode(beam_lm, log_probs)) == "THE CAT SAT"
+
+
+def test_the_lm_context_picks_between_lexicon_words(lm):
+    chars = CharTokenizer()
+    decoder = BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm), nbest=3))
+    for heard, best in [("THE DOG BARKS", "THE DOG BARKS"), ("THE DOG BURNS", "THE LOG BURNS")]:
+        # "THE ?OG ...": D and L equally likely, and the word after decides
+        log_probs = emissions(chars, spelled(heard, {9: {"D": 0.45, "L": 0.45}}))
+        hypotheses = decoder.nbest(log_probs[None], torch.tensor([len(log_probs)]))[0]
+        assert hypotheses[0].text == best and len(hypotheses) == 3
+        assert hypotheses[0].score > hypotheses[1].score >= hypotheses[2].score
+
+
+def decode_text(tokenizer, cfg: DecoderConfig, log_probs: torch.Tensor) -> str:
+    return tokenizer.decode(decode(build_decoder(tokenizer, cfg), log_probs))
+
+
+def test_a_lexicon_without_lm_spells_only_lexicon_words(lm):
+    chars = CharTokenizer()
+    log_probs = emissions(chars, spelled("THE KAT SAT", {9: {"K": 0.5, "C": 0.4}}))
+    lexicon = str(lm.with_suffix(".lexicon.txt"))
+    assert decode_text(chars, DecoderConfig("beam", lexicon=lexicon), log_probs) == "THE CAT SAT"
+
+
+def test_tuned_weights_next_to_the_lm_are_used_unless_given(lm):
+    chars = CharTokenizer()
+    assert BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm))).lm_weight == 2.0
+    write_tuned(lm, {"lm_weight": 0.75, "word_score": -0.5, "wer": 0.1})
+    try:
+        tuned = BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm)))
+        assert (tuned.lm_weight, tuned.word_score) == (0.75, -0.5)
+        given = BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm), lm_weight=1.5))
+        assert (given.lm_weight, given.word_score) == (1.5, -0.5)
+        assert (given.reweighted(0.0, 1.0).lm_weight, given.lm_weight) == (0.0, 1.5)
+    finally:
+        tuned_path(lm).unlink()
+
+
+def test_sentencepiece_beam_search_with_lm(lm, tmp_path):
+    sp = SentencePieceTokenizer.from_file(
+        train_sentencepiece(TEXT * 3 + ["A RED HAT"], tmp_path / "sp.model", vocab_size=50, model_type="bpe"))
+    pieces = [sp.vocab[i] for i in sp.encode("THE HAT SAT")]
+    assert pieces[1:3] == ["▁H", "AT"] and [sp.vocab[i] for i in sp.encode("CAT")] == ["▁CAT"]
+    # greedy hears "THE HAT SAT" (▁H AT); "CAT" (one piece, ▁CAT) comes a close second
+    frames = [f for piece in pieces for f in ("-", piece)] + ["-"]
+    frames[3], frames[5] = {"▁H": 0.5, "▁CAT": 0.4}, {"AT": 0.5, "-": 0.4}
+    log_probs = emissions(sp, frames)
+    assert sp.decode(decode(greedy_decode, log_probs)) == "THE HAT SAT"
+    assert decode_text(sp, DecoderConfig("beam", lm=str(lm)), log_probs) == "THE CAT SAT"
+    words = word_timestamps(log_probs, decode(build_decoder(sp, DecoderConfig("beam", lm=str(lm))), log_probs),
+                            sp, STEP)
+    assert [w.word for w in words] == ["THE", "CAT", "SAT"]
+
+
+@pytest.mark.parametrize("config", [DecoderConfig(), DecoderConfig("beam"), DecoderConfig("beam", lm="LM")])
+def test_word_timestamps_are_monotonic_within_the_audio_and_confident(lm, config):
+    chars = CharTokenizer()
+    frames = spelled("THE CAT SAT ON THE MAT", {9: {"C": 0.6, "K": 0.3}})
+    frames[21:21] = ["T", "T", "T"]  # the T of SAT held over four steps
+    log_probs = emissions(chars, frames)
+    if config.lm:
+        config = DecoderConfig("beam", lm=str(lm))
+    tokens = decode(build_decoder(chars, config), log_probs)
+    words = word_timestamps(log_probs, tokens, chars, STEP)
+    assert " ".join(w.word for w in words) == chars.decode(tokens) == "THE CAT SAT ON THE MAT"
+    times = [t for w in words for t in (w.start, w.end)]
+    assert times == sorted(times) and all(w.start < w.end for w in words)
+    assert 0 <= times[0] and times[-1] <= len(log_probs) * STEP
+    assert (words[0].start, words[0].end) == pytest.approx((1 * STEP, 6 * STEP))  # T H E at steps 1, 3, 5
+    assert (words[2].start, words[2].end) == pytest.approx((17 * STEP, 25 * STEP))  # S A T, T held to step 24
+    assert all(0.5 < w.confidence <= 1 for w in words)
+    assert words[1].confidence < words[0].confidence  # C shared its frame with K
+
+
+def test_no_tokens_no_words():
+    chars = CharTokenizer()
+    assert word_timestamps(emissions(chars, ["-"] * 5), [], chars, STEP) == []
+
+
+def test_bad_lm_and_lexicon_paths_give_clear_errors(lm, tmp_path):
+    chars = CharTokenizer()
+    with pytest.raises(LMError, match=r"nope\.arpa: cannot read the language model \(No such file or directory\); "
+                                     r"build one with `asr lm build"):
+        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(tmp_path / "nope.arpa"),
+                                               lexicon=str(lm.with_suffix(".lexicon.txt"))))
+    lexicon = str(lm.with_suffix(".lexicon.txt"))
+    garbage = tmp_path / "garbage.arpa"
+    garbage.write_text("this is not an ARPA file\n")
+    with pytest.raises(LMError, match=r"garbage\.arpa: not a KenLM language model \(ARPA text"):
+        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(garbage), lexicon=lexicon))
+    broken = tmp_path / "broken.arpa"
+    broken.write_text(lm.read_text()[:200])
+    with pytest.raises(LMError, match=r"broken\.arpa: not a KenLM language model \(ARPA or binary\): .+asr lm build"):
+        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(broken), lexicon=lexicon))
+    with pytest.raises(LMError, match=r"broken\.lexicon\.txt: cannot read the lexicon for the LM .*--lexicon"):
+        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(broken)))
+    with pytest.raises(ValueError, match="needs beam search"):
+        DecoderConfig("greedy", lm=str(lm))
+    with pytest.raises(ValueError, match="'greedy' or 'beam'"):
+        DecoderConfig("viterbi")
