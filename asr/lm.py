@@ -62,8 +62,8 @@ def build_lm(texts: list, out, order: int = 3, estimator: str = "auto") -> Path:
     if `out` ends in .bin), with its lexicon beside it (lexicon_path). Returns `out`."""
     if estimator not in ESTIMATORS:
         raise LMError(f"unknown estimator {estimator!r}; use one of {', '.join(ESTIMATORS)}")
-    if order < 1:
-        raise LMError(f"the n-gram order must be at least 1, not {order}")
+    if order < 2:  # flashlight's KenLM wrapper cannot load unigram models
+        raise LMError(f"the n-gram order must be at least 2, not {order}")
     if estimator == "auto":
         estimator = "kenlm" if kenlm_tool("lmplz") else "kaldingram"
     out = Path(out)

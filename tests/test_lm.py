@@ -56,6 +56,8 @@ def test_lm_build_errors_name_the_problem(text, tmp_path, monkeypatch):
     (tmp_path / "empty.txt").write_text("\n ... \n")
     with pytest.raises(LMError, match=r"no words in .*empty\.txt"):
         build_lm([tmp_path / "empty.txt"], tmp_path / "lm.arpa")
+    with pytest.raises(LMError, match="order must be at least 2"):  # unigram LMs do not load in flashlight
+        build_lm([text], tmp_path / "lm.arpa", order=1)
     with pytest.raises(LMError, match="unknown estimator 'srilm'"):
         build_lm([text], tmp_path / "lm.arpa", estimator="srilm")
     monkeypatch.setattr("asr.lm.kenlm_tool", lambda name: None)
