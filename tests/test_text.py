@@ -16,7 +16,7 @@ from asr.text import (
     train_sentencepiece,
 )
 
-LJSPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "ljspeech.txt"
+LJSPEECH = Path(__file__).resolve().parent / "data" / "ljspeech_300.txt"  # the first lines of LJ Speech's text
 
 
 @pytest.mark.parametrize(
