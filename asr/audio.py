@@ -27,7 +27,7 @@ class AudioError(Exception):
         self.cause = cause
 
 
-def _source_name(source) -> str:
+def source_name(source) -> str:
     """The name to show for a path or a file-like object in error messages."""
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -56,7 +56,7 @@ def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_R
 
     Channels are averaged; other rates are resampled. Raises AudioError for anything unusable.
     """
-    name = _source_name(source)
+    name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
         _check_path(source)
     elif not source.seekable():  # a pipe such as stdin: soundfile needs to seek

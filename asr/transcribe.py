@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio, source_name
 from .bundle import load_bundle
 from .decoding import DecoderConfig, Word, build_decoder, word_timestamps
 
@@ -78,7 +78,7 @@ def audio_batches(sources: Iterable, batch_size: int,
     pending: list[tuple[str, torch.Tensor]] = []
     for source in sources:
         try:
-            pending.append((name_of(source), load_audio(source)))
+            pending.append((source_name(source), load_audio(source)))
         except AudioError as err:
             (on_error or report)(err)
         if len(pending) == batch_size:
@@ -90,10 +90,6 @@ def audio_batches(sources: Iterable, batch_size: int,
 
 def report(err: AudioError) -> None:
     log.error("skipped %s", err)
-
-
-def name_of(source) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<stdin>")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = None,
