@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 ESTIMATORS = ("auto", "kenlm", "kaldingram")
 KENLM_MEMORY = "30%"  # lmplz's sorting memory, of the machine's RAM
+# KenLM binary: a trie with probabilities and back-offs quantised to 8 bits, ~60% of the unquantised size
+# (the 3-gram of the synthetic recipe: 9.0 MB instead of 15.6 MB), as Mozilla DeepSpeech ships its scorer
+BINARY_FORMAT = ["-q", "8", "-b", "8", "trie"]
 FALLBACK_DISCOUNT = 0.5  # for an order whose counts-of-counts give none below 1 (lmplz's --discount_fallback)
 INSTALL_KENLM = "build KenLM's lmplz and build_binary with `bash scripts/build_kenlm.sh`"
 
@@ -89,7 +92,7 @@ def build_lm(texts: list, out, order: int = 3, estimator: str = "auto") -> Path:
         estimate = kenlm_lmplz if estimator == "kenlm" else kaldingram_lm
         estimate(itertools.chain([first], stream), order, arpa, Path(tmp))
         if binary:
-            run_tool([kenlm_tool("build_binary"), "trie", str(arpa), str(out)])
+            run_tool([kenlm_tool("build_binary"), *BINARY_FORMAT, str(arpa), str(out)])
     lexicon_path(out).write_text("".join(f"{w} {' '.join(w)} {WORD_SEPARATOR}\n" for w in sorted(counts)))
     log.info("%s: %d words, %d distinct; lexicon %s", out, sum(counts.values()), len(counts), lexicon_path(out))
     return out
