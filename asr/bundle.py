@@ -15,6 +15,7 @@ from .text import tokenizer_from_dict
 
 FORMAT = "asr-bundle"
 VERSION = "1"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default.safetensors"  # shipped with the package
 
 
 class BundleError(ValueError):

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from . import config
+from .bundle import DEFAULT_MODEL, load_bundle
 from .data import DataConfig, SpeechDataModule
 from .decoding import greedy_decode
 from .metrics import ErrorRate
@@ -49,6 +50,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: dict[str, Any] = field(default_factory=dict)  # keyword arguments of lightning.Trainer
+    init_from: str | None = None  # fine-tune: start from a model bundle's weights ("default": the shipped model)
 
 
 def resolve_config_path(name: str) -> Path:
@@ -145,6 +147,32 @@ def layer_grad_norms(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {f"grad_norm/{layer}": total.sqrt() for layer, total in squares.items()}
 
 
+# settings that change training but not the shape or meaning of the weights
+TRAINING_ONLY = {"dropout", "freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_mask_max_ratio"}
+
+
+def architecture(cfg: ModelConfig) -> dict[str, Any]:
+    """The model settings its weights depend on, flat: {"rnn_hidden": 320, "frontend.n_mels": 80, ...}."""
+    settings = config.to_dict(cfg)
+    flat = {f"frontend.{k}": v for k, v in settings.pop("frontend").items() if k not in TRAINING_ONLY}
+    return flat | {k: v for k, v in settings.items() if k not in TRAINING_ONLY}
+
+
+def init_weights(module: ASRModule, source: str) -> None:
+    """Copy a bundle's weights into the module's model; its network and tokenizer must be the config's."""
+    path = DEFAULT_MODEL if source == "default" else Path(source)
+    model, tokenizer = load_bundle(path)
+    if tokenizer.to_dict() != module.tokenizer.to_dict():
+        raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's")
+    ours, theirs = architecture(module.cfg.model), architecture(model.cfg)
+    if differences := [f"model.{k}: {theirs.get(k)} in the bundle, {ours.get(k)} here"
+                       for k in sorted(ours.keys() | theirs.keys()) if ours.get(k) != theirs.get(k)]:
+        raise config.ConfigError(f"init_from {path}: the bundle's network differs from this config's "
+                                 f"({'; '.join(differences)})")
+    module.model.load_state_dict(model.state_dict())
+    log.info("starting from the weights of %s", path)
+
+
 def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:
     """One cycle: linear warm-up to the peak, then cosine decay to `final_ratio` of it at `total` steps."""
     warmup = max(round(warmup_ratio * total), 1)
@@ -190,5 +218,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     ckpt_path = last_checkpoint(cfg) if resume else None
     if resume and ckpt_path is None:
         log.warning("--resume: no checkpoint in %s/checkpoints yet, starting from scratch", cfg.exp_dir)
+    if cfg.init_from and ckpt_path is None:  # a resumed run has its own weights
+        init_weights(module, cfg.init_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     return trainer.checkpoint_callback

@@ -10,12 +10,11 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio, source_name
-from .bundle import load_bundle
+from .bundle import DEFAULT_MODEL, load_bundle
 from .decoding import DecoderConfig, Word, build_decoder, word_timestamps
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "default.safetensors"
 DEFAULT_LM = DEFAULT_MODEL.with_name("default.lm.bin")  # shipped beside the default model where it helps it
 
 

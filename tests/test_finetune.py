@@ -1,0 +1,44 @@
+"""Fine-tuning: `init_from` starts training from a bundle's weights, and refuses a bundle that does not fit."""
+
+import pytest
+import torch
+
+from asr import config
+from asr.bundle import save_bundle
+from asr.model import DeepSpeech2
+from asr.text import build_tokenizer
+from asr.training import ASRModule, init_weights, load_experiment_config
+
+
+def tiny_module(*overrides: str) -> ASRModule:
+    cfg = load_experiment_config("tiny", list(overrides))
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    cfg.model.vocab_size = len(tokenizer)
+    return ASRModule(config.to_dict(cfg), tokenizer.to_dict())
+
+
+def tiny_bundle(path, *overrides: str):
+    module = tiny_module(*overrides)
+    torch.manual_seed(1)
+    model = DeepSpeech2(module.cfg.model)
+    return save_bundle(path, model, module.tokenizer), model
+
+
+def test_init_from_copies_every_weight_and_ignores_training_only_settings(tmp_path):
+    bundle, source = tiny_bundle(tmp_path / "a.safetensors")
+    module = tiny_module("model.dropout=0.3", "model.frontend.freq_masks=2")  # training-only: allowed to differ
+    init_weights(module, str(bundle))
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(module.model.state_dict()[name], tensor), name
+
+
+def test_init_from_a_different_network_names_the_setting(tmp_path):
+    bundle, _ = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_hidden=24", "model.frontend.n_mels=64")
+    with pytest.raises(config.ConfigError, match=r"model.frontend.n_mels: 64 in the bundle, 40 here.*"
+                                                 r"model.rnn_hidden: 24 in the bundle"):
+        init_weights(tiny_module(), str(bundle))
+
+
+def test_init_from_a_missing_bundle_names_it(tmp_path):
+    with pytest.raises(ValueError, match="nothing.safetensors: no such model file"):
+        init_weights(tiny_module(), str(tmp_path / "nothing.safetensors"))
