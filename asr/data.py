@@ -22,7 +22,9 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .audio import audio_duration, load_audio
+import torchaudio
+
+from .audio import SAMPLE_RATE, audio_duration, load_audio
 from .text import normalize
 
 log = logging.getLogger(__name__)
@@ -257,11 +259,14 @@ class DurationBatchSampler(Sampler[list[int]]):
 
 
 class SpeechDataset(Dataset):
-    """Utterances -> (wave (S,) float32, target (L,) long, index); audio is decoded here, nothing else."""
+    """Utterances -> (wave (S,) float32, target (L,) long, index); audio is decoded here, and with
+    `speeds` played at a speed drawn from them (speed perturbation, as Kaldi's: tempo and pitch change
+    together)."""
 
-    def __init__(self, utterances: Sequence[Utterance], tokenizer):
+    def __init__(self, utterances: Sequence[Utterance], tokenizer, speeds: Sequence[float] = ()):
         self.utterances = utterances
         self.tokenizer = tokenizer
+        self.speeds = list(speeds)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -269,7 +274,14 @@ class SpeechDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         u = self.utterances[i]
         target = torch.tensor(self.tokenizer.encode(normalize(u.text)), dtype=torch.long)  # (L,)
-        return load_audio(u.audio_filepath), target, i
+        return self.perturb(load_audio(u.audio_filepath)), target, i
+
+    def perturb(self, wave: torch.Tensor) -> torch.Tensor:
+        """(S,) -> (S / speed,): the wave read as if recorded at speed x the sample rate."""
+        speed = self.speeds[torch.randint(len(self.speeds), ()).item()] if self.speeds else 1.0
+        if speed == 1.0:
+            return wave
+        return torchaudio.functional.resample(wave, round(SAMPLE_RATE * speed), SAMPLE_RATE)
 
 
 class Batch(NamedTuple):
@@ -304,6 +316,8 @@ class DataConfig:
     sorta_grad: bool = True  # first epoch shortest-first
     min_duration: float = 0.1  # seconds; shorter and longer utterances are dropped
     max_duration: float = 30.0
+    # training speeds, e.g. [0.9, 1.0, 1.1]: a batch may then exceed max_batch_seconds by 1 / min(speed)
+    speed_perturb: list[float] = field(default_factory=list)
     seed: int = 0
 
     def __post_init__(self):
@@ -346,27 +360,28 @@ class SpeechDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if not self.train_set:
             raise ValueError("no training data: set data.train_manifests (and call setup() first)")
-        return self._loader(self.train_set, shuffle=True, sorta_grad=self.cfg.sorta_grad)
+        return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
         if not self.val_set:
             raise ValueError("no validation data: set data.val_manifests (and call setup() first)")
-        return self._loader(self.val_set, shuffle=False, sorta_grad=False)
+        return self._loader(self.val_set, train=False)
 
-    def _loader(self, utterances: list[Utterance], shuffle: bool, sorta_grad: bool) -> DataLoader:
+    def _loader(self, utterances: list[Utterance], train: bool) -> DataLoader:
+        """Training: shuffled (shortest first in epoch 0 with sorta_grad), speed-perturbed; else in order."""
         attached = self.trainer is not None
         sampler = DurationBatchSampler(
             [u.duration for u in utterances],
             self.cfg.max_batch_seconds,
             max_batch_size=self.cfg.max_batch_size,
-            shuffle=shuffle,
-            sorta_grad=sorta_grad,
+            shuffle=train,
+            sorta_grad=train and self.cfg.sorta_grad,
             seed=self.cfg.seed,
             num_replicas=self.trainer.world_size if attached else 1,
             rank=self.trainer.global_rank if attached else 0,
         )
         return DataLoader(
-            SpeechDataset(utterances, self.tokenizer),
+            SpeechDataset(utterances, self.tokenizer, self.cfg.speed_perturb if train else ()),
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.cfg.num_workers,

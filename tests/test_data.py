@@ -378,3 +378,31 @@ def test_data_config_rejects_inverted_duration_range():
         DataConfig(min_duration=5.0, max_duration=1.0)
     assert DataConfig().train_manifests == [] and DataConfig().train_manifests is not DataConfig().train_manifests
     assert math.isclose(DataConfig().max_batch_seconds, 120.0)
+
+
+def dominant_hz(wave: torch.Tensor) -> float:
+    spectrum = torch.fft.rfft(wave).abs()
+    return spectrum.argmax().item() * SAMPLE_RATE / len(wave)
+
+
+def test_speed_perturbation_plays_the_audio_faster_or_slower(tmp_path):
+    utts = make_corpus(tmp_path / "wav", [(1.0, "a tone")])  # a 300 Hz tone
+    plain = SpeechDataset(utts, CharTokenizer())[0][0]
+    fast = SpeechDataset(utts, CharTokenizer(), speeds=[1.25])[0][0]
+    slow = SpeechDataset(utts, CharTokenizer(), speeds=[0.8])[0][0]
+    assert (len(plain), len(fast), len(slow)) == (16000, 12800, 20000)
+    assert dominant_hz(plain) == pytest.approx(300, abs=2)
+    assert dominant_hz(fast) == pytest.approx(375, abs=2) and dominant_hz(slow) == pytest.approx(240, abs=2)
+
+
+def test_speed_perturbation_draws_every_speed_and_only_in_training(tmp_path):
+    utts = make_corpus(tmp_path / "wav", [(0.5, "a"), (0.5, "b")])
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, utts)
+    module = SpeechDataModule(DataConfig(train_manifests=[str(manifest)], val_manifests=[str(manifest)],
+                                         speed_perturb=[0.9, 1.0, 1.1], num_workers=0), CharTokenizer())
+    module.setup("fit")
+    train, val = module.train_dataloader().dataset, module.val_dataloader().dataset
+    torch.manual_seed(0)
+    assert {len(train[0][0]) for _ in range(60)} == {8889, 8000, 7273}
+    assert {len(val[0][0]) for _ in range(10)} == {8000}
