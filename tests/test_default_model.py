@@ -1,0 +1,27 @@
+"""The model shipped inside the package: `asr transcribe` works with nothing downloaded and no --model."""
+
+import shutil
+import subprocess
+
+from asr.bundle import DEFAULT_MODEL
+from asr.metrics import error_counts
+
+SENTENCE = "HELLO WORLD THIS IS A TEST"
+
+
+def test_the_default_model_is_installed_and_small_enough_to_ship():
+    assert DEFAULT_MODEL.is_file(), f"{DEFAULT_MODEL} is missing: recipes/synthetic/run.sh install puts it there"
+    shipped = sum(f.stat().st_size for f in DEFAULT_MODEL.parent.glob("default.*"))
+    assert shipped <= 25 * 2**20, f"the default model and its LM take {shipped / 2**20:.1f} MB, over 25 MB"
+
+
+def test_asr_transcribe_reads_a_fresh_espeak_recording(tmp_path):
+    """The shipped model's acceptance check: espeak-ng -w hello.wav "..." && asr transcribe hello.wav, up to
+    a small error (at most one character in ten)."""
+    wav = tmp_path / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), SENTENCE.lower()], check=True)
+    result = subprocess.run([shutil.which("asr"), "transcribe", str(wav)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = error_counts(SENTENCE, result.stdout.strip())
+    assert counts.cer <= 0.1, f"heard {result.stdout.strip()!r} for {SENTENCE!r}"
