@@ -2,11 +2,14 @@
 # Spoken digits (Free Spoken Digit Dataset, real 8 kHz speech): split, train, score.
 #
 #   recipes/digits/run.sh [STAGE]     stages: prepare train evaluate (default: prepare, all)
+#
+# CONFIG picks the experiment (digits.yaml: from scratch; digits-finetune.yaml: from the default model), EXP its folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 STAGE=${1:-prepare}
-EXP=${EXP:-exp/digits}
+CONFIG=${CONFIG:-recipes/digits/digits.yaml}
+EXP=${EXP:-exp/$(basename "$CONFIG" .yaml)}
 FSDD=${FSDD:-../shared/data/fsdd/manifest.jsonl}
 started=false
 for stage in prepare train evaluate; do
@@ -15,8 +18,13 @@ for stage in prepare train evaluate; do
     echo "== stage $stage" >&2
     case $stage in
         prepare)  python3 recipes/digits/prepare.py "$FSDD" data/digits ;;
-        train)    python3 -m asr train recipes/digits/digits.yaml exp_dir=$EXP --resume ;;
-        evaluate) python3 -m asr evaluate --model $EXP/model.safetensors data/digits/test.jsonl \
-                      --out $EXP/hyps.jsonl | tee $EXP/scores.txt ;;
+        train)    python3 -m asr train "$CONFIG" exp_dir="$EXP" --resume ;;
+        evaluate) # greedy, then beam search confined to the ten words (a lexicon with a 2-gram LM at weight 0)
+                  printf '%s\n' zero one two three four five six seven eight nine > $EXP/digits.txt
+                  python3 -m asr lm build $EXP/digits.txt --order 2 --out $EXP/digits.arpa
+                  for decoder in "--decoder greedy" "--lm $EXP/digits.arpa --lm-weight 0"; do
+                      echo "# asr evaluate $decoder"
+                      python3 -m asr evaluate --model $EXP/model.safetensors data/digits/test.jsonl $decoder
+                  done | tee $EXP/scores.txt ;;
     esac
 done
