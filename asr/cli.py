@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import synth
+from .writers import FORMATS
 
 log = logging.getLogger("asr")
 
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("transcribe", help="transcribe audio files or folders")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    add_model_arguments(p)
+    add_model_arguments(p, formats=FORMATS)
+    p.add_argument("--output-dir", type=Path, help="write one file per input here (NAME.txt, .json, .srt, ...)")
     add_decoder_arguments(p)
     p.set_defaults(run=run_transcribe)
 
@@ -128,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
+def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) -> None:
     p.add_argument("--model", help="model bundle (default: the model shipped with asr)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=formats, default="text")
 
 
 def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
@@ -234,20 +236,37 @@ def run_evaluate(args) -> int:
 
 def run_transcribe(args) -> int:
     from .transcribe import find_audio, load_model
+    from .writers import SUBTITLES, render
 
-    recognizer = load_model(args.model, args.device, decoder_config(args))
     files = list(find_audio(args.inputs))
-    failed = []
+    if args.format in SUBTITLES and len(files) > 1 and not args.output_dir:
+        raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(files)} files")
+    recognizer = load_model(args.model, args.device, decoder_config(args))
+    failed, written = [], set()
     for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append):
-        if args.format == "json":
-            print(json.dumps(asdict(result)), flush=True)
-        else:  # one file: just its text; several: path <TAB> text
-            print(result.text if len(files) == 1 else f"{result.audio_filepath}\t{result.text}", flush=True)
+        if args.output_dir:
+            write_output(args.output_dir, result, args.format, written)
+        elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
+            print(f"{result.audio_filepath}\t{result.text}", flush=True)
+        else:
+            print(render(result, args.format), end="", flush=True)
     for err in failed:
         print(f"asr transcribe: skipped {err}", file=sys.stderr)
     if failed:
         print(f"asr transcribe: {len(failed)} file(s) could not be transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None:
+    """FOLDER/NAME.EXT for the audio file NAME.wav; NAME-2.EXT, ... when inputs share a name."""
+    from .writers import EXTENSIONS, render
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, n = Path(transcript.audio_filepath).stem, 1
+    while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
+        n += 1
+    path.write_text(render(transcript, fmt), encoding="utf-8")
+    written.add(path)
 
 
 def run_lm_build(args) -> None:

@@ -1,0 +1,68 @@
+"""Transcripts as text: plain, JSON, SubRip (.srt), WebVTT (.vtt) and tab-separated cues (.tsv).
+
+Subtitle formats group the timed words into cues: a cue ends at a pause of at least PAUSE_SECONDS,
+after MAX_CUE_WORDS words, or once it spans MAX_CUE_SECONDS.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+
+from .decoding import Word
+
+FORMATS = ("text", "json", "srt", "vtt", "tsv")
+EXTENSIONS = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+SUBTITLES = ("srt", "vtt", "tsv")  # one document per file: several cannot share stdout
+PAUSE_SECONDS = 0.6
+MAX_CUE_WORDS = 12
+MAX_CUE_SECONDS = 5.0
+
+
+@dataclass
+class Cue:
+    start: float  # seconds
+    end: float
+    text: str
+
+
+def cues(words: list[Word]) -> list[Cue]:
+    """Consecutive words grouped into subtitle cues."""
+    groups: list[list[Word]] = []
+    for word in words:
+        group = groups[-1] if groups else None
+        if (group is None or word.start - group[-1].end >= PAUSE_SECONDS or len(group) >= MAX_CUE_WORDS
+                or word.end - group[0].start > MAX_CUE_SECONDS):
+            groups.append([word])
+        else:
+            group.append(word)
+    return [Cue(g[0].start, g[-1].end, " ".join(w.word for w in g)) for g in groups]
+
+
+def timestamp(seconds: float, decimal: str) -> str:
+    """3723.5 -> "01:02:03,500" (SubRip, decimal ",") or "01:02:03.500" (WebVTT, decimal ".")."""
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{decimal}{ms % 1000:03d}"
+
+
+def srt(words: list[Word]) -> str:
+    return "".join(f"{i}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n{c.text}\n\n"
+                   for i, c in enumerate(cues(words), start=1))
+
+
+def vtt(words: list[Word]) -> str:
+    return "WEBVTT\n\n" + "".join(f"{timestamp(c.start, '.')} --> {timestamp(c.end, '.')}\n{c.text}\n\n"
+                                  for c in cues(words))
+
+
+def tsv(words: list[Word]) -> str:
+    """start and end in integer milliseconds, as whisper writes them."""
+    return "start\tend\ttext\n" + "".join(f"{round(c.start * 1000)}\t{round(c.end * 1000)}\t{c.text}\n"
+                                          for c in cues(words))
+
+
+def render(transcript, fmt: str) -> str:
+    """A Transcript (asr.transcribe) in format `fmt`, one of FORMATS; ends with a newline."""
+    if fmt == "text":
+        return transcript.text + "\n"
+    if fmt == "json":
+        return json.dumps(asdict(transcript)) + "\n"
+    return {"srt": srt, "vtt": vtt, "tsv": tsv}[fmt](transcript.words)
