@@ -262,7 +262,7 @@ def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None
     from .writers import EXTENSIONS, render
 
     folder.mkdir(parents=True, exist_ok=True)
-    stem, n = Path(transcript.audio_filepath).stem, 1
+    stem, n = Path(transcript.audio_filepath).stem.strip("<>"), 1  # "<stdin>" -> stdin.txt
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
         n += 1
     path.write_text(render(transcript, fmt), encoding="utf-8")

@@ -1,7 +1,10 @@
 """The Python API behind `asr transcribe`: load a model bundle, turn audio into text."""
 
+import glob
+import io
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,10 +113,21 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
     return Recognizer(model, tokenizer, device, decoder)
 
 
-def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Files named, and audio files (by extension) found recursively in folders named, in sorted order."""
-    for item in map(Path, inputs):
-        if item.is_dir():
-            yield from sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | io.BytesIO]:
+    """The audio the inputs name, in order: files; audio files (by extension) in folders, recursively, and
+    matches of glob patterns ("calls/**/*.wav"), each sorted; the files of a manifest (.jsonl); "-": the
+    audio on standard input, read whole."""
+    for item in inputs:
+        path = Path(item)
+        if str(item) == "-":
+            yield io.BytesIO(sys.stdin.buffer.read())
+        elif path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        elif not path.exists() and glob.has_magic(str(item)):
+            yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True)) or [path]
+        elif path.suffix == ".jsonl":
+            from .data import read_manifest
+
+            yield from (u.audio_filepath for u in read_manifest(path))
         else:
-            yield item
+            yield path

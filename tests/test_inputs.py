@@ -1,0 +1,49 @@
+"""What `asr transcribe` accepts: files, folders, glob patterns, manifests and audio on standard input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_asr
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    for name, sentence in {"one": "good morning", "two": "thank you very much"}.items():
+        subprocess.run(["espeak-ng", "-w", str(folder / f"{name}.wav"), sentence], check=True)
+    return folder
+
+
+def lines(result) -> dict[str, str]:
+    """path -> text of `asr transcribe` output for several files."""
+    return dict(line.split("\t") for line in result.stdout.strip().splitlines())
+
+
+def test_a_glob_pattern_a_folder_and_a_manifest_name_the_same_files(recordings):
+    by_folder = lines(run_asr("transcribe", recordings, "--decoder", "greedy"))
+    by_glob = lines(run_asr("transcribe", recordings / "*.wav", "--decoder", "greedy"))  # unexpanded by a shell
+    manifest = recordings / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"{n}.wav", "duration": 1.0, "text": ""}) + "\n"
+                                for n in ("two", "one")))
+    by_manifest = lines(run_asr("transcribe", manifest, "--decoder", "greedy"))
+    assert sorted(by_folder) == sorted(by_glob) == sorted(by_manifest) == [str(recordings / f"{n}.wav")
+                                                                         for n in ("one", "two")]
+    assert by_folder == by_glob == by_manifest
+    assert list(by_manifest) == [str(recordings / "two.wav"), str(recordings / "one.wav")]  # manifest order
+
+
+def test_a_pattern_that_matches_nothing_is_reported_by_name(recordings):
+    result = run_asr("transcribe", recordings / "*.flac", check=False)
+    assert result.returncode == 1 and "*.flac" in result.stderr
+
+
+def test_audio_on_standard_input(recordings):
+    expected = run_asr("transcribe", recordings / "one.wav").stdout
+    with open(recordings / "one.wav", "rb") as audio:
+        result = subprocess.run([sys.executable, "-m", "asr", "transcribe", "-"], stdin=audio, capture_output=True,
+                                text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == expected and expected.strip()
