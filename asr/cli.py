@@ -241,9 +241,12 @@ def run_transcribe(args) -> int:
     files = list(find_audio(args.inputs))
     if args.format in SUBTITLES and len(files) > 1 and not args.output_dir:
         raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(files)} files")
+    if args.output_dir:  # before the model loads: an unusable folder fails at once
+        args.output_dir.mkdir(parents=True, exist_ok=True)
     recognizer = load_model(args.model, args.device, decoder_config(args))
     failed, written = [], set()
-    for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append):
+    for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append,
+                                        words=args.format != "text"):
         if args.output_dir:
             write_output(args.output_dir, result, args.format, written)
         elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
@@ -261,7 +264,6 @@ def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None
     """FOLDER/NAME.EXT for the audio file NAME.wav; NAME-2.EXT, ... when inputs share a name."""
     from .writers import EXTENSIONS, render
 
-    folder.mkdir(parents=True, exist_ok=True)
     stem, n = Path(transcript.audio_filepath).stem.strip("<>"), 1  # "<stdin>" -> stdin.txt
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
         n += 1

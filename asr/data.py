@@ -267,6 +267,9 @@ class SpeechDataset(Dataset):
         self.utterances = utterances
         self.tokenizer = tokenizer
         self.speeds = list(speeds)
+        # one filter per speed, built once: reading at speed s = resampling from s x 16 kHz to 16 kHz
+        self.resamplers = {s: torchaudio.transforms.Resample(round(SAMPLE_RATE * s), SAMPLE_RATE)
+                           for s in self.speeds if s != 1.0}
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -279,9 +282,7 @@ class SpeechDataset(Dataset):
     def perturb(self, wave: torch.Tensor) -> torch.Tensor:
         """(S,) -> (S / speed,): the wave read as if recorded at speed x the sample rate."""
         speed = self.speeds[torch.randint(len(self.speeds), ()).item()] if self.speeds else 1.0
-        if speed == 1.0:
-            return wave
-        return torchaudio.functional.resample(wave, round(SAMPLE_RATE * speed), SAMPLE_RATE)
+        return self.resamplers[speed](wave) if speed != 1.0 else wave
 
 
 class Batch(NamedTuple):
@@ -325,6 +326,8 @@ class DataConfig:
             raise ValueError(
                 f"data: need 0 <= min_duration <= max_duration, got {self.min_duration} and {self.max_duration}"
             )
+        if any(speed <= 0 for speed in self.speed_perturb):
+            raise ValueError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
 
 
 class SpeechDataModule(L.LightningDataModule):

@@ -24,7 +24,7 @@ def evaluate(recognizer: Recognizer, utterances: list[Utterance], batch_size: in
     """Transcribe `utterances` and score them against their normalised transcripts."""
     references = {str(u.audio_filepath): normalize(u.text) for u in utterances}
     total, rows = ErrorCounts(), []
-    for result in recognizer.transcribe([u.audio_filepath for u in utterances], batch_size):
+    for result in recognizer.transcribe([u.audio_filepath for u in utterances], batch_size, words=False):
         reference = references[result.audio_filepath]
         counts = error_counts(reference, result.text)
         total += counts

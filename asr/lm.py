@@ -87,12 +87,15 @@ def build_lm(texts: list, out, order: int = 3, estimator: str = "auto") -> Path:
         raise LMError(f"no words in {', '.join(map(str, texts))}: nothing to build an LM from")
     out.parent.mkdir(parents=True, exist_ok=True)
     log.info("estimating a %d-gram LM with %s", order, estimator)
-    with tempfile.TemporaryDirectory(prefix="asr-lm-") as tmp:
-        arpa = Path(tmp) / "lm.arpa" if binary else out
+    with tempfile.TemporaryDirectory(prefix="asr-lm-") as tmp:  # a failed build leaves an existing LM intact
+        arpa = Path(tmp) / "lm.arpa"
         estimate = kenlm_lmplz if estimator == "kenlm" else kaldingram_lm
         estimate(itertools.chain([first], stream), order, arpa, Path(tmp))
         if binary:
             run_tool([kenlm_tool("build_binary"), *BINARY_FORMAT, str(arpa), str(out)])
+        else:
+            shutil.move(arpa, out)
+    tuned_path(out).unlink(missing_ok=True)  # weights tuned for the LM this one replaces
     lexicon_path(out).write_text("".join(f"{w} {' '.join(w)} {WORD_SEPARATOR}\n" for w in sorted(counts)))
     log.info("%s: %d words, %d distinct; lexicon %s", out, sum(counts.values()), len(counts), lexicon_path(out))
     return out
@@ -161,7 +164,7 @@ def read_tuned(lm) -> dict:
         tuned = json.loads(path.read_text())
         return {key: float(tuned[key]) for key in ("lm_weight", "word_score")}
     except (ValueError, KeyError, TypeError) as err:
-        raise LMError(f"{path}: damaged tuned-weights file ({err}); delete it or rerun `asr tune-lm`") from None
+        raise LMError(f"{path}: damaged tuned-weights file ({err}); delete it, then rerun `asr tune-lm`") from None
 
 
 def write_tuned(lm, values: dict) -> Path:

@@ -217,7 +217,8 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     trainer = build_trainer(cfg)
     ckpt_path = last_checkpoint(cfg) if resume else None
     if resume and ckpt_path is None:
-        log.warning("--resume: no checkpoint in %s/checkpoints yet, starting from scratch", cfg.exp_dir)
+        log.warning("--resume: no checkpoint in %s/checkpoints yet, starting from %s", cfg.exp_dir,
+                    cfg.init_from or "scratch")
     if cfg.init_from and ckpt_path is None:  # a resumed run has its own weights
         init_weights(module, cfg.init_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -1,13 +1,13 @@
 """The Python API behind `asr transcribe`: load a model bundle, turn audio into text."""
 
 import glob
-import io
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -53,23 +53,25 @@ class Recognizer:
         log_probs, out_lengths = self.model(batch, lengths)
         return log_probs.float().cpu(), out_lengths.cpu()
 
-    def recognize(self, waves: list[torch.Tensor]) -> list[tuple[str, list[Word]]]:
-        """Text and timed words for each of a list of 16 kHz mono waveforms (S_i,)."""
+    def recognize(self, waves: list[torch.Tensor], words: bool = True) -> list[tuple[str, list[Word]]]:
+        """Text and timed words (with `words`; else none) for each of a list of 16 kHz mono waveforms (S_i,)."""
         log_probs, lengths = self.log_probs(waves)
         step = self.model.cfg.output_step_seconds
         results = []
         for probs, length, ids in zip(log_probs, lengths.tolist(), self.decode(log_probs, lengths)):
-            results.append((self.tokenizer.decode(ids), word_timestamps(probs[:length], ids, self.tokenizer, step)))
+            timed = word_timestamps(probs[:length], ids, self.tokenizer, step) if words else []
+            results.append((self.tokenizer.decode(ids), timed))
         return results
 
     def transcribe(self, sources: Iterable, batch_size: int = 8,
-                   on_error: Callable[[AudioError], None] | None = None) -> Iterator[Transcript]:
-        """Transcripts for audio files (paths or binary file objects) in order, `batch_size` at a time.
+                   on_error: Callable[[AudioError], None] | None = None, words: bool = True) -> Iterator[Transcript]:
+        """Transcripts for audio files (paths or binary file objects) in order, `batch_size` at a time;
+        `words=False` skips the word timings (the CTC alignment) when only the text is wanted.
 
         A file that cannot be read is passed to `on_error` (default: logged) and skipped.
         """
         for items in audio_batches(sources, batch_size, on_error):
-            results = self.recognize([wave for _, wave in items])
+            results = self.recognize([wave for _, wave in items], words)
             for (name, wave), (text, words) in zip(items, results):
                 yield Transcript(name, text, round(len(wave) / SAMPLE_RATE, 3), words)
 
@@ -113,18 +115,18 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
     return Recognizer(model, tokenizer, device, decoder)
 
 
-def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | io.BytesIO]:
+def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:
     """The audio the inputs name, in order: files; audio files (by extension) in folders, recursively, and
-    matches of glob patterns ("calls/**/*.wav"), each sorted; the files of a manifest (.jsonl); "-": the
-    audio on standard input, read whole."""
+    files matching glob patterns ("calls/**/*.wav"), each sorted; the files of a manifest (.jsonl); "-": the
+    audio on standard input."""
     for item in inputs:
         path = Path(item)
         if str(item) == "-":
-            yield io.BytesIO(sys.stdin.buffer.read())
+            yield sys.stdin.buffer  # load_audio reads a pipe whole
         elif path.is_dir():
             yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
         elif not path.exists() and glob.has_magic(str(item)):
-            yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True)) or [path]
+            yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True) if os.path.isfile(p)) or [path]
         elif path.suffix == ".jsonl":
             from .data import read_manifest
 

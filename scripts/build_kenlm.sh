@@ -23,7 +23,7 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --no-deps --no-build-isolation -d "$work" "kenlm==$KENLM_VERSION"
+python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation -d "$work" "kenlm==$KENLM_VERSION"
 tar -xzf "$work"/kenlm-*.tar.gz -C "$work"
 if ! { cmake -S "$work/kenlm-$KENLM_VERSION" -B "$work/build" -DCMAKE_BUILD_TYPE=Release &&
        cmake --build "$work/build" --target lmplz build_binary -j "$(nproc)"; } >"$work/build.log" 2>&1; then

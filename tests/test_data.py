@@ -376,6 +376,8 @@ def test_datamodule_concatenates_manifests_drops_out_of_range_and_builds_loaders
 def test_data_config_rejects_inverted_duration_range():
     with pytest.raises(ValueError, match="min_duration <= max_duration"):
         DataConfig(min_duration=5.0, max_duration=1.0)
+    with pytest.raises(ValueError, match=r"data.speed_perturb: speeds must be above 0, got \[1.0, 0.0\]"):
+        DataConfig(speed_perturb=[1.0, 0.0])
     assert DataConfig().train_manifests == [] and DataConfig().train_manifests is not DataConfig().train_manifests
     assert math.isclose(DataConfig().max_batch_seconds, 120.0)
 

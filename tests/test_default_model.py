@@ -20,7 +20,9 @@ def test_asr_transcribe_reads_a_fresh_espeak_recording(tmp_path):
     a small error (at most one character in ten)."""
     wav = tmp_path / "hello.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), SENTENCE.lower()], check=True)
-    result = subprocess.run([shutil.which("asr"), "transcribe", str(wav)], capture_output=True, text=True,
+    asr = shutil.which("asr")
+    assert asr, "the `asr` command is not on the PATH: install the package (bash scripts/install.sh)"
+    result = subprocess.run([asr, "transcribe", str(wav)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = error_counts(SENTENCE, result.stdout.strip())

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from asr.transcribe import find_audio
 from conftest import run_asr
 
 
@@ -33,6 +34,12 @@ def test_a_glob_pattern_a_folder_and_a_manifest_name_the_same_files(recordings):
                                                                          for n in ("one", "two")]
     assert by_folder == by_glob == by_manifest
     assert list(by_manifest) == [str(recordings / "two.wav"), str(recordings / "one.wav")]  # manifest order
+
+
+def test_a_pattern_yields_only_files(tmp_path):
+    (tmp_path / "calls" / "a.wav").mkdir(parents=True)  # a folder named like audio
+    (tmp_path / "calls" / "b.wav").write_bytes(b"RIFF")
+    assert list(find_audio([tmp_path / "calls" / "*.wav"])) == [tmp_path / "calls" / "b.wav"]
 
 
 def test_a_pattern_that_matches_nothing_is_reported_by_name(recordings):

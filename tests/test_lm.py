@@ -9,7 +9,7 @@ import torch
 from asr.data import read_manifest
 from asr.decoding import DecoderConfig, build_decoder
 from asr.evaluate import evaluate
-from asr.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon
+from asr.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon, tuned_path
 from asr.text import CharTokenizer
 from asr.transcribe import load_model
 
@@ -48,6 +48,17 @@ def test_kenlm_builds_arpa_and_binary_lms_that_decode_alike(text, tmp_path):
         ids = build_decoder(chars, DecoderConfig("beam", lm=str(lm)))(log_probs[None], torch.tensor([len(log_probs)]))
         texts.append(chars.decode(ids[0]))
     assert texts == ["THE CAT SAT"] * 2
+
+
+@needs_kenlm
+def test_rebuilding_an_lm_drops_stale_tuned_weights_and_a_failed_build_keeps_the_old_lm(text, tmp_path):
+    lm = build_lm([text], tmp_path / "lm.arpa", order=2, estimator="kenlm")
+    tuned_path(lm).write_text('{"lm_weight": 3.0, "word_score": 1.0}')
+    before = build_lm([text], lm, order=2, estimator="kenlm").read_text()
+    assert not tuned_path(lm).exists()
+    with pytest.raises(LMError, match="missing.txt"):  # fails while lmplz is reading the text
+        build_lm([text, tmp_path / "missing.txt"], lm, order=2, estimator="kenlm")
+    assert lm.read_text() == before
 
 
 def test_lm_build_errors_name_the_problem(text, tmp_path, monkeypatch):

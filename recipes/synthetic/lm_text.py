@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from asr.data import read_manifest
+from asr.lm import read_sentences
 from asr.text import normalize
 
 
@@ -22,14 +23,12 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kept = dropped = 0
     with args.out.open("w") as out:
-        for path in args.texts:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                sentence = normalize(line)
-                if sentence in held_out:
-                    dropped += 1
-                elif sentence:
-                    out.write(sentence + "\n")
-                    kept += 1
+        for sentence in read_sentences(args.texts):
+            if sentence in held_out:
+                dropped += 1
+            else:
+                out.write(sentence + "\n")
+                kept += 1
     print(f"{args.out}: {kept} sentences, {dropped} held-out sentences left out")
 
 

@@ -24,7 +24,7 @@ for stage in "${stages[@]}"; do
     case $stage in
         corpus)   recipes/synthetic/make_corpus.sh "$HOURS" data/synthetic ;;
         train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$EXP --resume ;;
-        export)   python3 -m asr export "$(ls $EXP/checkpoints/best-*.ckpt | head -1)" $MODEL --dtype float16 ;;
+        export)   python3 -m asr export "$(ls -t $EXP/checkpoints/best-*.ckpt | head -1)" $MODEL --dtype float16 ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
                   python3 recipes/synthetic/lm_text.py ../shared/data/text/*.txt --exclude "${SPLITS[@]}" \
                       --out $EXP/lm-text.txt
