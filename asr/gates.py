@@ -16,9 +16,8 @@ from matplotlib.figure import Figure
 
 from .audio import SAMPLE_RATE, load_audio
 from .decoding import greedy_decode, word_alignment
-from .features import frame_lengths
 from .lstm import LSTMActivations, lstm_weights, run_lstm
-from .model import DeepSpeech2
+from .model import DeepSpeech2, output_lengths
 
 DIRECTIONS = ("forward", "backward")
 
@@ -74,7 +73,7 @@ def gate_curves(model: DeepSpeech2, tokenizer, path, layer: int = 0, direction: 
     if units < 1:
         raise ValueError(f"units={units}: show at least one unit")
     wave = load_audio(path)  # (S,)
-    if model.output_lengths(frame_lengths(torch.tensor([len(wave)]), model.cfg.frontend)) < 1:
+    if output_lengths(model.cfg, torch.tensor([len(wave)])) < 1:
         raise ValueError(f"{path}: {len(wave) / SAMPLE_RATE:.3f} s of audio is too short for one output step")
     features, log_probs, acts = trace_layer(model, wave.to(device), layer, direction)
     step = model.cfg.output_step_seconds

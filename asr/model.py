@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .features import Frontend, FrontendConfig, padding_mask
+from .features import Frontend, FrontendConfig, frame_lengths, padding_mask
 
 
 @dataclass
@@ -43,6 +43,16 @@ class ModelConfig:
 def conv_output_length(length, kernel: int, stride: int):
     """Output size of a convolution padded by kernel // 2 on both sides (int or tensor)."""
     return (length + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def output_lengths(cfg: ModelConfig, sample_lengths: torch.Tensor) -> torch.Tensor:
+    """Output steps (B,) for waveforms of the given sample lengths (B,): the front-end's framing, then
+    each convolution's time stride. CTC can align a transcript only if this is at least its length
+    plus its repeated adjacent labels."""
+    lengths = frame_lengths(sample_lengths, cfg.frontend)
+    for kernel, stride in zip(cfg.conv_kernels, cfg.conv_strides):
+        lengths = conv_output_length(lengths, kernel[1], stride[1])
+    return lengths
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -119,12 +129,6 @@ class DeepSpeech2(nn.Module):
         for kernel, stride in zip(self.cfg.conv_kernels, self.cfg.conv_strides):
             size = conv_output_length(size, kernel[0], stride[0])
         return size
-
-    def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
-        """Output steps for inputs of the given frame lengths (B,), from the conv arithmetic."""
-        for kernel, stride in zip(self.cfg.conv_kernels, self.cfg.conv_strides):
-            frame_lengths = conv_output_length(frame_lengths, kernel[1], stride[1])
-        return frame_lengths
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """waves (B, S) + sample lengths (B,) -> log-probabilities (B, T', V) float32 + lengths (B,)"""

@@ -9,8 +9,7 @@ from asr.audio import write_audio
 from asr.bundle import save_bundle
 from asr.cli import main
 from asr.decoding import word_alignment
-from asr.features import frame_lengths
-from asr.model import DeepSpeech2
+from asr.model import DeepSpeech2, output_lengths
 from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 from asr.training import layer_grad_norms, load_experiment_config
 from conftest import SENTENCES
@@ -34,7 +33,7 @@ def files(model, tmp_path_factory):
 
 
 def output_steps(model, samples: int) -> int:
-    return int(model.output_lengths(frame_lengths(torch.tensor([samples]), model.cfg.frontend)))
+    return int(output_lengths(model.cfg, torch.tensor([samples])))
 
 
 @pytest.mark.parametrize("layer, direction", [(0, "forward"), (1, "backward")])
