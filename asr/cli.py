@@ -5,10 +5,13 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from . import synth
+from .export import FORMATS as EXPORT_FORMATS
+from .quantize import QUANTIZE
 from .writers import FORMATS
 
 log = logging.getLogger("asr")
@@ -22,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle import BundleError
     from .config import ConfigError
     from .data import ManifestError
+    from .download import DownloadError
 
     try:
         return args.run(args) or 0
-    except (AudioError, BundleError, ConfigError, ManifestError, FileNotFoundError, ValueError) as err:
+    except (AudioError, BundleError, ConfigError, DownloadError, ManifestError, FileNotFoundError, MemoryError,
+            ValueError) as err:
         print(f"asr {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `asr transcribe ... | head`: the reader has gone, stop quietly
@@ -52,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="folder for the manifests, one SUBSET.jsonl per subset")
     p.set_defaults(run=run_prepare)
 
+    p = commands.add_parser("download", help="download, verify and extract a corpus")
+    p.add_argument("corpus", choices=["librispeech"])
+    p.add_argument("out", help="folder for the archives and what they hold (OUT/LibriSpeech/SUBSET/...)")
+    p.add_argument("--subsets", nargs="+", default=["dev-clean", "dev-other", "test-clean", "test-other",
+                                                    "train-clean-100"], help="default: the 100 h set + dev + test")
+    p.add_argument("--lm-text", action="store_true", help="also librispeech-lm-norm.txt (OpenSLR 11, 4.3 GB)")
+    p.add_argument("--mirror", default=None, help="base URL holding 12/SUBSET.tar.gz and 11/... (default: OpenSLR)")
+    p.add_argument("--checksums", help="`sha256sum` output to verify against instead of the official sums")
+    p.set_defaults(run=run_download)
+
     p = commands.add_parser("tokenizer", help="train a SentencePiece tokenizer on manifest transcripts")
     p.add_argument("manifests", nargs="+")
     p.add_argument("--out", required=True, help="the .model file to write")
@@ -65,11 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the experiment's last checkpoint")
     p.set_defaults(run=run_train)
 
-    p = commands.add_parser("export", help="make a model bundle from a training checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("out", help="the bundle file to write (.safetensors)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p = commands.add_parser("export", help="make a model bundle from a training checkpoint, or export a model "
+                                           "for deployment (ONNX, TorchScript)")
+    p.add_argument("source", help="a checkpoint of asr train (.ckpt), a model bundle, or 'default' (the model "
+                                  "shipped with asr)")
+    p.add_argument("out", help="the file to write: model.safetensors, model.onnx, model.pt; ONNX and TorchScript "
+                               "get OUT.json beside them (e.g. model.onnx.json: vocabulary, front-end settings)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="bundle",
+                   help="bundle (default): safetensors for asr; onnx: for onnxruntime; torchscript: for "
+                        "torch.jit.load. Both take waveforms + lengths and give CTC log-probs + lengths")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="weights of a bundle (default: float32)")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8 LSTM and linear weights (TorchScript only)")
     p.set_defaults(run=run_export)
+
+    p = commands.add_parser("check-manifest", help="list every problem of manifests: format, audio, transcripts")
+    p.add_argument("manifests", nargs="+")
+    p.add_argument("--config", default="small",
+                   help="the training config whose tokenizer and model the transcripts must suit (default: small)")
+    p.add_argument("--decode", action="store_true",
+                   help="decode all the audio, not just the headers (slower; finds corruption past the header)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(run=run_check_manifest)
 
     p = commands.add_parser("evaluate", help="WER and CER of a model on manifests")
     p.add_argument("manifests", nargs="+")
@@ -86,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
     add_model_arguments(p, formats=FORMATS)
     p.add_argument("--output-dir", type=Path, help="write one file per input here (NAME.txt, .json, .srt, ...)")
+    p.add_argument("--plot", type=Path, metavar="OUT.png",
+                   help="draw the features, CTC posteriors and word alignment of the one input file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no info messages; errors still print")
     add_decoder_arguments(p)
     p.set_defaults(run=run_transcribe)
 
@@ -135,6 +170,8 @@ def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) ->
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--format", choices=formats, default="text")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8: LSTM and linear layers with int8 weights, for "
+                                                        "CPU inference (faster, slightly less accurate)")
 
 
 def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
@@ -176,6 +213,14 @@ def run_prepare(args) -> None:
         print(f"{subset}\t{path}")
 
 
+def run_download(args) -> None:
+    from .download import MIRROR, download_librispeech, read_checksums
+
+    checksums = read_checksums(args.checksums) if args.checksums else None
+    for path in download_librispeech(args.out, args.subsets, args.lm_text, args.mirror or MIRROR, checksums):
+        print(path)
+
+
 def run_tokenizer(args) -> None:
     from .data import read_manifest
     from .text import train_sentencepiece
@@ -205,8 +250,37 @@ def run_export(args) -> None:
     import torch
 
     from .bundle import bundle_from_checkpoint
+    from .export import export, load_source
 
-    print(bundle_from_checkpoint(args.checkpoint, args.out, getattr(torch, args.dtype)))
+    if args.format == "bundle":
+        if args.quantize:
+            raise ValueError("--quantize int8 is for --format torchscript; for asr itself, quantize at load time "
+                             "(asr transcribe --quantize int8)")
+        if Path(args.source).suffix != ".ckpt":
+            raise ValueError(f"{args.source}: a bundle is made from a checkpoint of asr train (.ckpt)")
+        print(bundle_from_checkpoint(args.source, args.out, getattr(torch, args.dtype)))
+        return
+    if args.dtype != "float32":
+        raise ValueError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks a "
+                         "TorchScript model)")
+    print(export(*load_source(args.source), args.out, args.format, args.quantize))
+
+
+def run_check_manifest(args) -> int:
+    from .check import check_manifest, report_lines
+    from .text import build_tokenizer
+    from .training import load_experiment_config
+
+    cfg = load_experiment_config(args.config)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    cfg.model.vocab_size = len(tokenizer)
+    bad = 0
+    for manifest in args.manifests:
+        lines, problems = check_manifest(manifest, tokenizer, cfg.model, max(cfg.data.speed_perturb, default=1.0),
+                                         args.decode)
+        print("\n".join(report_lines(manifest, lines, problems, args.format)), flush=True)
+        bad += len(problems)
+    return 1 if bad else 0
 
 
 def run_evaluate(args) -> int:
@@ -214,7 +288,7 @@ def run_evaluate(args) -> int:
     from .evaluate import evaluate
     from .transcribe import load_model
 
-    recognizer = load_model(args.model, args.device, decoder_config(args))
+    recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
     rows, skipped = [], 0
     for manifest in args.manifests:
         report = evaluate(recognizer, read_manifest(manifest), args.batch_size)
@@ -238,26 +312,65 @@ def run_transcribe(args) -> int:
     from .transcribe import find_audio, load_model
     from .writers import SUBTITLES, render
 
+    if args.quiet:
+        log.setLevel(logging.WARNING)
     files = list(find_audio(args.inputs))
     if args.format in SUBTITLES and len(files) > 1 and not args.output_dir:
         raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(files)} files")
+    if args.plot and len(files) != 1:
+        raise ValueError(f"--plot draws one audio file; the inputs name {len(files)}")
+    if args.plot and not isinstance(files[0], (str, os.PathLike)):
+        raise ValueError("--plot draws an audio file, not standard input")
     if args.output_dir:  # before the model loads: an unusable folder fails at once
         args.output_dir.mkdir(parents=True, exist_ok=True)
-    recognizer = load_model(args.model, args.device, decoder_config(args))
-    failed, written = [], set()
-    for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append,
-                                        words=args.format != "text"):
-        if args.output_dir:
-            write_output(args.output_dir, result, args.format, written)
-        elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
-            print(f"{result.audio_filepath}\t{result.text}", flush=True)
-        else:
-            print(render(result, args.format), end="", flush=True)
+    recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
+    failed, written, result = [], set(), None
+    with progress_bar(files, args.quiet) as progress:
+        for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append,
+                                            words=args.format != "text" or bool(args.plot), progress=progress):
+            if args.output_dir:
+                write_output(args.output_dir, result, args.format, written)
+            elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
+                print(f"{result.audio_filepath}\t{result.text}", flush=True)
+            else:
+                print(render(result, args.format), end="", flush=True)
+    if args.plot and result:
+        from .plot import plot_file
+
+        log.info("wrote %s", plot_file(recognizer, files[0], result, args.plot))
     for err in failed:
         print(f"asr transcribe: skipped {err}", file=sys.stderr)
     if failed:
         print(f"asr transcribe: {len(failed)} file(s) could not be transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+@contextmanager
+def progress_bar(files: list, quiet: bool):
+    """A callback that advances a bar on stderr by seconds of audio done, over the inputs' total, when stderr
+    is a terminal and not --quiet; else None."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .audio import AudioError, audio_duration
+
+    def seconds(source) -> float | None:
+        try:
+            return audio_duration(source) if isinstance(source, (str, os.PathLike)) else None
+        except AudioError:  # reported when its turn comes
+            return 0.0
+
+    durations = [seconds(f) for f in files]
+    total = None if None in durations else sum(durations)  # stdin: length unknown
+    columns = (TextColumn("transcribing"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+               TimeRemainingColumn())
+    # results printed to a terminal go above the bar; to a pipe or file they go on as before
+    with Progress(*columns, console=Console(stderr=True), redirect_stdout=sys.stdout.isatty()) as bar:
+        task = bar.add_task("transcribing", total=total)
+        yield lambda done: bar.advance(task, done)
 
 
 def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None:
@@ -284,7 +397,7 @@ def run_tune_lm(args) -> None:
     from .transcribe import load_model
     from .tuning import LM_WEIGHTS, WORD_SCORES, best, dev_log_probs, greedy_counts, grid, random_points, tune
 
-    recognizer = load_model(args.model, args.device)
+    recognizer = load_model(args.model, args.device, quantize=args.quantize)
     decoder = BeamSearchDecoder(recognizer.tokenizer, DecoderConfig(
         "beam", beam_size=args.beam_size, beam_threshold=args.beam_threshold, lm=args.lm, lexicon=args.lexicon))
     dev = dev_log_probs(recognizer, read_manifest(args.manifest), args.batch_size)
