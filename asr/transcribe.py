@@ -1,6 +1,7 @@
 """The Python API behind `asr transcribe`: load a model bundle, turn audio into text."""
 
 import glob
+import itertools
 import logging
 import os
 import sys
@@ -9,12 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio, source_name
+from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_duration, load_audio, source_name, stream_audio
 from .bundle import DEFAULT_MODEL, load_bundle
+from .chunking import MAX_CHUNK_SECONDS, Chunk, chunks
 from .decoding import DecoderConfig, Word, build_decoder, word_timestamps
+from .quantize import quantize_model
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +67,81 @@ class Recognizer:
             results.append((self.tokenizer.decode(ids), timed))
         return results
 
-    def transcribe(self, sources: Iterable, batch_size: int = 8,
-                   on_error: Callable[[AudioError], None] | None = None, words: bool = True) -> Iterator[Transcript]:
-        """Transcripts for audio files (paths or binary file objects) in order, `batch_size` at a time;
-        `words=False` skips the word timings (the CTC alignment) when only the text is wanted.
+    def transcribe(self, sources, batch_size: int = 8, on_error: Callable[[AudioError], None] | None = None,
+                   words: bool = True, sample_rate: int = SAMPLE_RATE,
+                   progress: Callable[[float], None] | None = None) -> Iterator[Transcript]:
+        """One Transcript per source, in order. A source is an audio file (path or binary file object) or
+        a mono waveform (S,) as a numpy array or torch tensor of floats at `sample_rate`; one source may
+        be passed alone. `words=False` skips the word timings (the CTC alignment) when only text is wanted.
 
-        A file that cannot be read is passed to `on_error` (default: logged) and skipped.
+        Recordings longer than MAX_CHUNK_SECONDS are decoded in chunks cut at pauses (asr.chunking), files
+        read a block at a time, so memory is bounded by `batch_size` chunks, not by the file; the chunks'
+        words are put on the recording's time axis. `batch_size` chunks or short files run at a time, and
+        `progress` is called after each batch with the seconds of audio it held. A source that cannot be
+        read is passed to `on_error` (default: logged) and skipped.
         """
-        for items in audio_batches(sources, batch_size, on_error):
-            results = self.recognize([wave for _, wave in items], words)
-            for (name, wave), (text, words) in zip(items, results):
-                yield Transcript(name, text, round(len(wave) / SAMPLE_RATE, 3), words)
+        if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
+            sources = [sources]
+        current, parts = None, []  # the source being put together: its index, and (chunk, text, words)
+        for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
+            results = self.recognize([chunk.wave for _, _, chunk in batch], words)
+            for (index, name, chunk), (text, timed) in zip(batch, results):
+                if index != current:  # a new source (one that failed part-way leaves its parts behind)
+                    current, parts = index, []
+                parts.append((chunk, text, timed))
+                if chunk.last:
+                    yield stitch(name, parts)
+            if progress:
+                progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
+
+
+def stitch(name: str, parts: list[tuple[Chunk, str, list[Word]]]) -> Transcript:
+    """One Transcript from the (chunk, text, words) of a recording's chunks in order, words in its time."""
+    words = [Word(w.word, round(chunk.start + w.start, 3), round(chunk.start + w.end, 3), w.confidence)
+             for chunk, _, timed in parts for w in timed]
+    last = parts[-1][0]
+    return Transcript(name, " ".join(text for _, text, _ in parts if text),
+                      round(last.start + len(last.wave) / SAMPLE_RATE, 3), words)
+
+
+def numbered_chunks(sources: Iterable, sample_rate: int,
+                    on_error: Callable[[AudioError], None]) -> Iterator[tuple[int, str, Chunk]]:
+    """(source index, name, Chunk) for the readable sources in order; the others go to `on_error`."""
+    for index, source in enumerate(sources):
+        is_array = isinstance(source, (np.ndarray, torch.Tensor))
+        name = f"<array {index}>" if is_array else source_name(source)
+        try:
+            if is_array:
+                yield from ((index, name, c) for c in chunks([(as_wave(source, name), sample_rate)]))
+            elif isinstance(source, (str, os.PathLike)) and audio_duration(source) > MAX_CHUNK_SECONDS:
+                yield from ((index, name, c) for c in chunks(stream_audio(source)))
+            else:  # a short file, or a stream (stdin) that is read whole
+                yield from ((index, name, c) for c in chunks([(load_audio(source).numpy(), SAMPLE_RATE)]))
+        except AudioError as err:
+            on_error(err)
+
+
+def as_wave(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """A mono waveform given as an array (S,) of floats -> float32 numpy (S,); AudioError if it is none."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    if array.ndim != 1:
+        raise AudioError(name, f"an array of shape {array.shape}; pass one mono waveform of shape (S,), "
+                               "e.g. the mean over channels")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise AudioError(name, f"{array.dtype} samples; pass floats in [-1, 1] (e.g. int16 samples / 32768)")
+    if array.size == 0:
+        raise AudioError(name, "contains no audio samples")
+    if not np.isfinite(array).all():
+        raise AudioError(name, "contains NaN or infinite samples")
+    return array.astype(np.float32, copy=False)
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items, the last one shorter (itertools.batched from Python 3.12)."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def audio_batches(sources: Iterable, batch_size: int,
@@ -97,11 +165,12 @@ def report(err: AudioError) -> None:
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = None,
-               decoder: DecoderConfig | None = None) -> Recognizer:
+               decoder: DecoderConfig | None = None, quantize: str | None = None) -> Recognizer:
     """A Recognizer for a model bundle; with no path, the default model shipped with the package.
 
     `decoder` picks greedy decoding (the default) or beam search, e.g.
     DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
+    `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.quantize).
     """
     if path is None:
         if not DEFAULT_MODEL.exists():
@@ -112,7 +181,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
             decoder = DecoderConfig("beam", lm=str(DEFAULT_LM))
     device = device or default_device()
     model, tokenizer = load_bundle(path, device)
-    return Recognizer(model, tokenizer, device, decoder)
+    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)
 
 
 def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:
@@ -123,8 +192,9 @@ def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]
         path = Path(item)
         if str(item) == "-":
             yield sys.stdin.buffer  # load_audio reads a pipe whole
-        elif path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        elif path.is_dir():  # a folder with no audio files is passed on, to be reported as not audio
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            yield from found or [path]
         elif not path.exists() and glob.has_magic(str(item)):
             yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True) if os.path.isfile(p)) or [path]
         elif path.suffix == ".jsonl":

@@ -1,0 +1,192 @@
+"""Bad and awkward audio through the whole transcription path: each bad file is reported by name with its
+cause while the other files of the same call are transcribed; awkward but valid audio gives a right result."""
+
+import shutil
+import subprocess
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
+from asr.bundle import save_bundle
+from asr.cli import main
+from asr.decoding import DecoderConfig
+from asr.model import DeepSpeech2
+from asr.text import CharTokenizer
+from asr.training import load_experiment_config
+from asr.transcribe import Recognizer, load_model
+
+torch.set_num_threads(1)
+
+
+def tone(seconds=1.0, rate=SAMPLE_RATE, freq=440.0) -> np.ndarray:
+    """A sine tone (S,) at amplitude 0.3."""
+    return (0.3 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+def flac_cut(fraction):
+    """A FLAC file keeping only the first `fraction` of its bytes."""
+    def write(path):
+        write_audio(path, tone(2.0))
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * fraction)])
+    return write
+
+
+def flac_corrupted(path):
+    """A FLAC file whose middle half is overwritten with random bytes."""
+    write_audio(path, tone(2.0))
+    data = bytearray(path.read_bytes())
+    n = len(data)
+    data[n // 4 : 3 * n // 4] = np.random.default_rng(0).bytes(3 * n // 4 - n // 4)
+    path.write_bytes(bytes(data))
+
+
+def float_wav_with(value):
+    def write(path):
+        samples = tone()
+        samples[1000] = value
+        sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
+    return write
+
+
+# file name -> (how to make it, the cause its error must give)
+BAD = {
+    "empty.wav": (lambda p: p.write_bytes(b""), "is an empty file"),
+    "zero-length.wav": (lambda p: sf.write(p, np.zeros(0, np.float32), SAMPLE_RATE), "contains no audio samples"),
+    "truncated-header.flac": (flac_cut(0.01), "not a readable audio file"),
+    "truncated-data.flac": (flac_cut(0.5), "not a readable audio file"),
+    "corrupt.flac": (flac_corrupted, "not a readable audio file"),
+    "text.wav": (lambda p: p.write_text("this is a text file, not a recording\n" * 50), "not a readable audio file"),
+    "folder.wav": (lambda p: p.mkdir(), "is a directory"),
+    "nan.wav": (float_wav_with(np.nan), "contains NaN or infinite samples"),
+    "inf.wav": (float_wav_with(-np.inf), "contains NaN or infinite samples"),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A randomly initialised tiny model, as a Recognizer and as a bundle file: only the path matters here."""
+    torch.manual_seed(0)
+    model = DeepSpeech2(load_experiment_config("tiny").model).eval()
+    bundle = save_bundle(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, CharTokenizer())
+    return Recognizer(model, CharTokenizer(), "cpu"), bundle
+
+
+@pytest.fixture
+def good(tmp_path):
+    """Two readable files."""
+    paths = [tmp_path / "good-1.wav", tmp_path / "good-2.flac"]
+    for path in paths:
+        write_audio(path, tone())
+    return paths
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_a_bad_file_is_named_with_its_cause_and_the_others_are_transcribed(tiny, good, tmp_path, name):
+    make, cause = BAD[name]
+    bad = tmp_path / name
+    make(bad)
+    errors = []
+    results = list(tiny[0].transcribe([good[0], bad, good[1]], batch_size=2, on_error=errors.append))
+    assert [r.audio_filepath for r in results] == [str(good[0]), str(good[1])]
+    assert all(r.duration == 1.0 for r in results)
+    assert len(errors) == 1 and isinstance(errors[0], AudioError)
+    assert str(bad) in str(errors[0]) and cause in str(errors[0])
+
+
+def test_asr_transcribe_reports_every_bad_file_and_transcribes_the_rest(tiny, good, tmp_path, capsys):
+    folder = good[0].parent
+    for name, (make, _) in BAD.items():
+        make(folder / name)
+    # a folder's scan takes files only, so the directory named .wav is given by name as well
+    code = main(["transcribe", str(folder), str(folder / "folder.wav"), "--model", str(tiny[1]), "--device", "cpu",
+                 "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    transcribed = [line.split("\t")[0] for line in out.splitlines()]
+    assert transcribed == [str(p) for p in sorted(good)]
+    for name, (_, cause) in BAD.items():
+        assert f"{folder / name}: {cause}" in err, name
+    assert f"{len(BAD)} file(s) could not be transcribed" in err
+
+
+def test_eight_channels_at_96_khz_are_averaged_and_resampled(tiny, tmp_path):
+    path = tmp_path / "8ch-96k.wav"
+    channels = np.stack([tone(1.5, 96000, 300 + 100 * c) for c in range(8)], axis=1)  # (S, 8)
+    sf.write(path, channels, 96000, subtype="PCM_24")
+    wave = load_audio(path)
+    expected = load_audio_mean(channels)
+    assert len(wave) == int(1.5 * SAMPLE_RATE)
+    torch.testing.assert_close(wave[2000:-2000], expected[2000:-2000], atol=2e-3, rtol=0)
+    [result] = tiny[0].transcribe([path])
+    assert result.duration == 1.5
+
+
+def load_audio_mean(channels: np.ndarray) -> torch.Tensor:
+    """The 16 kHz mono reference for 96 kHz channels (S, C): their mean, every 6th sample of a band-limited
+    signal (all tones here lie far below 8 kHz)."""
+    return torch.from_numpy(channels.mean(axis=1)[::6].astype(np.float32))
+
+
+@pytest.mark.parametrize("seconds", [1 / SAMPLE_RATE, 0.01, 0.05])
+def test_very_short_audio_gives_at_most_its_output_steps_of_text(tiny, tmp_path, seconds):
+    path = tmp_path / "short.wav"
+    write_audio(path, tone(seconds))
+    [result] = tiny[0].transcribe([path])
+    assert result.duration == round(seconds, 3)
+    assert len(result.text.replace(" ", "")) <= 1  # 0.05 s is one output step of the tiny model, less is none
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_model(None, "cpu", DecoderConfig("greedy"))
+
+
+def test_silence_gives_empty_text(default_model, tmp_path):
+    files = [tmp_path / "silence.wav", tmp_path / "silence.flac"]
+    for path in files:
+        write_audio(path, np.zeros(3 * SAMPLE_RATE, np.float32))
+    assert [(t.text, t.duration) for t in default_model.transcribe(files)] == [("", 3.0), ("", 3.0)]
+
+
+def test_clipped_speech_is_still_recognized(default_model, tmp_path):
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed: run scripts/install.sh")
+    sentence = "hello world this is a test"
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "clean.wav"), sentence], check=True)
+    wave = load_audio(tmp_path / "clean.wav")
+    clipped = (8 * wave).clamp(-1, 1)  # 8x too loud: most of the speech sits on the rails
+    assert (clipped.abs() == 1).float().mean() > 0.05
+    write_audio(tmp_path / "clipped.wav", clipped)
+    clean, loud = (t.text for t in default_model.transcribe([tmp_path / "clean.wav", tmp_path / "clipped.wav"]))
+    assert jiwer.cer(sentence.upper(), loud) <= 0.25
+    assert jiwer.cer(sentence.upper(), clean) <= 0.1
+
+
+def three_hour_wav(path, hours=3.0):
+    """A 16-bit 16 kHz WAV of `hours` of silence, written as a sparse file: its header, then a hole."""
+    frames = int(hours * 3600 * SAMPLE_RATE)
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 1, subtype="PCM_16") as f:
+        f.write(np.zeros(1, np.int16))
+    header = path.read_bytes()[:-2]
+    data_at = header.index(b"data")
+    header = bytearray(header)
+    header[4:8] = (len(header) - 8 + 2 * frames).to_bytes(4, "little")  # RIFF size
+    header[data_at + 4 : data_at + 8] = (2 * frames).to_bytes(4, "little")  # data size
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + 2 * frames)  # zeros on disk cost nothing
+    return frames
+
+
+def test_a_three_hour_file_is_measured_from_its_header(tmp_path):
+    path = tmp_path / "three-hours.wav"
+    frames = three_hour_wav(path)
+    assert audio_duration(path) == frames / SAMPLE_RATE == 3 * 3600
+    with sf.SoundFile(path) as f:  # the hole reads back as silence
+        f.seek(frames // 2)
+        assert not f.read(SAMPLE_RATE).any()
