@@ -24,12 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     from .audio import AudioError
     from .bundle import BundleError
     from .config import ConfigError
-    from .data import ManifestError
     from .download import DownloadError
 
     try:
         return args.run(args) or 0
-    except (AudioError, BundleError, ConfigError, DownloadError, ManifestError, FileNotFoundError, MemoryError,
+    except (AudioError, BundleError, ConfigError, DownloadError, FileNotFoundError, MemoryError,
             ValueError) as err:
         print(f"asr {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -249,21 +248,12 @@ def is_global_zero() -> bool:
 def run_export(args) -> None:
     import torch
 
-    from .bundle import bundle_from_checkpoint
     from .export import export, load_source
 
-    if args.format == "bundle":
-        if args.quantize:
-            raise ValueError("--quantize int8 is for --format torchscript; for asr itself, quantize at load time "
-                             "(asr transcribe --quantize int8)")
-        if Path(args.source).suffix != ".ckpt":
-            raise ValueError(f"{args.source}: a bundle is made from a checkpoint of asr train (.ckpt)")
-        print(bundle_from_checkpoint(args.source, args.out, getattr(torch, args.dtype)))
-        return
-    if args.dtype != "float32":
+    if args.dtype != "float32" and args.format != "bundle":
         raise ValueError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks a "
                          "TorchScript model)")
-    print(export(*load_source(args.source), args.out, args.format, args.quantize))
+    print(export(*load_source(args.source), args.out, args.format, args.quantize, getattr(torch, args.dtype)))
 
 
 def run_check_manifest(args) -> int:

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 import torchaudio
 
 from .audio import SAMPLE_RATE, audio_duration, load_audio
+from .model import ModelConfig, output_lengths
 from .text import normalize
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,15 @@ class Utterance:
     extra: dict = field(default_factory=dict)  # any other manifest keys, written back unchanged
 
 
-def _parse_line(line: str, where: str, folder: Path) -> Utterance:
+def _parse_line(line: bytes, where: str, folder: Path) -> Utterance:
     """One manifest line -> Utterance; `where` ("path line N") prefixes every error."""
     try:
-        row = json.loads(line)
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{where}: not UTF-8 text (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
+                            "save the manifest as UTF-8") from None
+    try:
+        row = json.loads(text)
     except json.JSONDecodeError as err:
         raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(row, dict):
@@ -67,18 +73,77 @@ def _parse_line(line: str, where: str, folder: Path) -> Utterance:
     return Utterance(audio, float(row["duration"]), row["text"], extra)
 
 
+def manifest_rows(path: str | os.PathLike) -> Iterator[tuple[str, Utterance | ManifestError]]:
+    """("path line N", its Utterance, or the ManifestError saying what is wrong with it) for every non-blank
+    line of a JSON-lines manifest, in file order. Raises ManifestError if the file cannot be read."""
+    path = Path(path)
+    folder = path.absolute().parent
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest (check the path in the data config)") from None
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            where = f"{path} line {n}"
+            try:
+                yield where, _parse_line(line, where, folder)
+            except ManifestError as err:
+                yield where, err
+
+
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     """The utterances of a JSON-lines manifest, in file order; blank lines are skipped.
 
     Raises ManifestError naming the file and line for a line that is not a valid manifest row.
     """
-    path = Path(path)
-    folder = path.absolute().parent
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest (check the path in the data config)") from None
-    return [_parse_line(line, f"{path} line {n}", folder) for n, line in enumerate(lines, 1) if line.strip()]
+    utterances = []
+    for _, row in manifest_rows(path):
+        if isinstance(row, ManifestError):
+            raise row
+        utterances.append(row)
+    return utterances
+
+
+def ctc_problems(utterances: Sequence[Utterance], tokenizer, model: ModelConfig,
+                 speed: float = 1.0) -> list[str | None]:
+    """For each utterance, why CTC cannot train `model` on it, or None: its text normalises to nothing or does
+    not encode, or needs more output steps (labels + adjacent repeats, which need a blank between them) than
+    its duration, played at `speed`, gives the model."""
+    samples = torch.tensor([int(u.duration / speed * SAMPLE_RATE) for u in utterances], dtype=torch.long)  # (N,)
+    steps = output_lengths(model, samples).tolist() if utterances else []
+    problems = []
+    for u, available in zip(utterances, steps):
+        text = normalize(u.text)
+        if u.text.strip() and not text:
+            problems.append(f"nothing is left of the transcript {u.text!r} after normalisation (to A-Z, ' and space)")
+            continue
+        try:
+            ids = tokenizer.encode(text)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        needed = len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+        problems.append(None if needed <= available else
+                        f"the transcript needs {needed} output steps ({len(ids)} labels + repeats) but "
+                        f"{u.duration:g} s of audio gives the model only {available}: CTC cannot align it")
+    return problems
+
+
+def trainable(utterances: Sequence[Utterance], tokenizer, model: ModelConfig, speed: float,
+              where: str) -> list[Utterance]:
+    """The utterances whose audio file exists and that CTC can align (see ctc_problems, at the fastest training
+    `speed`); the others are dropped with a warning that counts them and names the first."""
+    problems = [None if u.audio_filepath.is_file() else f"no such audio file {u.audio_filepath}"
+                for u in utterances]
+    problems = [p or q for p, q in zip(problems, ctc_problems(utterances, tokenizer, model, speed))]
+    dropped = [(u, p) for u, p in zip(utterances, problems) if p]
+    if dropped:
+        log.warning("%s: dropped %d of %d utterances that cannot be trained on (first: %s: %s); "
+                    "`asr check-manifest` lists them all", where, len(dropped), len(utterances),
+                    dropped[0][0].audio_filepath, dropped[0][1])
+    return [u for u, p in zip(utterances, problems) if not p]
 
 
 def write_manifest(path: str | os.PathLike, utterances: Sequence[Utterance]) -> None:
@@ -177,6 +242,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
         self.batches_done = 0  # batches of this epoch already yielded (from this rank's share)
+        self.resume_from = 0  # batches the next pass skips, once (set by load_state_dict)
         self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
 
     @property
@@ -187,7 +253,7 @@ class DurationBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order is produced next (Lightning calls this every epoch)."""
         if epoch != self.epoch:
-            self.epoch, self.batches_done = epoch, 0
+            self.epoch, self.batches_done, self.resume_from = epoch, 0, 0
 
     def state_dict(self) -> dict:
         """The epoch and how many of its batches this rank has yielded (batches handed to the DataLoader)."""
@@ -196,14 +262,16 @@ class DurationBatchSampler(Sampler[list[int]]):
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next iteration produces `state["epoch"]` and skips its first `batches_done` batches."""
         self.epoch, self.batches_done = state["epoch"], state["batches_done"]
+        self.resume_from = self.batches_done
 
     def __len__(self) -> int:
         """Batches per epoch for this rank, skipped ones included (the same for every epoch)."""
         return len(self._rank_batches())
 
     def __iter__(self):
-        batches = self._rank_batches()
-        for i in range(self.batches_done, len(batches)):
+        batches, start = self._rank_batches(), self.resume_from
+        self.resume_from = 0  # an abandoned pass (Lightning's sanity check of 2 batches) does not shorten the next
+        for i in range(start, len(batches)):
             self.batches_done = i + 1
             yield batches[i]
         self.batches_done = 0  # a finished epoch: iterating again starts it from its beginning
@@ -336,21 +404,36 @@ class SpeechDataModule(L.LightningDataModule):
     Build the Trainer with use_distributed_sampler=False so that Lightning leaves the sampler alone.
     """
 
-    def __init__(self, cfg: DataConfig, tokenizer):
+    def __init__(self, cfg: DataConfig, tokenizer, model: ModelConfig | None = None):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.model = model  # with it, utterances CTC cannot align for this model are dropped when read
         self.train_set: list[Utterance] = []
         self.val_set: list[Utterance] = []
+        self.resume_at: dict | None = None  # the training sampler's place, from a checkpoint
+
+    def state_dict(self) -> dict:
+        """The training sampler's place, saved in every checkpoint: the epoch and how many of its batches the
+        training loop has processed (counted by the loop, not the sampler, which the DataLoader's workers and
+        Lightning's prefetch run ahead of; the same on every rank)."""
+        if self.trainer is None:
+            return {}
+        return {"epoch": self.trainer.current_epoch,
+                "batches_done": self.trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the training loader made next starts `state["epoch"]` after its first `batches_done` batches."""
+        self.resume_at = state or None
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            self.train_set = self._read(self.cfg.train_manifests)
+            self.train_set = self._read(self.cfg.train_manifests, max(self.cfg.speed_perturb, default=1.0))
         if stage in (None, "fit", "validate"):
             self.val_set = self._read(self.cfg.val_manifests)
 
-    def _read(self, manifests: list[str]) -> list[Utterance]:
-        """The utterances of several manifests within [min_duration, max_duration]."""
+    def _read(self, manifests: list[str], speed: float = 1.0) -> list[Utterance]:
+        """The utterances of several manifests within [min_duration, max_duration] (and trainable at `speed`)."""
         utterances = [u for m in manifests for u in read_manifest(m)]
         kept = [u for u in utterances if self.cfg.min_duration <= u.duration <= self.cfg.max_duration]
         if len(kept) < len(utterances):
@@ -358,6 +441,10 @@ class SpeechDataModule(L.LightningDataModule):
                      len(utterances) - len(kept), len(utterances), self.cfg.min_duration, self.cfg.max_duration)
         if utterances and not kept:
             raise ValueError(f"{', '.join(manifests)}: no utterance lasts between min_duration and max_duration")
+        if self.model is not None:
+            kept = trainable(kept, self.tokenizer, self.model, speed, ", ".join(manifests))
+            if utterances and not kept:
+                raise ValueError(f"{', '.join(manifests)}: no utterance can be trained on; run `asr check-manifest`")
         return kept
 
     def train_dataloader(self) -> DataLoader:
@@ -383,6 +470,8 @@ class SpeechDataModule(L.LightningDataModule):
             num_replicas=self.trainer.world_size if attached else 1,
             rank=self.trainer.global_rank if attached else 0,
         )
+        if train and self.resume_at:
+            sampler.load_state_dict(self.resume_at)
         return DataLoader(
             SpeechDataset(utterances, self.tokenizer, self.cfg.speed_perturb if train else ()),
             batch_sampler=sampler,
@@ -390,4 +479,5 @@ class SpeechDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.cfg.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.cfg.seed),  # workers' seeds, not drawn from the global RNG
         )
