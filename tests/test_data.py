@@ -285,6 +285,15 @@ def test_sampler_state_dict_resumes_after_the_yielded_batches():
     assert list(resumed) == epoch(DurationBatchSampler(durations, 30.0, seed=3, num_replicas=2, rank=1), 5)
 
 
+def test_an_abandoned_pass_does_not_shorten_the_next():
+    """Lightning's sanity check takes 2 validation batches and drops the iterator: validation must still see all."""
+    sampler = DurationBatchSampler(random_durations(), 30.0, shuffle=False)
+    full = list(sampler)
+    it = iter(sampler)
+    next(it), next(it)
+    assert list(sampler) == full
+
+
 def test_lightning_sets_the_sampler_epoch_through_the_dataloader():
     sampler = DurationBatchSampler(random_durations(n=20), 30.0)
     loader = DataLoader(list(range(20)), batch_sampler=sampler)
