@@ -1,0 +1,149 @@
+"""Exported models (ONNX, TorchScript) and int8 quantization against the PyTorch model, on real speech."""
+
+import json
+import shutil
+
+import jiwer
+import pytest
+import torch
+from torch import nn
+from torch.ao.nn.quantized import dynamic as quantized_dynamic
+from torch.nn.utils.rnn import pad_sequence
+
+from asr.audio import load_audio
+from asr.bundle import DEFAULT_MODEL, load_bundle
+from asr.decoding import greedy_decode
+from asr import config
+from asr.export import export, info_path, load_source
+from asr.quantize import quantize_model
+from asr.text import build_tokenizer
+from asr.training import ASRModule, load_experiment_config
+from conftest import run_asr, speak
+
+SHORT, LONG = "hello world this is a test", "the quick brown fox jumps over the lazy dog near the river bank"
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> list[torch.Tensor]:
+    """Two real utterances of different lengths, 16 kHz waveforms (S_i,): the long one first."""
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed: run scripts/install.sh")
+    folder = tmp_path_factory.mktemp("speech")
+    for name, text in (("long", LONG), ("short", SHORT)):
+        speak(text, folder / f"{name}.flac")
+    return [load_audio(folder / "long.flac"), load_audio(folder / "short.flac")]
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_bundle(DEFAULT_MODEL)
+
+
+def padded(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """waves (S_i,) -> padded batch (B, S), lengths (B,)"""
+    return pad_sequence(waves, batch_first=True), torch.tensor([len(w) for w in waves])
+
+
+def transcripts(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer) -> list[str]:
+    return [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+
+
+def assert_same_output(run, model, tokenizer, speech):
+    """`run(waves, lengths)` (an exported model) gives the PyTorch model's log-probs and greedy transcripts on
+    a padded batch, and the short utterance's rows equal those of the short utterance run alone."""
+    waves, lengths = padded(speech)
+    with torch.no_grad():
+        expected, expected_lengths = model(waves, lengths)
+        alone, _ = model(speech[1][None], lengths[1:])
+    log_probs, out_lengths = run(waves, lengths)
+    assert torch.equal(out_lengths, expected_lengths)
+    short = int(out_lengths[1])
+    assert short < log_probs.shape[1]  # the short utterance really is padded in the batch
+    for b, n in enumerate(out_lengths.tolist()):
+        torch.testing.assert_close(log_probs[b, :n], expected[b, :n], atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(log_probs[1, :short], alone[0], atol=2e-3, rtol=1e-3)
+    assert transcripts(log_probs, out_lengths, tokenizer) == transcripts(expected, expected_lengths, tokenizer)
+    assert jiwer.cer(SHORT.upper(), transcripts(log_probs, out_lengths, tokenizer)[1]) < 0.15  # real words
+
+
+def test_onnx_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, default, speech):
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    model, tokenizer = default
+    out = export(model, tokenizer, tmp_path / "model.onnx", "onnx")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+
+    def run(waves, lengths):
+        log_probs, out_lengths = session.run(None, {"waves": waves.numpy(), "lengths": lengths.numpy()})
+        return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
+
+    assert_same_output(run, model, tokenizer, speech)
+    info = json.loads(info_path(out).read_text())
+    assert info["vocab"] == tokenizer.vocab and info["blank"] == 0 and info["sample_rate"] == 16000
+    assert info["output_step_seconds"] == model.cfg.output_step_seconds
+
+
+def test_torchscript_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, default, speech):
+    model, tokenizer = default
+    out = export(model, tokenizer, tmp_path / "model.pt", "torchscript")
+    loaded = torch.jit.load(str(out))
+    with torch.no_grad():
+        assert_same_output(loaded, model, tokenizer, speech)
+
+
+def test_int8_quantizes_lstm_and_linear_layers_and_keeps_the_transcript_close(default, speech):
+    model, tokenizer = default
+    quantized = quantize_model(model, "int8")
+    kinds = {type(m) for m in quantized.modules()}
+    assert quantized_dynamic.LSTM in kinds and quantized_dynamic.Linear in kinds
+    assert nn.LSTM not in kinds and nn.Linear not in kinds
+    assert isinstance(model.rnns[0].forward_lstm, nn.LSTM)  # the float model is left as it was
+    waves, lengths = padded(speech)
+    with torch.no_grad():
+        fp32 = transcripts(*model(waves, lengths), tokenizer)
+        int8 = transcripts(*quantized(waves, lengths), tokenizer)
+    assert jiwer.cer(fp32, int8) < 0.1
+
+
+def test_cli_exports_int8_torchscript_and_transcribes_with_int8(tmp_path, default, speech):
+    model, tokenizer = default
+    out = tmp_path / "model.int8.pt"
+    assert run_asr("export", "default", out, "--format", "torchscript", "--quantize", "int8").stdout.strip() == str(out)
+    assert json.loads(info_path(out).read_text())["quantize"] == "int8"
+    float_bytes = 4 * sum(p.numel() for p in model.parameters())
+    assert out.stat().st_size < 0.35 * float_bytes  # int8 weights: about a quarter of float32
+    waves, lengths = padded(speech)
+    with torch.no_grad():
+        log_probs, out_lengths = torch.jit.load(str(out))(waves, lengths)
+        expected, _ = quantize_model(model, "int8")(waves, lengths)
+    torch.testing.assert_close(log_probs, expected, atol=1e-4, rtol=0)
+
+    audio = tmp_path / "short.flac"
+    speak(SHORT, audio)
+    text = run_asr("transcribe", audio, "--quantize", "int8", "--decoder", "greedy", "--device", "cpu").stdout
+    assert jiwer.cer(SHORT.upper(), text.strip()) < 0.15
+
+
+def test_cli_refuses_int8_onnx_by_name(tmp_path):
+    result = run_asr("export", "default", tmp_path / "m.onnx", "--format", "onnx", "--quantize", "int8", check=False)
+    assert result.returncode == 2 and "--quantize int8 is for TorchScript: torch's dynamic int8 LSTM has no ONNX" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_checkpoint_still_exports_to_a_bundle_and_also_to_torchscript(tmp_path):
+    cfg = load_experiment_config("tiny")
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    cfg.model.vocab_size = len(tokenizer)
+    torch.manual_seed(0)
+    module = ASRModule(config.to_dict(cfg), tokenizer.to_dict()).eval()
+    ckpt = tmp_path / "last.ckpt"  # what Lightning's checkpoint holds that asr reads
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
+    waves, lengths = torch.randn(2, 12000) * 0.1, torch.tensor([12000, 7000])
+    with torch.no_grad():
+        expected, _ = module.model(waves, lengths)
+
+    bundle = tmp_path / "model.safetensors"
+    assert run_asr("export", ckpt, bundle, "--dtype", "float16").stdout.strip() == str(bundle)  # the old form
+    with torch.no_grad():
+        torch.testing.assert_close(load_bundle(bundle)[0](waves, lengths)[0], expected, atol=2e-2, rtol=0)
+        scripted = torch.jit.load(str(export(*load_source(str(ckpt)), tmp_path / "m.pt", "torchscript")))
+        torch.testing.assert_close(scripted(waves, lengths)[0], expected, atol=1e-5, rtol=0)
