@@ -3,6 +3,8 @@ and the tokenizer, the last two as JSON in the file's metadata. Loading one neve
 """
 
 import json
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -71,14 +73,41 @@ def bundle_from_checkpoint(ckpt_path, out_path, dtype: torch.dtype = torch.float
     """Export the model of a Lightning checkpoint of `asr train` as a bundle."""
     from .training import ASRModule  # deferred: Lightning is only needed to export
 
-    ckpt_path = Path(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path)
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        hparams = ckpt["hyper_parameters"]
-    except FileNotFoundError:
-        raise BundleError(f"{ckpt_path}: no such checkpoint") from None
-    except Exception as err:  # torch.load raises many types for foreign or malicious files
-        raise BundleError(f"{ckpt_path}: not a checkpoint of asr train ({type(err).__name__}: {err})") from None
-    module = ASRModule(**hparams)
-    module.load_state_dict(ckpt["state_dict"])
+        module = ASRModule(**ckpt["hyper_parameters"])
+        module.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise foreign(ckpt_path, err) from None
     return save_bundle(out_path, module.model, module.tokenizer, dtype)
+
+
+def load_checkpoint(path) -> dict:
+    """The contents of a Lightning checkpoint, unpickled with weights_only=True: tensors and plain data only."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no such checkpoint") from None
+    except pickle.UnpicklingError as err:
+        raise refused_pickle(path, err) from None
+    except Exception as err:  # torch.load raises many types for foreign files
+        raise foreign(path, err) from None
+    if not isinstance(ckpt, dict):
+        raise BundleError(f"{path}: not a checkpoint of asr train (it holds a {type(ckpt).__name__}, not a dict)")
+    return ckpt
+
+
+def refused_pickle(path, err: pickle.UnpicklingError) -> BundleError:
+    """The error for a pickle that torch.load(weights_only=True) refused: it holds more than tensors and plain
+    data, and unpickling it could run any code (a crafted file is an attack), so it is never loaded."""
+    culprit = re.search(r"GLOBAL (\S+)", str(err))
+    if culprit is None:  # not a pickle at all, or one with instructions the safe unpickler does not follow
+        return BundleError(f"{path}: not a checkpoint of asr train (not a pickle of tensors and plain data, the "
+                           "only kind asr loads)")
+    return BundleError(f"{path}: refused: not a checkpoint of asr train; it is a pickle that builds Python objects "
+                       f"({culprit.group(1)}), and asr never unpickles those, as that could run code")
+
+
+def foreign(path, err: Exception) -> BundleError:
+    """The error for a file that loaded but is not what `asr train` writes."""
+    return BundleError(f"{path}: not a checkpoint of asr train ({type(err).__name__}: {str(err).splitlines()[0]})")

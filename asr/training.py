@@ -7,6 +7,7 @@ all read from the `trainer:` section of the config, so one command runs on a CPU
 import inspect
 import logging
 import math
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from . import config
-from .bundle import DEFAULT_MODEL, load_bundle
+from .bundle import DEFAULT_MODEL, load_bundle, refused_pickle
+from .checkpoint import LAST, AtomicCheckpointIO, RandomState, last_checkpoints
 from .data import DataConfig, SpeechDataModule
 from .decoding import greedy_decode
+from .faults import BatchFaults, is_out_of_memory, kill_if_testing, out_of_memory_error, test_fault
 from .metrics import ErrorRate
 from .model import DeepSpeech2, ModelConfig
 from .text import BLANK, TokenizerConfig, build_tokenizer, tokenizer_from_dict
@@ -29,7 +32,6 @@ from .text import BLANK, TokenizerConfig, build_tokenizer, tokenizer_from_dict
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-LAST_CHECKPOINT = "last.ckpt"
 
 
 @dataclass
@@ -50,6 +52,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: dict[str, Any] = field(default_factory=dict)  # keyword arguments of lightning.Trainer
+    save_every_n_steps: int = 500  # checkpoints/last.ckpt every N optimizer steps (0: never) and every epoch end
     init_from: str | None = None  # fine-tune: start from a model bundle's weights ("default": the shipped model)
 
 
@@ -103,7 +106,10 @@ class ASRModule(L.LightningModule):
         return loss, log_probs, lengths
 
     def training_step(self, batch, batch_idx):
+        kill_if_testing("kill", self.global_step)
         loss, _, _ = self.ctc_loss(batch)
+        if test_fault("nan", self.global_step):
+            loss = loss * float("nan")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.wave_lengths))
         return loss
 
@@ -187,15 +193,14 @@ def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
     best = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="best-{epoch}-{step}",
                            monitor="val/wer", mode="min", save_top_k=1)
     # Lightning 2.6 refreshes save_last only when a best checkpoint is saved: keep "last" separately.
-    last = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename=LAST_CHECKPOINT.removesuffix(".ckpt"),
-                           monitor=None, save_top_k=1, enable_version_counter=False)
-    callbacks = [best, last, LearningRateMonitor(logging_interval="step")]
+    last = last_checkpoints(exp_dir / "checkpoints", cfg.save_every_n_steps)
+    callbacks = [best, *last, BatchFaults(), RandomState(), LearningRateMonitor(logging_interval="step")]
     if sys.stderr.isatty():
         callbacks.append(RichProgressBar())
     settings = {"precision": default_precision(), **cfg.trainer}
     return L.Trainer(default_root_dir=exp_dir, callbacks=callbacks,
                      logger=[TensorBoardLogger(exp_dir, name="tensorboard"), CSVLogger(exp_dir, name="csv")],
-                     use_distributed_sampler=False, **settings)
+                     plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, **settings)
 
 
 def default_precision() -> str:
@@ -203,7 +208,7 @@ def default_precision() -> str:
 
 
 def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
-    path = Path(cfg.exp_dir) / "checkpoints" / LAST_CHECKPOINT
+    path = Path(cfg.exp_dir) / "checkpoints" / f"{LAST}.ckpt"
     return path if path.exists() else None
 
 
@@ -213,7 +218,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
     module = ASRModule(config.to_dict(cfg), tokenizer.to_dict())
-    datamodule = SpeechDataModule(cfg.data, tokenizer)
+    datamodule = SpeechDataModule(cfg.data, tokenizer, cfg.model)
     trainer = build_trainer(cfg)
     ckpt_path = last_checkpoint(cfg) if resume else None
     if resume and ckpt_path is None:
@@ -221,5 +226,13 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
                     cfg.init_from or "scratch")
     if cfg.init_from and ckpt_path is None:  # a resumed run has its own weights
         init_weights(module, cfg.init_from)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as err:  # only the resumed checkpoint is unpickled
+        raise refused_pickle(ckpt_path, err) from None
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        batch = next(c.batch for c in trainer.callbacks if isinstance(c, BatchFaults))
+        raise out_of_memory_error(batch, cfg.data.max_batch_seconds) from err
     return trainer.checkpoint_callback
