@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from asr.data import read_manifest
-from asr.download import LIBRISPEECH_SHA256, DownloadError, download, download_librispeech, read_checksums
+from asr.download import (LIBRISPEECH_SHA256, DownloadError, download, download_librispeech, extract, read_checksums,
+                          verify)
 from asr.text import SentencePieceTokenizer
+from asr.training import load_experiment_config
 
 REPO = Path(__file__).resolve().parent.parent
 SUBSETS = {"train-clean-100": range(0, 16), "dev-clean": range(16, 20)}  # utterances of the fixture's 20
@@ -151,3 +153,29 @@ def test_recipe_downloads_prepares_and_trains_tokenizer_and_lm(mirror, tmp_path,
                              read_checksums(root / "SHA256SUMS"))
     assert server.requests == []
     assert caplog.text.count("already downloaded and verified") == 3 and caplog.text.count("already extracted") == 3
+
+
+def test_unsafe_archive_and_broken_gzip_are_refused(tmp_path):
+    evil = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload.txt"
+    payload.write_text("outside")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(payload, "../escaped.txt")
+    with pytest.raises(DownloadError, match="evil.tar.gz: cannot extract"):
+        extract(evil, tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "evil.tar.gz.extracted").exists()
+
+    truncated = tmp_path / "lm.txt.gz"
+    truncated.write_bytes(gzip.compress(b"THE CAT SAT\n" * 1000)[:-20])
+    with pytest.raises(DownloadError, match="not a complete gzip file"):
+        verify(truncated, None, "http://mirror/11/lm.txt.gz")
+
+
+@pytest.mark.parametrize("name", ["ds2.yaml", "small-100h.yaml"])
+def test_recipe_configs_train_sentencepiece_with_specaugment_and_speed_perturbation(name):
+    cfg = load_experiment_config(str(REPO / "recipes/librispeech" / name))
+    assert (cfg.tokenizer.kind, cfg.tokenizer.model) == ("sentencepiece", "data/librispeech/sp256.model")
+    assert cfg.model.frontend.freq_masks > 0 and cfg.model.frontend.time_masks > 0
+    assert cfg.data.speed_perturb == [0.9, 1.0, 1.1] and cfg.data.max_batch_seconds > 0
+    assert all(m.startswith("data/librispeech/train-") for m in cfg.data.train_manifests)
+    assert cfg.data.val_manifests == ["data/librispeech/dev-clean.jsonl", "data/librispeech/dev-other.jsonl"]
