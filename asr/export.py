@@ -2,7 +2,8 @@
 
 The exported graph is the whole model, front-end included: waveforms (B, S) float32 at 16 kHz + sample
 lengths (B,) int64 -> log-probabilities (B, T, V) float32 + output lengths (B,) int64, with the batch and
-length axes dynamic. Each utterance must be at least one analysis window long (n_fft samples).
+length axes dynamic. The padded batch must be at least one analysis window long (n_fft samples, in the
+JSON as min_samples): the PyTorch front-end pads shorter input, the exported graph does not.
 The backward LSTM direction reads each utterance reversed within its own length in the exported graph
 too, so a padded batch gives every utterance exactly what it gets alone.
 
@@ -66,7 +67,7 @@ class ConvSpectrogram(nn.Module):
         return power if self.power == 2 else power ** (self.power / 2)
 
 
-def with_conv_spectrograms(model: DeepSpeech2) -> DeepSpeech2:
+def with_conv_spectrograms(model: nn.Module) -> nn.Module:
     """A copy of `model` whose torchaudio Spectrogram modules are ConvSpectrograms (same outputs)."""
     model = copy.deepcopy(model)
     for parent in list(model.modules()):

@@ -6,6 +6,7 @@ import shutil
 import jiwer
 import pytest
 import torch
+import torchaudio
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.nn.utils.rnn import pad_sequence
@@ -14,7 +15,8 @@ from asr.audio import load_audio
 from asr.bundle import DEFAULT_MODEL, load_bundle
 from asr.decoding import greedy_decode
 from asr import config
-from asr.export import export, info_path, load_source
+from asr.export import export, info_path, load_source, with_conv_spectrograms
+from asr.model import DeepSpeech2
 from asr.quantize import quantize_model
 from asr.text import build_tokenizer
 from asr.training import ASRModule, load_experiment_config
@@ -64,6 +66,19 @@ def assert_same_output(run, model, tokenizer, speech):
     torch.testing.assert_close(log_probs[1, :short], alone[0], atol=2e-3, rtol=1e-3)
     assert transcripts(log_probs, out_lengths, tokenizer) == transcripts(expected, expected_lengths, tokenizer)
     assert jiwer.cer(SHORT.upper(), transcripts(log_probs, out_lengths, tokenizer)[1]) < 0.15  # real words
+
+
+@pytest.mark.parametrize("kind", ["linear", "log_mel", "mfcc"])
+def test_conv_spectrogram_front_end_matches_torch_stft(kind):
+    cfg = load_experiment_config("tiny", [f"model.frontend.kind={kind}"]).model
+    frontend = DeepSpeech2(cfg).frontend.eval()
+    waves, lengths = torch.randn(2, 9000) * 0.1, torch.tensor([9000, 5000])
+    expected, frames = frontend(waves, lengths)
+    converted = with_conv_spectrograms(frontend)
+    assert not any(isinstance(m, torchaudio.transforms.Spectrogram) for m in converted.modules())
+    got, got_frames = converted(waves, lengths)
+    assert torch.equal(got_frames, frames)
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
 
 
 def test_onnx_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, default, speech):
