@@ -46,7 +46,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 60], help="audio lengths (default: 1 60)")
     p.add_argument("--quantize", nargs="+", default=["none", "int8"], choices=["none", "int8"])
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default: 1; 2 threads on a 2-core machine that is running anything else "
+                        "was measured 36x slower, the threads waiting on each other)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--manifest", type=Path, default=ROOT / "data" / "synthetic" / "test.jsonl",
                    help="score fp32 and int8 on it when it exists (default: data/synthetic/test.jsonl)")
