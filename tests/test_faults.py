@@ -1,0 +1,98 @@
+"""Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch and mid-checkpoint-write,
+then --resume ends exactly where an uninterrupted run ends; a NaN loss is skipped and counted; an
+out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/faults.py) picks the fault's step.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from asr.faults import BatchSize, is_out_of_memory, out_of_memory_error
+from conftest import run_asr
+
+STEPS = 10  # 2 epochs of 5 batches: 20 utterances, about 4 a batch
+
+
+@pytest.fixture(scope="module")
+def manifest(librispeech_tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("manifests")
+    run_asr("prepare", "librispeech", librispeech_tree, out)
+    return out / "train-tiny.jsonl"
+
+
+def train(manifest, exp, *extra, fault: str | None = None) -> subprocess.CompletedProcess:
+    """`asr train tiny` for 2 epochs with dropout (so the RNG matters), "last" every 3 steps, validation
+    twice an epoch (Lightning would then save "last" at validation ends), with an injected fault."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ASR_TEST_FAULT", None)
+    if fault:
+        env["ASR_TEST_FAULT"] = fault
+    args = ["train", "tiny", f"data.train_manifests=[{manifest}]", f"data.val_manifests=[{manifest}]",
+            f"exp_dir={exp}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "model.dropout=0.1",
+            "save_every_n_steps=3", "trainer.val_check_interval=0.5", *extra]
+    return subprocess.run([sys.executable, "-m", "asr", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def last(exp) -> dict:
+    return torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def test_sigkill_mid_epoch_and_mid_write_then_resume_ends_as_an_uninterrupted_run(manifest, tmp_path):
+    reference = train(manifest, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = last(tmp_path / "reference")
+    assert expected["global_step"] == STEPS
+
+    # killed halfway through writing step 6's checkpoint, resumed from step 5's (the end of epoch 0), killed
+    # again mid-epoch after step 8 (step 6's checkpoint saved), resumed to the end
+    exp = tmp_path / "exp"
+    for version, (fault, saved_step) in enumerate([("kill-mid-write@6", 5), ("kill@8", 6)]):
+        killed = train(manifest, exp, *(["--resume"] if version else []), fault=fault)
+        assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL: no cleanup ran
+        assert last(exp)["global_step"] == saved_step  # a whole checkpoint, never the half-written one
+        if fault.startswith("kill-mid-write"):  # the half it wrote lies beside it, unread
+            half = exp / "checkpoints" / "last.ckpt.partial"
+            assert 0 < half.stat().st_size < (exp / "checkpoints" / "last.ckpt").stat().st_size
+    resumed = train(manifest, exp, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    final = last(exp)
+    assert (final["epoch"], final["global_step"]) == (expected["epoch"], STEPS)
+    # the same batches in the same order with the same dropout masks: the very same weights and moments
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], tensor), name
+    moments = zip(expected["optimizer_states"][0]["state"].values(), final["optimizer_states"][0]["state"].values())
+    assert all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) and a["step"] == b["step"] for a, b in moments)
+    rows = list(csv.DictReader((exp / "csv" / "version_2" / "metrics.csv").open()))
+    assert {r["epoch"] for r in rows if r["epoch"]} == {"1"}  # epoch 1 finished once, as epoch 1
+
+    bundle = tmp_path / "resumed.safetensors"
+    run_asr("export", exp / "checkpoints" / "last.ckpt", bundle)
+    assert bundle.stat().st_size > 0
+
+
+def test_nan_loss_skips_the_update_and_is_counted(manifest, tmp_path):
+    exp = tmp_path / "exp"
+    out = train(manifest, exp, "trainer.max_epochs=1", fault="nan@2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "step 2: non-finite loss or gradient on a batch of" in out.stderr and "update skipped (1 so far)" in out.stderr
+    ckpt = last(exp)
+    assert ckpt["global_step"] == 5
+    assert all(state["step"] == 4 for state in ckpt["optimizer_states"][0]["state"].values())  # AdamW stepped 4 times
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
+    rows = list(csv.DictReader((exp / "csv" / "version_0" / "metrics.csv").open()))
+    skipped = {int(r["step"]): float(r["train/skipped_steps"]) for r in rows if r.get("train/skipped_steps")}
+    assert skipped and max(skipped.values()) == 1 and all(v == (s >= 2) for s, v in skipped.items()), skipped
+
+
+def test_out_of_memory_names_the_batch_and_a_lower_cap():
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(2**50, dtype=torch.uint8)  # a real allocator failure: 1 PiB
+    assert is_out_of_memory(info.value) and not is_out_of_memory(RuntimeError("shape mismatch"))
+    err = out_of_memory_error(BatchSize(torch.tensor([16000, 32000, 8000])), 120.0)
+    assert "3 utterances, 3.5 s of audio (6.0 s padded)" in str(err)
+    assert "data.max_batch_seconds=60 (now 120)" in str(err)
