@@ -82,26 +82,25 @@ class Recognizer:
         """
         if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
             sources = [sources]
-        current, parts = None, []  # the source being put together: its index, and (chunk, text, words)
+        current, parts = None, []  # the source being put together: its index, and (chunk start, text, words)
         for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
             results = self.recognize([chunk.wave for _, _, chunk in batch], words)
             for (index, name, chunk), (text, timed) in zip(batch, results):
                 if index != current:  # a new source (one that failed part-way leaves its parts behind)
                     current, parts = index, []
-                parts.append((chunk, text, timed))
+                parts.append((chunk.start, text, timed))  # not the chunk: its samples are done with
                 if chunk.last:
-                    yield stitch(name, parts)
+                    yield stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
             if progress:
                 progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
 
 
-def stitch(name: str, parts: list[tuple[Chunk, str, list[Word]]]) -> Transcript:
-    """One Transcript from the (chunk, text, words) of a recording's chunks in order, words in its time."""
-    words = [Word(w.word, round(chunk.start + w.start, 3), round(chunk.start + w.end, 3), w.confidence)
-             for chunk, _, timed in parts for w in timed]
-    last = parts[-1][0]
-    return Transcript(name, " ".join(text for _, text, _ in parts if text),
-                      round(last.start + len(last.wave) / SAMPLE_RATE, 3), words)
+def stitch(name: str, parts: list[tuple[float, str, list[Word]]], duration: float) -> Transcript:
+    """One Transcript of `duration` seconds from the (start, text, words) of a recording's chunks in order,
+    words in its time."""
+    words = [Word(w.word, round(start + w.start, 3), round(start + w.end, 3), w.confidence)
+             for start, _, timed in parts for w in timed]
+    return Transcript(name, " ".join(text for _, text, _ in parts if text), round(duration, 3), words)
 
 
 def numbered_chunks(sources: Iterable, sample_rate: int,
@@ -179,7 +178,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
         path = DEFAULT_MODEL
         if decoder is None and DEFAULT_LM.exists():
             decoder = DecoderConfig("beam", lm=str(DEFAULT_LM))
-    device = device or default_device()
+    device = device or ("cpu" if quantize else default_device())  # int8 runs on the CPU only
     model, tokenizer = load_bundle(path, device)
     return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)
 

@@ -1,0 +1,45 @@
+"""A 3-hour recording is transcribed whole, in bounded memory, in a subprocess with a timeout."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from asr.audio import SAMPLE_RATE
+
+from test_bad_input import three_hour_wav
+
+# Transcribes a 60 s file (the baseline: model loaded, streaming and chunking warmed up), then the
+# 3-hour one, and prints the peak resident memory after each. The model is real but as small as the
+# code allows, so the run costs seconds: what is tested is the reading, chunking and stitching.
+SCRIPT = """
+import json, resource, sys
+import torch
+torch.set_num_threads(1)
+from asr.model import DeepSpeech2
+from asr.text import CharTokenizer
+from asr.training import load_experiment_config
+from asr.transcribe import Recognizer
+
+cfg = load_experiment_config("tiny", ["model.conv_channels=[2,2]", "model.conv_kernels=[[5,5],[5,5]]",
+                                      "model.rnn_layers=1", "model.rnn_hidden=8", "model.frontend.n_mels=16"])
+recognizer = Recognizer(DeepSpeech2(cfg.model).eval(), CharTokenizer(), "cpu")
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB
+[minute] = recognizer.transcribe([sys.argv[1]], words=False)
+baseline = peak()
+[hours] = recognizer.transcribe([sys.argv[2]], words=False)
+print(json.dumps({"durations": [minute.duration, hours.duration], "baseline_mb": baseline, "peak_mb": peak()}))
+"""
+
+
+def test_a_three_hour_file_is_transcribed_in_bounded_memory(tmp_path):
+    minute, hours = tmp_path / "minute.wav", tmp_path / "three-hours.wav"
+    three_hour_wav(minute, 1 / 60)
+    frames = three_hour_wav(hours, 3.0)
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(minute), str(hours)], capture_output=True,
+                            text=True, timeout=300, cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["durations"] == [60.0, frames / SAMPLE_RATE]
+    # the whole file as float32 would be 691 MB: it must never be held, nor its chunks kept
+    assert report["peak_mb"] - report["baseline_mb"] < 150, report
