@@ -1,5 +1,6 @@
-"""Fuzzing the audio path with hypothesis: random bytes as files and random audio-like arrays go through
-load_audio, the front-ends and Recognizer.transcribe; the only exception allowed is AudioError."""
+"""Fuzzing the audio path with hypothesis: random bytes as files and random audio-like arrays (as files and
+as arrays) go through load_audio, the front-ends and Recognizer.transcribe; the only exception allowed is
+AudioError."""
 
 import tempfile
 from pathlib import Path
@@ -76,6 +77,22 @@ def test_random_arrays_are_transcribed_or_refused_with_an_audio_error(recognizer
         assert results[0].duration == pytest.approx(len(wave) / rate, abs=2e-3)
     else:
         assert isinstance(errors[0], AudioError) and str(path) in str(errors[0])
+
+
+@FUZZ
+@given(wave=WAVES, dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int16]),
+       shape=st.sampled_from(["mono", "channels"]), tensor=st.booleans())
+def test_arrays_passed_directly_are_transcribed_or_refused_with_an_audio_error(recognizer, wave, dtype, shape, tensor):
+    with np.errstate(all="ignore"):
+        array = wave.astype(dtype)
+    if shape == "channels":
+        array = np.stack([array, array])  # (2, S): not a mono waveform
+    errors = []
+    results = list(recognizer.transcribe([torch.from_numpy(array) if tensor else array], on_error=errors.append))
+    usable = shape == "mono" and dtype != np.int16 and array.size > 0 and np.isfinite(array).all()
+    assert len(results) == int(usable) and len(errors) == int(not usable)
+    if not usable:
+        assert isinstance(errors[0], AudioError) and "<array 0>" in str(errors[0])
 
 
 @FUZZ
