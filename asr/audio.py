@@ -6,6 +6,7 @@ file and the cause, for anything that is not usable audio.
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -73,6 +74,28 @@ def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_R
     if rate != sample_rate:
         wave = torchaudio.functional.resample(wave, rate, sample_rate)
     return wave
+
+
+def stream_audio(path: str | os.PathLike, block_seconds: float = 10.0) -> Iterator[tuple[np.ndarray, int]]:
+    """Read a file a block at a time: (mono float32 block (S_b,), the file's sample rate) pairs.
+
+    Only one block is in memory at a time, so a file of any length can be read. Channels are averaged;
+    nothing is resampled. Raises AudioError, naming the file, as load_audio does.
+    """
+    _check_path(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            if f.frames == 0:
+                raise AudioError(str(path), "contains no audio samples")
+            for block in f.blocks(blocksize=max(1, int(block_seconds * f.samplerate)), dtype="float32",
+                                  always_2d=True):  # (S_b, C)
+                if not np.isfinite(block).all():
+                    raise AudioError(str(path), "contains NaN or infinite samples; re-export the audio")
+                yield block.mean(axis=1), f.samplerate
+    except AudioError:
+        raise
+    except Exception as err:  # soundfile raises several types for bad content, also in the middle of a file
+        raise _unreadable(str(path), err) from err
 
 
 def audio_duration(path: str | os.PathLike) -> float:

@@ -307,10 +307,10 @@ def run_transcribe(args) -> int:
     files = list(find_audio(args.inputs))
     if args.format in SUBTITLES and len(files) > 1 and not args.output_dir:
         raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(files)} files")
-    if args.plot and len(files) != 1:
-        raise ValueError(f"--plot draws one audio file; the inputs name {len(files)}")
-    if args.plot and not isinstance(files[0], (str, os.PathLike)):
-        raise ValueError("--plot draws an audio file, not standard input")
+    if args.plot:  # before the model loads
+        from .plot import check_plottable
+
+        check_plottable(files)
     if args.output_dir:  # before the model loads: an unusable folder fails at once
         args.output_dir.mkdir(parents=True, exist_ok=True)
     recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
