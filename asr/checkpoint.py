@@ -65,30 +65,42 @@ def last_checkpoints(folder: Path, every_n_steps: int) -> list[ModelCheckpoint]:
 
 
 class RandomState(L.Callback):
-    """The RNG states of Python, NumPy and torch (CPU and CUDA) in every checkpoint, put back when training
-    starts from one, so dropout and SpecAugment draw what an uninterrupted run would have drawn (rank 0's
-    states, on every rank)."""
+    """Every rank's RNG states (Python, NumPy, torch CPU and CUDA) in every checkpoint, put back on each rank
+    when training starts from one, so dropout and SpecAugment draw what an uninterrupted run would have drawn."""
 
     def __init__(self):
-        self.loaded: dict | None = None
+        self.loaded: list[dict] | None = None
 
     def state_dict(self) -> dict:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        """Gathered from all ranks: Lightning builds the checkpoint on every rank and rank 0 writes it."""
+        ranks = [rng_states()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(ranks, rng_states())
+        return {"ranks": ranks}
 
     def load_state_dict(self, state: dict) -> None:
-        self.loaded = state
+        self.loaded = state["ranks"]
 
     def on_train_start(self, trainer, pl_module) -> None:
-        """After the sanity check's and the data loaders' draws, as at the moment the checkpoint was written."""
-        if self.loaded is None:
-            return
-        state, self.loaded = self.loaded, None
-        random.setstate(state["python"])
-        kind, keys, *rest = state["numpy"]
-        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        """After the sanity check's draws, as at the moment the checkpoint was written."""
+        if self.loaded:
+            set_rng_states(self.loaded[trainer.global_rank % len(self.loaded)])
+            self.loaded = None
+
+
+def rng_states() -> dict:
+    """This process's random number generators' states, as data that torch.load(weights_only=True) reads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

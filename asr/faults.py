@@ -18,9 +18,7 @@ TEST_FAULT = "ASR_TEST_FAULT"  # environment variable, for fault-injection tests
 
 
 def test_fault(what: str, step: int) -> bool:
-    """For fault-injection tests only: whether ASR_TEST_FAULT asks for fault `what` at optimizer step `step`
-    ("kill@7": SIGKILL once 7 steps are done; "kill-mid-write@6": SIGKILL halfway through writing the
-    checkpoint of step 6; "nan@3": a NaN loss at step 3)."""
+    """For fault-injection tests only: whether ASR_TEST_FAULT asks for fault `what` at optimizer step `step`."""
     return os.environ.get(TEST_FAULT) == f"{what}@{step}"
 
 
@@ -28,6 +26,16 @@ def kill_if_testing(what: str, step: int) -> None:
     """SIGKILL this process when ASR_TEST_FAULT is "WHAT@STEP": a crash with no chance to clean up."""
     if test_fault(what, step):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def training_step_faults(step: int, loss: torch.Tensor) -> torch.Tensor:
+    """For fault-injection tests only, at the training step ASR_TEST_FAULT names: "kill@S" SIGKILLs the process
+    with S steps done, "oom@S" asks the allocator for 1 PiB (a real out-of-memory error), "nan@S" makes the loss
+    NaN. ("kill-mid-write@S" is in AtomicCheckpointIO.) Returns the loss."""
+    kill_if_testing("kill", step)
+    if test_fault("oom", step):
+        torch.empty(2**50, dtype=torch.uint8)
+    return loss * float("nan") if test_fault("nan", step) else loss
 
 
 class BatchSize:

@@ -11,7 +11,7 @@ import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import lightning as L
 import torch
@@ -24,7 +24,7 @@ from .bundle import DEFAULT_MODEL, load_bundle, refused_pickle
 from .checkpoint import LAST, AtomicCheckpointIO, RandomState, last_checkpoints
 from .data import DataConfig, SpeechDataModule
 from .decoding import greedy_decode
-from .faults import BatchFaults, is_out_of_memory, kill_if_testing, out_of_memory_error, test_fault
+from .faults import BatchFaults, is_out_of_memory, out_of_memory_error, training_step_faults
 from .metrics import ErrorRate
 from .model import DeepSpeech2, ModelConfig
 from .text import BLANK, TokenizerConfig, build_tokenizer, tokenizer_from_dict
@@ -80,10 +80,14 @@ def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentCo
 
 
 def check_trainer_keys(trainer: dict) -> None:
+    """Every key an argument of lightning.Trainer, every value of the type the Trainer annotates (in place)."""
     known = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
     unknown = sorted(set(trainer) - known)
     if unknown:
         raise config.ConfigError(f"unknown config key 'trainer.{unknown[0]}': not an argument of lightning.Trainer")
+    types = get_type_hints(L.Trainer.__init__)
+    for key, value in trainer.items():
+        trainer[key] = config.convert(types.get(key, Any), value, f"trainer.{key}")
 
 
 class ASRModule(L.LightningModule):
@@ -106,10 +110,8 @@ class ASRModule(L.LightningModule):
         return loss, log_probs, lengths
 
     def training_step(self, batch, batch_idx):
-        kill_if_testing("kill", self.global_step)
         loss, _, _ = self.ctc_loss(batch)
-        if test_fault("nan", self.global_step):
-            loss = loss * float("nan")
+        loss = training_step_faults(self.global_step, loss)  # only when a fault-injection test asks
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.wave_lengths))
         return loss
 

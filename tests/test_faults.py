@@ -5,6 +5,7 @@ out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/faults.py) pi
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -89,10 +90,13 @@ def test_nan_loss_skips_the_update_and_is_counted(manifest, tmp_path):
     assert skipped and max(skipped.values()) == 1 and all(v == (s >= 2) for s, v in skipped.items()), skipped
 
 
-def test_out_of_memory_names_the_batch_and_a_lower_cap():
-    with pytest.raises(RuntimeError) as info:
-        torch.empty(2**50, dtype=torch.uint8)  # a real allocator failure: 1 PiB
-    assert is_out_of_memory(info.value) and not is_out_of_memory(RuntimeError("shape mismatch"))
-    err = out_of_memory_error(BatchSize(torch.tensor([16000, 32000, 8000])), 120.0)
+def test_out_of_memory_names_the_batch_and_a_lower_cap(manifest, tmp_path):
+    out = train(manifest, tmp_path / "exp", "trainer.max_epochs=1", fault="oom@1")  # a real 1 PiB allocation
+    assert out.returncode == 2, out.stderr[-3000:]
+    error = out.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"asr train: error: out of memory on a batch of \d+ utterances, [\d.]+ s of audio "
+                        r"\([\d.]+ s padded\); lower the cap on padded audio per batch, "
+                        r"e\.g\. data\.max_batch_seconds=3 \(now 6\)", error), error
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    err = out_of_memory_error(BatchSize(torch.tensor([16000, 32000, 8000])), 120.0)  # (B,) samples
     assert "3 utterances, 3.5 s of audio (6.0 s padded)" in str(err)
-    assert "data.max_batch_seconds=60 (now 120)" in str(err)
