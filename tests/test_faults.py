@@ -12,7 +12,11 @@ import sys
 import pytest
 import torch
 
-from asr.faults import BatchSize, is_out_of_memory, out_of_memory_error
+from asr import config
+from asr.data import SpeechDataModule
+from asr.faults import BatchFaults, BatchSize, is_out_of_memory, out_of_memory_error
+from asr.text import build_tokenizer
+from asr.training import ASRModule, build_trainer, load_experiment_config
 from conftest import run_asr
 
 STEPS = 10  # 2 epochs of 5 batches: 20 utterances, about 4 a batch
@@ -100,3 +104,35 @@ def test_out_of_memory_names_the_batch_and_a_lower_cap(manifest, tmp_path):
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     err = out_of_memory_error(BatchSize(torch.tensor([16000, 32000, 8000])), 120.0)  # (B,) samples
     assert "3 utterances, 3.5 s of audio (6.0 s padded)" in str(err)
+
+
+class ManualASR(ASRModule):
+    """The same model trained with Lightning's manual optimization."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(super().training_step(batch, batch_idx))
+        optimizer.step()
+
+
+def test_nan_loss_is_skipped_under_manual_optimization(manifest, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASR_TEST_FAULT", "nan@1")
+    cfg = load_experiment_config("tiny", [f"data.train_manifests=[{manifest}]", f"data.val_manifests=[{manifest}]",
+                                          f"exp_dir={tmp_path}", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                                          "trainer.limit_val_batches=0", "trainer.gradient_clip_val=null",
+                                          "trainer.enable_progress_bar=false"])
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    cfg.model.vocab_size = len(tokenizer)
+    module = ManualASR(config.to_dict(cfg), tokenizer.to_dict())
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=SpeechDataModule(cfg.data, tokenizer))
+    faults = next(c for c in trainer.callbacks if isinstance(c, BatchFaults))
+    assert faults.skipped == 1
+    steps = {state["step"].item() for state in trainer.optimizers[0].state.values()}
+    assert steps == {2.0}  # 3 batches, one update skipped
+    assert all(torch.isfinite(p).all() for p in module.parameters())
