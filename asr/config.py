@@ -83,6 +83,10 @@ def convert(tp, value: Any, key: str):
         return [convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)] if args else value
     if tp is Any:
         return value
+    if origin is typing.Literal:
+        if any(value == option and type(value) is type(option) for option in args):
+            return value
+        raise ConfigError(f"config key {key!r} must be one of {', '.join(map(repr, args))}, got {value!r}")
     if tp is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         return parse_float(value, key)
     if tp is type(None):
@@ -103,7 +107,7 @@ def parse_float(value: int | str, key: str) -> float:
 
 
 def type_error(key: str, tp, value) -> ConfigError:
-    name = getattr(tp, "__name__", None) or str(tp)
+    name = tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")  # "Optional[int]", "list[str]"
     return ConfigError(f"config key {key!r} must be {name}, got {value!r}")
 
 

@@ -54,6 +54,14 @@ class FrontendConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"frontend.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.win_length < 1 or self.hop_length < 1:
+            raise ValueError(f"frontend.win_ms and hop_ms must each cover at least one sample at {SAMPLE_RATE} Hz, "
+                             f"got {self.win_ms} and {self.hop_ms}")
+        if self.n_mels < 1 or (self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels):
+            raise ValueError(f"frontend: need n_mels >= 1 (and 1 <= n_mfcc <= n_mels for mfcc), got {self.n_mels} "
+                             f"and {self.n_mfcc}")
+        if min(self.freq_masks, self.freq_mask_width, self.time_masks, self.time_mask_width) < 0:
+            raise ValueError("frontend: SpecAugment mask counts and widths must not be negative")
 
 
 def frame_lengths(sample_lengths: torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:

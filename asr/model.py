@@ -33,6 +33,15 @@ class ModelConfig:
             raise ValueError("model.conv_channels, conv_kernels and conv_strides must have the same length")
         if self.rnn_merge not in ("sum", "concat"):
             raise ValueError(f"model.rnn_merge must be 'sum' or 'concat', got {self.rnn_merge!r}")
+        if not self.conv_channels or min(self.conv_channels) < 1 or self.rnn_layers < 1 or self.rnn_hidden < 1:
+            raise ValueError("model: need at least one conv layer, and conv_channels, rnn_layers and rnn_hidden "
+                             f"of at least 1, got {self.conv_channels}, {self.rnn_layers} and {self.rnn_hidden}")
+        for name in ("conv_kernels", "conv_strides"):
+            if any(len(pair) != 2 or min(pair) < 1 for pair in getattr(self, name)):
+                raise ValueError(f"model.{name}: each entry is a [freq, time] pair of positive integers, "
+                                 f"got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def output_step_seconds(self) -> float:

@@ -20,10 +20,25 @@ def test_named_configs_load_and_overrides_apply():
     ("data.train_manifests=a.jsonl", "'data.train_manifests' must be list"),
     ("trainer.max_epoch=3", "unknown config key 'trainer.max_epoch'"),
     ("model.rnn_layers", "not of the form key.path=value"),
+    ("model.rnn_layers=0", "rnn_layers and rnn_hidden of at least 1"),
+    ("model.conv_strides=[[2],[2,1]]", "model.conv_strides: each entry is a [freq, time] pair"),
+    ("model.conv_kernels=[[0,11],[11,11]]", "model.conv_kernels: each entry is a [freq, time] pair"),
+    ("model.dropout=1.5", "model.dropout must be in .0, 1., got 1.5"),
+    ("model.frontend.hop_ms=0", "hop_ms must each cover at least one sample"),
+    ("model.frontend.n_mels=0", "need n_mels >= 1"),
+    ("trainer.max_epochs=x", "'trainer.max_epochs' must be Optional[int], got 'x'"),
+    ("trainer.precision=17", "'trainer.precision' must be Union[Literal[64, 32, 16]"),
+    ("trainer.deterministic=sometimes", "'trainer.deterministic' must be"),
 ])
 def test_bad_keys_and_values_are_refused_with_the_key_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
         load_experiment_config("tiny", [override])
+
+
+def test_trainer_values_of_the_types_lightning_takes_pass():
+    cfg = load_experiment_config("tiny", ["trainer.precision=bf16-mixed", "trainer.devices=[0, 1]",
+                                          "trainer.limit_train_batches=0.5", "trainer.deterministic=warn"])
+    assert cfg.trainer["devices"] == [0, 1] and cfg.trainer["precision"] == "bf16-mixed"
 
 
 def test_unknown_config_name_lists_the_known_ones():
