@@ -12,7 +12,7 @@ from asr.check import check_manifest
 from asr.cli import main
 from asr.data import ManifestError, SpeechDataModule, Utterance, ctc_problems, read_manifest
 from asr.model import output_lengths
-from asr.text import CharTokenizer
+from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 from asr.training import load_experiment_config
 
 torch.set_num_threads(1)
@@ -133,3 +133,13 @@ def test_training_data_drops_what_ctc_cannot_align_and_missing_audio_with_a_coun
     assert "dropped 2 of 4 utterances that cannot be trained on" in caplog.text
     batch = next(iter(data.train_dataloader()))
     assert batch.target_lengths.tolist() == [5, 5]
+
+
+def test_characters_outside_the_vocabulary_are_found(tmp_path, tiny):
+    texts = ["THE CAT SAT ON THE MAT", "A RED HAT", "IT IS UP TO THE DOG"] * 3  # no Q, no Z
+    tokenizer = SentencePieceTokenizer.from_file(train_sentencepiece(texts, tmp_path / "sp.model", 30, "bpe"))
+    write_audio(tmp_path / "a.wav", np.zeros(2 * SAMPLE_RATE, np.float32))
+    (tmp_path / "m.jsonl").write_text(row("a.wav", 2.0, "THE CAT") + "\n" + row("a.wav", 2.0, "QUIZ") + "\n")
+    [problem] = check_manifest(tmp_path / "m.jsonl", tokenizer, tiny.model)[1]
+    assert problem.where.endswith("m.jsonl line 2") and problem.kind == "text"
+    assert "characters ['Q', 'Z'] in 'QUIZ' are not in the SentencePiece vocabulary" in problem.message
