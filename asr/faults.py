@@ -73,8 +73,7 @@ class BatchFaults(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        finite = bool(grads) and torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]).isfinite().all()
-        if trainer.strategy.reduce_boolean_decision(not finite, all=False):  # any rank
+        if trainer.strategy.reduce_boolean_decision(not all_finite(grads), all=False):  # on any rank
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     p.grad = None
@@ -88,6 +87,11 @@ class BatchFaults(L.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.skipped = state["skipped"]
+
+
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether no element of any tensor is NaN or infinite (one synchronisation for all of them)."""
+    return not tensors or bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
 
 
 def is_out_of_memory(err: BaseException) -> bool:

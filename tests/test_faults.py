@@ -14,7 +14,7 @@ import torch
 
 from asr import config
 from asr.data import SpeechDataModule
-from asr.faults import BatchFaults, BatchSize, is_out_of_memory, out_of_memory_error
+from asr.faults import BatchFaults, BatchSize, all_finite, is_out_of_memory, out_of_memory_error
 from asr.text import build_tokenizer
 from asr.training import ASRModule, build_trainer, load_experiment_config
 from conftest import run_asr
@@ -136,3 +136,10 @@ def test_nan_loss_is_skipped_under_manual_optimization(manifest, tmp_path, monke
     steps = {state["step"].item() for state in trainer.optimizers[0].state.values()}
     assert steps == {2.0}  # 3 batches, one update skipped
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_finiteness_is_checked_per_element_not_by_a_norm_that_overflows():
+    huge = torch.full((4,), 1e30)  # finite, though its float32 2-norm overflows to inf
+    assert all_finite([huge, torch.zeros(3)]) and all_finite([])
+    assert not all_finite([huge, torch.tensor([0.0, float("nan")])])
+    assert not all_finite([torch.tensor([float("-inf")], dtype=torch.bfloat16)])
