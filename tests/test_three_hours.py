@@ -22,7 +22,8 @@ from asr.training import load_experiment_config
 from asr.transcribe import Recognizer
 
 cfg = load_experiment_config("tiny", ["model.conv_channels=[2,2]", "model.conv_kernels=[[5,5],[5,5]]",
-                                      "model.rnn_layers=1", "model.rnn_hidden=8", "model.frontend.n_mels=16"])
+                                      "model.conv_strides=[[2,2],[2,2]]", "model.rnn_layers=1", "model.rnn_hidden=8",
+                                      "model.frontend.n_mels=16", "model.frontend.win_ms=40", "model.frontend.hop_ms=40"])
 recognizer = Recognizer(DeepSpeech2(cfg.model).eval(), CharTokenizer(), "cpu")
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB
 [minute] = recognizer.transcribe([sys.argv[1]], words=False)
