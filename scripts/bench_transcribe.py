@@ -8,7 +8,8 @@ memory (RSS) of the default model, greedy decoding, for 1 and 60 minutes of spee
 The audio is espeak-ng speech of a dozen sentences, concatenated with short pauses until it is long enough,
 written once as a 16 kHz WAV. Each configuration runs in a fresh Python process (so peaks do not mix) that
 loads the model and transcribes the file with asr's Python API, the code behind `asr transcribe`; the time
-covers reading, features, network and decoding, not the model load. Peak RSS is the process's maxrss:
+covers reading, features, network and decoding, not the model load; "CPU seconds" is the process's CPU
+time over the same span, which other work on a shared machine disturbs less than the wall time. Peak RSS is the process's maxrss:
 Python, torch and the model included. "CER vs fp32" compares each transcript with the float32 one.
 
 With a manifest (default data/synthetic/test.jsonl, when it is there) it also scores fp32 and int8 on it
@@ -95,10 +96,10 @@ def worker(audio: str, quantize: str, threads: int, batch_size: int) -> None:
     torch.set_num_threads(threads)
     recognizer = load_model(None, "cpu", DecoderConfig("greedy"), None if quantize == "none" else quantize)
     loaded_mb = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     [result] = recognizer.transcribe([audio], batch_size, words=False)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "duration": result.duration, "loaded_mb": loaded_mb,
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "duration": result.duration, "loaded_mb": loaded_mb,
                       "peak_mb": peak_rss_mb(), "text": result.text}))
 
 
@@ -122,9 +123,10 @@ def measure(audio: Path, duration: float, args) -> list[list[str]]:
         print(f"{duration / 60:g} min, {quantize}...", file=sys.stderr, flush=True)
         r = run_worker(audio, quantize, args)
         reference = r["text"] if reference is None else reference
-        rows.append([f"{duration / 60:g} min", "fp32" if quantize == "none" else quantize, f"{r['seconds']:.1f}",
-                     f"{r['seconds'] / duration:.4f}", f"{duration / r['seconds']:.0f}x", f"{r['loaded_mb']:.0f}",
-                     f"{r['peak_mb']:.0f}", f"{100 * jiwer.cer(reference, r['text']):.2f}%", str(len(r["text"].split()))])
+        rows.append([f"{duration / 60:g} min", "fp32" if quantize == "none" else quantize, f"{r['seconds']:.2f}",
+                     f"{r['cpu_seconds']:.2f}", f"{r['seconds'] / duration:.4f}", f"{duration / r['seconds']:.0f}x",
+                     f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{100 * jiwer.cer(reference, r['text']):.2f}%",
+                     str(len(r["text"].split()))])
     return rows
 
 
@@ -155,7 +157,7 @@ def main() -> None:
             audio.parent.mkdir(parents=True, exist_ok=True)
             duration = write_long_audio(audio, minutes, pool)
             rows += measure(audio, duration, args)
-    print_table(["audio", "weights", "seconds", "RTF", "speed", "RSS loaded MB", "peak RSS MB", "CER vs fp32",
+    print_table(["audio", "weights", "seconds", "CPU seconds", "RTF", "speed", "RSS loaded MB", "peak RSS MB", "CER vs fp32",
                  "words"], rows)
     if args.manifest.exists() and not args.no_eval:
         scores = [[q if q != "none" else "fp32", *(f"{100 * s[k]:.2f}%" for k in ("wer", "cer")), str(s["utterances"])]
