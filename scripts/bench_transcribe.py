@@ -2,15 +2,16 @@
 memory (RSS) of the default model, greedy decoding, for 1 and 60 minutes of speech, float32 against int8
 (dynamic quantization of the LSTM and linear layers, `asr transcribe --quantize int8`).
 
-    python scripts/bench_transcribe.py                      # 1 and 60 minutes, fp32 and int8 (about 8 min)
+    python scripts/bench_transcribe.py                      # 1 and 60 minutes, fp32 and int8 (about 2-4 min)
     python scripts/bench_transcribe.py --minutes 0.2 --no-eval   # a quick check
 
 The audio is espeak-ng speech of a dozen sentences, concatenated with short pauses until it is long enough,
 written once as a 16 kHz WAV. Each configuration runs in a fresh Python process (so peaks do not mix) that
 loads the model and transcribes the file with asr's Python API, the code behind `asr transcribe`; the time
 covers reading, features, network and decoding, not the model load; "CPU seconds" is the process's CPU
-time over the same span, which other work on a shared machine disturbs less than the wall time. Peak RSS is the process's maxrss:
-Python, torch and the model included. "CER vs fp32" compares each transcript with the float32 one.
+time over the same span, which other work on a shared machine disturbs less than the wall time. Peak RSS
+is the process's maxrss: Python, torch and the model included. "CER vs fp32" compares each transcript with
+the float32 one.
 
 With a manifest (default data/synthetic/test.jsonl, when it is there) it also scores fp32 and int8 on it
 (`asr evaluate MANIFEST --decoder greedy [--quantize int8]`) for the WER/CER change int8 brings.
@@ -99,8 +100,8 @@ def worker(audio: str, quantize: str, threads: int, batch_size: int) -> None:
     start, cpu_start = time.perf_counter(), time.process_time()
     [result] = recognizer.transcribe([audio], batch_size, words=False)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "duration": result.duration, "loaded_mb": loaded_mb,
-                      "peak_mb": peak_rss_mb(), "text": result.text}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "duration": result.duration,
+                      "loaded_mb": loaded_mb, "peak_mb": peak_rss_mb(), "text": result.text}))
 
 
 def peak_rss_mb() -> float:
@@ -157,8 +158,8 @@ def main() -> None:
             audio.parent.mkdir(parents=True, exist_ok=True)
             duration = write_long_audio(audio, minutes, pool)
             rows += measure(audio, duration, args)
-    print_table(["audio", "weights", "seconds", "CPU seconds", "RTF", "speed", "RSS loaded MB", "peak RSS MB", "CER vs fp32",
-                 "words"], rows)
+    print_table(["audio", "weights", "seconds", "CPU seconds", "RTF", "speed", "RSS loaded MB", "peak RSS MB",
+                 "CER vs fp32", "words"], rows)
     if args.manifest.exists() and not args.no_eval:
         scores = [[q if q != "none" else "fp32", *(f"{100 * s[k]:.2f}%" for k in ("wer", "cer")), str(s["utterances"])]
                   for q in args.quantize for s in [evaluate(args.manifest, q, args.threads)]]
