@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "torch.jit.load. Both take waveforms + lengths and give CTC log-probs + lengths")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="weights of a bundle (default: float32)")
-    p.add_argument("--quantize", choices=QUANTIZE, help="int8 LSTM and linear weights (TorchScript only)")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8 LSTM and linear weights (ONNX and TorchScript)")
     p.set_defaults(run=run_export)
 
     p = commands.add_parser("check-manifest", help="list every problem of manifests: format, audio, transcripts")
@@ -251,8 +251,8 @@ def run_export(args) -> None:
     from .export import export, load_source
 
     if args.dtype != "float32" and args.format != "bundle":
-        raise ValueError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks a "
-                         "TorchScript model)")
+        raise ValueError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks "
+                         "it)")
     print(export(*load_source(args.source), args.out, args.format, args.quantize, getattr(torch, args.dtype)))
 
 
@@ -355,11 +355,11 @@ def progress_bar(files: list, quiet: bool):
 
     durations = [seconds(f) for f in files]
     total = None if None in durations else sum(durations)  # stdin: length unknown
-    columns = (TextColumn("transcribing"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+    columns = (TextColumn("transcribing"), BarColumn(), TextColumn("{task.completed:.0f}{task.fields[of]} s"),
                TimeRemainingColumn())
     # results printed to a terminal go above the bar; to a pipe or file they go on as before
     with Progress(*columns, console=Console(stderr=True), redirect_stdout=sys.stdout.isatty()) as bar:
-        task = bar.add_task("transcribing", total=total)
+        task = bar.add_task("transcribing", total=total, of="" if total is None else f"/{total:.0f}")
         yield lambda done: bar.advance(task, done)
 
 

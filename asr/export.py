@@ -13,7 +13,8 @@ torch.stft is replaced by the same transform written as a strided convolution wi
 `model.onnx.json`) holds what a deployment needs to decode: the vocabulary, the blank id, the sample rate, the
 front-end settings and the seconds per output step.
 
-int8 (`--quantize int8`, asr.quantize) is for TorchScript: torch's dynamic int8 LSTM has no ONNX form.
+`--quantize int8` (asr.quantize) stores the LSTM and linear weights as int8: torch's dynamic quantization
+for TorchScript, onnxruntime's for ONNX (torch's int8 LSTM has no ONNX form).
 """
 
 import copy
@@ -32,7 +33,7 @@ from . import config
 from .audio import SAMPLE_RATE
 from .bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle, save_bundle
 from .model import DeepSpeech2
-from .quantize import quantize_model
+from .quantize import quantize_model, quantize_onnx
 from .text import BLANK
 
 FORMATS = ("bundle", "onnx", "torchscript")
@@ -138,15 +139,18 @@ def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = 
     in info_path(out) beside it."""
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
-    if quantize and fmt != "torchscript":
-        raise ValueError("--quantize int8 is for TorchScript: torch's dynamic int8 LSTM has no ONNX form, and "
-                         "a bundle keeps float weights (quantize at load time: asr transcribe --quantize int8)")
+    if quantize and fmt == "bundle":
+        raise ValueError("--quantize int8 is for --format onnx and torchscript: a bundle keeps float weights "
+                         "(quantize at load time: asr transcribe --quantize int8)")
     out = Path(out)
     model = model.cpu().eval()
     if fmt == "bundle":
         return save_bundle(out, model, tokenizer, dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "onnx":
+    if fmt == "onnx" and quantize:
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out)
+    elif fmt == "onnx":
         export_onnx(model, out)
     else:
         export_torchscript(quantize_model(model, quantize), out)

@@ -138,11 +138,29 @@ def test_cli_exports_int8_torchscript_and_transcribes_with_int8(tmp_path, defaul
     assert jiwer.cer(SHORT.upper(), text.strip()) < 0.15
 
 
-def test_cli_refuses_int8_onnx_by_name(tmp_path):
-    result = run_asr("export", "default", tmp_path / "m.onnx", "--format", "onnx", "--quantize", "int8", check=False)
+def test_int8_onnx_quantizes_lstm_and_matmul_weights_but_not_the_front_end(tmp_path, default, speech):
+    onnx = pytest.importorskip("onnx", reason="pip install -e '.[export]'")
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    model, tokenizer = default
+    out = export(model, tokenizer, tmp_path / "model.int8.onnx", "onnx", "int8")
+    nodes = {node.name: node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "DynamicQuantizeLSTM" in nodes.values() and "MatMulInteger" in nodes.values()
+    assert "LSTM" not in nodes.values()
+    assert nodes["/frontend/transform/mel_scale/MatMul"] == "MatMul"  # the filterbank stays float32
+    assert out.stat().st_size < 0.35 * 4 * sum(p.numel() for p in model.parameters())
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    waves, lengths = padded(speech)
+    log_probs, out_lengths = session.run(None, {"waves": waves.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        fp32 = transcripts(*model(waves, lengths), tokenizer)
+    assert jiwer.cer(fp32, transcripts(torch.from_numpy(log_probs), torch.from_numpy(out_lengths), tokenizer)) < 0.1
+
+
+def test_cli_refuses_an_int8_bundle_by_name(tmp_path):
+    result = run_asr("export", "default", tmp_path / "m.safetensors", "--quantize", "int8", check=False)
     assert result.returncode == 2
-    assert "--quantize int8 is for TorchScript: torch's dynamic int8 LSTM has no ONNX form" in result.stderr
-    assert not (tmp_path / "m.onnx").exists()
+    assert "--quantize int8 is for --format onnx and torchscript: a bundle keeps float weights" in result.stderr
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def test_a_checkpoint_still_exports_to_a_bundle_and_also_to_torchscript(tmp_path):
