@@ -32,9 +32,9 @@ from torch import nn
 from . import config
 from .audio import SAMPLE_RATE
 from .bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle, save_bundle
-from .model import DeepSpeech2
+from .model import DeepSpeech2, ModelConfig
 from .quantize import quantize_model, quantize_onnx
-from .text import BLANK
+from .text import BLANK, tokenizer_from_dict
 
 FORMATS = ("bundle", "onnx", "torchscript")
 INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
@@ -120,6 +120,28 @@ def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | Non
             "min_samples": model.cfg.frontend.n_fft, "blank": BLANK, "vocab": list(tokenizer.vocab),
             "output_step_seconds": model.cfg.output_step_seconds,
             "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()}
+
+
+class OnnxModel:
+    """An ONNX export run by onnxruntime, called like DeepSpeech2, so that a Recognizer can use it:
+    waves (B, S) + lengths (B,) -> log-probs (B, T, V) float32 + output lengths (B,), on the CPU.
+    Its config and tokenizer come from the JSON beside it."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime
+
+        path = Path(path)
+        info = json.loads(info_path(path).read_text(encoding="utf-8"))
+        self.cfg = config.from_dict(ModelConfig, info["model_config"])
+        self.tokenizer = tokenizer_from_dict(info["tokenizer"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        waves = nn.functional.pad(waves, (0, max(0, self.cfg.frontend.n_fft - waves.shape[1])))  # >= 1 window
+        log_probs, out_lengths = self.session.run(None, {"waves": waves.float().numpy(), "lengths": lengths.numpy()})
+        return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
 
 
 def load_source(source: str) -> tuple[DeepSpeech2, object]:

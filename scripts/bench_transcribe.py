@@ -2,16 +2,18 @@
 memory (RSS) of the default model, greedy decoding, for 1 and 60 minutes of speech, float32 against int8
 (dynamic quantization of the LSTM and linear layers, `asr transcribe --quantize int8`).
 
-    python scripts/bench_transcribe.py                      # 1 and 60 minutes, fp32 and int8 (about 2-4 min)
+    python scripts/bench_transcribe.py                      # 1 and 60 minutes, fp32 and int8 (about 3-5 min)
     python scripts/bench_transcribe.py --minutes 0.2 --no-eval   # a quick check
 
 The audio is espeak-ng speech of a dozen sentences, concatenated with short pauses until it is long enough,
 written once as a 16 kHz WAV. Each configuration runs in a fresh Python process (so peaks do not mix) that
-loads the model and transcribes the file with asr's Python API, the code behind `asr transcribe`; the time
+loads the model and transcribes the file with asr's Python API, the code behind `asr transcribe`: the model
+as asr runs it (torch), and its ONNX export (`asr export --format onnx [--quantize int8]`) in onnxruntime
+in the same Recognizer (asr.export.OnnxModel), so that both read and chunk the audio alike. The time
 covers reading, features, network and decoding, not the model load; "CPU seconds" is the process's CPU
 time over the same span, which other work on a shared machine disturbs less than the wall time. Peak RSS
-is the process's maxrss: Python, torch and the model included. "CER vs fp32" compares each transcript with
-the float32 one.
+is the process's VmHWM: Python, torch and the model included. "CER vs fp32" compares each transcript with
+torch's float32 one.
 
 With a manifest (default data/synthetic/test.jsonl, when it is there) it also scores fp32 and int8 on it
 (`asr evaluate MANIFEST --decoder greedy [--quantize int8]`) for the WER/CER change int8 brings.
@@ -20,7 +22,6 @@ With a manifest (default data/synthetic/test.jsonl, when it is there) it also sc
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,9 @@ def parse_args():
                    help="score fp32 and int8 on it when it exists (default: data/synthetic/test.jsonl)")
     p.add_argument("--no-eval", action="store_true", help="skip the manifest")
     p.add_argument("--work", type=Path, help="folder for the audio (default: a temporary one)")
-    p.add_argument("--worker", nargs=2, metavar=("AUDIO", "QUANTIZE"), help=argparse.SUPPRESS)
+    p.add_argument("--runtime", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"],
+                   help="torch: the model as asr runs it; onnx: its ONNX export in onnxruntime (default: both)")
+    p.add_argument("--worker", nargs=2, metavar=("AUDIO", "MODEL"), help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -87,15 +90,21 @@ def write_long_audio(path: Path, minutes: float, pool: list[np.ndarray]) -> floa
     return total / 16000
 
 
-def worker(audio: str, quantize: str, threads: int, batch_size: int) -> None:
-    """In a fresh process: load the default model, transcribe `audio`, print time, peak RSS and the text."""
+def worker(audio: str, model: str, threads: int, batch_size: int) -> None:
+    """In a fresh process: load `model` ("torch", "torch-int8" or an ONNX export), transcribe `audio`, print
+    time, peak RSS and the text."""
     import torch
 
     from asr.decoding import DecoderConfig
-    from asr.transcribe import load_model
+    from asr.export import OnnxModel
+    from asr.transcribe import Recognizer, load_model
 
     torch.set_num_threads(threads)
-    recognizer = load_model(None, "cpu", DecoderConfig("greedy"), None if quantize == "none" else quantize)
+    if model.endswith(".onnx"):
+        onnx_model = OnnxModel(model, threads)
+        recognizer = Recognizer(onnx_model, onnx_model.tokenizer, "cpu", DecoderConfig("greedy"))
+    else:
+        recognizer = load_model(None, "cpu", DecoderConfig("greedy"), "int8" if model == "torch-int8" else None)
     loaded_mb = peak_rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
     [result] = recognizer.transcribe([audio], batch_size, words=False)
@@ -105,11 +114,14 @@ def worker(audio: str, quantize: str, threads: int, batch_size: int) -> None:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    """This process's peak resident memory (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    exec from the parent, which has loaded a model to export it."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024  # kB
 
 
-def run_worker(audio: Path, quantize: str, args) -> dict:
-    command = [sys.executable, __file__, "--worker", str(audio), quantize, "--threads", str(args.threads),
+def run_worker(audio: Path, model: str, args) -> dict:
+    command = [sys.executable, __file__, "--worker", str(audio), model, "--threads", str(args.threads),
                "--batch-size", str(args.batch_size)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
@@ -117,16 +129,34 @@ def run_worker(audio: Path, quantize: str, args) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def measure(audio: Path, duration: float, args) -> list[list[str]]:
-    """One table row per weight type for `audio` of `duration` seconds."""
+def models(args, folder: Path) -> list[tuple[str, str, str]]:
+    """(runtime, weights, worker's MODEL) of each configuration; ONNX exports of the default model are
+    written to `folder`."""
+    from asr.bundle import DEFAULT_MODEL, load_bundle
+    from asr.export import export
+
+    configs = []
+    for runtime in args.runtime:
+        for quantize in args.quantize:
+            weights = "fp32" if quantize == "none" else quantize
+            model = "torch" if quantize == "none" else "torch-int8"
+            if runtime == "onnx":
+                model = str(export(*load_bundle(DEFAULT_MODEL), folder / f"default-{weights}.onnx", "onnx",
+                                   None if quantize == "none" else quantize))
+            configs.append(("onnxruntime" if runtime == "onnx" else "torch", weights, model))
+    return configs
+
+
+def measure(audio: Path, duration: float, configs: list[tuple[str, str, str]], args) -> list[list[str]]:
+    """One table row per configuration for `audio` of `duration` seconds; the first one is the reference."""
     rows, reference = [], None
-    for quantize in args.quantize:
-        print(f"{duration / 60:g} min, {quantize}...", file=sys.stderr, flush=True)
-        r = run_worker(audio, quantize, args)
+    for runtime, weights, model in configs:
+        print(f"{duration / 60:g} min, {runtime} {weights}...", file=sys.stderr, flush=True)
+        r = run_worker(audio, model, args)
         reference = r["text"] if reference is None else reference
-        rows.append([f"{duration / 60:g} min", "fp32" if quantize == "none" else quantize, f"{r['seconds']:.2f}",
-                     f"{r['cpu_seconds']:.2f}", f"{r['seconds'] / duration:.4f}", f"{duration / r['seconds']:.0f}x",
-                     f"{r['loaded_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{100 * jiwer.cer(reference, r['text']):.2f}%",
+        rows.append([f"{duration / 60:g} min", runtime, weights, f"{r['seconds']:.2f}", f"{r['cpu_seconds']:.2f}",
+                     f"{r['seconds'] / duration:.4f}", f"{duration / r['seconds']:.0f}x", f"{r['loaded_mb']:.0f}",
+                     f"{r['peak_mb']:.0f}", f"{100 * jiwer.cer(reference, r['text']):.2f}%",
                      str(len(r["text"].split()))])
     return rows
 
@@ -153,13 +183,15 @@ def main() -> None:
           f"greedy decoding, batch {args.batch_size}", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.work or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        configs = models(args, folder)
         for minutes in args.minutes:
-            audio = (args.work or Path(tmp)) / f"speech-{minutes:g}min.wav"
-            audio.parent.mkdir(parents=True, exist_ok=True)
+            audio = folder / f"speech-{minutes:g}min.wav"
             duration = write_long_audio(audio, minutes, pool)
-            rows += measure(audio, duration, args)
-    print_table(["audio", "weights", "seconds", "CPU seconds", "RTF", "speed", "RSS loaded MB", "peak RSS MB",
-                 "CER vs fp32", "words"], rows)
+            rows += measure(audio, duration, configs, args)
+    print_table(["audio", "runtime", "weights", "seconds", "CPU seconds", "RTF", "speed", "RSS loaded MB",
+                 "peak RSS MB", "CER vs fp32", "words"], rows)
     if args.manifest.exists() and not args.no_eval:
         scores = [[q if q != "none" else "fp32", *(f"{100 * s[k]:.2f}%" for k in ("wer", "cer")), str(s["utterances"])]
                   for q in args.quantize for s in [evaluate(args.manifest, q, args.threads)]]

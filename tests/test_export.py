@@ -15,10 +15,11 @@ from asr.audio import load_audio
 from asr.bundle import DEFAULT_MODEL, load_bundle
 from asr.decoding import greedy_decode
 from asr import config
-from asr.export import export, info_path, load_source, with_conv_spectrograms
+from asr.export import OnnxModel, export, info_path, load_source, with_conv_spectrograms
 from asr.model import DeepSpeech2
 from asr.quantize import quantize_model
 from asr.text import build_tokenizer
+from asr.transcribe import Recognizer
 from asr.training import ASRModule, load_experiment_config
 from conftest import run_asr, speak
 
@@ -92,6 +93,12 @@ def test_onnx_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, defaul
         return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
 
     assert_same_output(run, model, tokenizer, speech)
+    onnx_model = OnnxModel(out)  # the export alone, with its JSON, makes a Recognizer
+    assert onnx_model.tokenizer.vocab == tokenizer.vocab
+    recognizers = Recognizer(onnx_model, onnx_model.tokenizer, "cpu"), Recognizer(model, tokenizer, "cpu")
+    exported, expected = ([(text, [(w.word, w.start, w.end) for w in words]) for text, words in r.recognize(speech)]
+                          for r in recognizers)
+    assert exported == expected
     info = json.loads(info_path(out).read_text())
     assert info["vocab"] == tokenizer.vocab and info["blank"] == 0 and info["sample_rate"] == 16000
     assert info["output_step_seconds"] == model.cfg.output_step_seconds
