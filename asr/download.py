@@ -17,7 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from rich.console import Console
+from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,15 @@ def fetch(url: str, part: Path) -> None:
         if resumed:
             log.info("%s: resuming at byte %d", url, start)
         done = start
-        with part.open("ab" if resumed else "wb") as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                                              desc=part.name.removesuffix(".part"),
-                                                              file=sys.stderr, disable=None) as bar:
+        bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                       console=Console(stderr=True), disable=not sys.stderr.isatty())
+        with part.open("ab" if resumed else "wb") as f, bar:
+            task = bar.add_task(part.name.removesuffix(".part"), total=total, completed=start)
             try:
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     done += len(chunk)
-                    bar.update(len(chunk))
+                    bar.advance(task, len(chunk))
             except OSError as err:  # includes http.client.IncompleteRead and timeouts
                 raise DownloadError(f"{url}: interrupted after {done} bytes ({err}); "
                                     f"run again to resume from {part}") from None
