@@ -39,16 +39,16 @@ def training_step_faults(step: int, loss: torch.Tensor) -> torch.Tensor:
 
 
 class BatchSize:
-    """What a batch holds, for messages: utterances, seconds of audio and padded seconds."""
+    """What a batch holds, for messages: utterances, seconds of audio and padded seconds. Kept as the lengths
+    tensor and read only when printed, so the training step never waits on the device for it."""
 
     def __init__(self, wave_lengths: torch.Tensor):  # (B,) samples
-        self.utterances = len(wave_lengths)
-        self.seconds = wave_lengths.sum().item() / SAMPLE_RATE
-        self.padded_seconds = self.utterances * wave_lengths.max().item() / SAMPLE_RATE
+        self.wave_lengths = wave_lengths
 
     def __str__(self) -> str:
-        return (f"{self.utterances} utterances, {self.seconds:.1f} s of audio "
-                f"({self.padded_seconds:.1f} s padded)")
+        lengths = self.wave_lengths.tolist()
+        return (f"{len(lengths)} utterances, {sum(lengths) / SAMPLE_RATE:.1f} s of audio "
+                f"({len(lengths) * max(lengths) / SAMPLE_RATE:.1f} s padded)")
 
 
 class BatchFaults(L.Callback):
