@@ -5,6 +5,7 @@ import os
 import pty
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -98,28 +99,35 @@ def test_plot_writes_a_png_of_one_file(recordings, tmp_path):
         assert refused.returncode == 2 and "--plot" in refused.stderr and not (tmp_path / "no.png").exists()
 
 
-def on_a_terminal(*args) -> tuple[str, str]:
+def on_a_terminal(*args, stdin=None) -> tuple[str, str]:
     """stdout and stderr of `asr transcribe ARGS` whose stderr is a terminal (a pseudo-terminal)."""
     controller, terminal = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "asr", "transcribe", *map(str, args)],
-                               stdout=subprocess.PIPE, stderr=terminal)
-    os.close(terminal)
-    stdout, stderr = process.stdout.read(), b""
-    while True:
-        try:
-            data = os.read(controller, 4096)
-        except OSError:  # the terminal closed: the process has gone
-            break
-        stderr += data
-    process.wait(timeout=120)
-    os.close(controller)
-    return stdout.decode(), stderr.decode(errors="replace")
+    with tempfile.TemporaryFile() as stdout:  # not a pipe: read only after the terminal, it could fill up
+        process = subprocess.Popen([sys.executable, "-m", "asr", "transcribe", *map(str, args)],
+                                   stdin=stdin, stdout=stdout, stderr=terminal)
+        os.close(terminal)
+        stderr = b""
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the process has gone
+                break
+            if not data:
+                break
+            stderr += data
+        process.wait(timeout=120)
+        os.close(controller)
+        stdout.seek(0)
+        return stdout.read().decode(), stderr.decode(errors="replace")
 
 
 def test_a_progress_bar_on_a_terminal_and_quiet_silences_it_but_not_errors(recordings, tmp_path):
     files = [recordings / "one.wav", recordings / "two.wav"]
     stdout, stderr = on_a_terminal(*files, "--decoder", "greedy")
     assert "transcribing" in stderr and "\r" in stderr and len(stdout.splitlines()) == 2
+    with open(files[0], "rb") as audio:  # of unknown length
+        stdout, stderr = on_a_terminal("-", "--decoder", "greedy", stdin=audio)
+    assert "transcribing" in stderr and "Traceback" not in stderr and len(stdout.splitlines()) == 1
     stdout, stderr = on_a_terminal(*files, tmp_path / "missing.wav", "--decoder", "greedy", "--quiet")
     assert len(stdout.splitlines()) == 2
     assert "transcribing" not in stderr and "missing.wav" in stderr
