@@ -128,11 +128,12 @@ def numbered_chunks(sources: Iterable, sample_rate: int,
         name = f"<array {index}>" if is_array else source_name(source)
         try:
             if is_array:
-                yield from ((index, name, c) for c in chunks([(as_wave(source, name), sample_rate)]))
+                blocks = [(as_wave(source, name), sample_rate)]
             elif isinstance(source, (str, os.PathLike)) and audio_duration(source) > MAX_CHUNK_SECONDS:
-                yield from ((index, name, c) for c in chunks(stream_audio(source)))
+                blocks = stream_audio(source)  # read a block at a time
             else:  # a short file, or a stream (stdin) that is read whole
-                yield from ((index, name, c) for c in chunks([(load_audio(source).numpy(), SAMPLE_RATE)]))
+                blocks = [(load_audio(source).numpy(), SAMPLE_RATE)]
+            yield from ((index, name, chunk) for chunk in chunks(blocks))
         except AudioError as err:
             on_error(err)
 

@@ -62,6 +62,18 @@ def test_a_long_array_gives_what_the_long_file_gives(recordings, model):
     assert from_file.duration == 75.0 and from_file.words[-1].end > 60
 
 
+def test_a_long_file_corrupt_part_way_is_reported_and_none_of_it_is_kept(recordings, model, tmp_path):
+    data = (recordings / "long.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[:len(data) * 9 // 10])  # the first chunk decodes, then it breaks
+    errors = []
+    results = list(model.transcribe([tmp_path / "cut.flac", recordings / "one.wav"], on_error=errors.append))
+    [error] = errors
+    assert error.path == str(tmp_path / "cut.flac")
+    [expected] = model.transcribe(recordings / "one.wav")
+    assert len(results) == 1
+    same(results[0], expected)
+
+
 def test_arrays_that_are_not_mono_float_audio_are_reported_and_skipped(model):
     errors = []
     results = list(model.transcribe([np.zeros((2, 16000), np.float32), np.zeros(16000, np.int16),
