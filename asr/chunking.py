@@ -43,17 +43,16 @@ def quietest_point(wave: np.ndarray, window: int) -> int:
     return min(len(wave) - 1, int(starts[run[len(run) // 2]]) + window // 2)
 
 
-def split(blocks: Iterable[tuple[np.ndarray, int]],
-          max_seconds: float = MAX_CHUNK_SECONDS) -> Iterator[tuple[int, np.ndarray, int]]:
+def split(blocks: Iterable[tuple[np.ndarray, int]]) -> Iterator[tuple[int, np.ndarray, int]]:
     """Blocks (S_b,) of one recording at its sample rate -> (first sample, chunk (S_c,), rate), in order.
 
-    Every chunk but the last is between max_seconds - SEARCH_SECONDS and max_seconds long.
+    Every chunk but the last is between MAX_CHUNK_SECONDS - SEARCH_SECONDS and MAX_CHUNK_SECONDS long.
     """
     buffer, position, start, rate = np.zeros(0, dtype=np.float32), 0, 0, None
     for block, rate in blocks:
         buffer = np.concatenate([buffer[position:], block])  # at most one chunk and one block
         position = 0
-        longest, search = int(max_seconds * rate), int(min(SEARCH_SECONDS, max_seconds / 2) * rate)
+        longest, search = int(MAX_CHUNK_SECONDS * rate), int(SEARCH_SECONDS * rate)
         while len(buffer) - position > longest:
             region = buffer[position + longest - search:position + longest]
             cut = position + longest - search + quietest_point(region, int(WINDOW_SECONDS * rate))
@@ -63,10 +62,10 @@ def split(blocks: Iterable[tuple[np.ndarray, int]],
         yield start, buffer[position:], rate
 
 
-def chunks(blocks: Iterable[tuple[np.ndarray, int]], max_seconds: float = MAX_CHUNK_SECONDS) -> Iterator[Chunk]:
+def chunks(blocks: Iterable[tuple[np.ndarray, int]]) -> Iterator[Chunk]:
     """Blocks (S_b,) of one recording at its sample rate -> Chunks at SAMPLE_RATE, the last one marked."""
     previous = None
-    for first, wave, rate in split(blocks, max_seconds):
+    for first, wave, rate in split(blocks):
         wave = torch.from_numpy(np.array(wave, dtype=np.float32))  # its own memory, no view of the buffer
         if rate != SAMPLE_RATE:
             wave = torchaudio.functional.resample(wave, rate, SAMPLE_RATE)
