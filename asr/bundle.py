@@ -3,6 +3,7 @@ and the tokenizer, the last two as JSON in the file's metadata. Loading one neve
 """
 
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -34,7 +35,14 @@ def save_bundle(path, model: DeepSpeech2, tokenizer, dtype: torch.dtype = torch.
                 "model_config": json.dumps(config.to_dict(model.cfg)),
                 "tokenizer": json.dumps(tokenizer.to_dict())}
     save_file(tensors, str(path), metadata=metadata)
+    path.chmod(0o666 & ~current_umask())  # safetensors 0.8 writes 0600; a model is shared like any file
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_bundle(path, device: str | torch.device = "cpu"):

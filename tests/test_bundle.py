@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import pytest
@@ -28,6 +29,13 @@ def test_save_and_load_give_identical_outputs(tmp_path, model):
     assert torch.equal(outputs(model, waves, lengths), outputs(loaded, waves, lengths))
     assert tokenizer.vocab == CharTokenizer().vocab
     assert not loaded.training
+
+
+def test_a_bundle_is_readable_by_others_as_the_umask_allows(tmp_path, model):
+    path = save_bundle(tmp_path / "m.safetensors", model, CharTokenizer())
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_half_precision_bundle_is_smaller_and_close(tmp_path, model):
