@@ -1,0 +1,189 @@
+"""Inference speed against pocketsphinx: real-time factor (processing seconds / audio seconds) of the default
+model as `asr transcribe` runs it, and of pocketsphinx (its bundled US English model), on the same files.
+
+    python scripts/bench_infer.py                    # 36 files (~1.5 min of speech), about 3-5 min
+    python scripts/bench_infer.py --voices en-us --batch-sizes 1 4 --threads 1   # a quick check
+
+The files are espeak-ng speech: the Harvard sentences of bench_transcribe.py in each of `--voices`, one 16 kHz
+WAV per sentence. Ours: the default model loaded once per (threads, weights) in a fresh process, then the
+whole file list transcribed with asr's Python API (the code behind `asr transcribe`: reading, resampling,
+features, network and decoding) at each batch size, with the decoder `asr transcribe` uses by default (beam
+search with the shipped 3-gram LM) and greedy; a warm-up file is transcribed first. fp32 is the model as it
+ships (fp16 weights run in float32), int8 `--quantize int8`. pocketsphinx decodes each file as one utterance
+(`full_utt`, like a batch transcriber) on one thread; it has no batching. The model loads are not timed.
+"CPU s" is the process's CPU time over the same span, less disturbed by other work on a shared machine. WER
+is against the sentences read, after asr's text normalisation; pocketsphinx's model has never heard espeak.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jiwer
+
+from bench_transcribe import SENTENCES, print_table
+
+PLOT_TITLE = "asr transcribe, default model: RTF against batch size (lower is faster)"
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--voices", nargs="+", default=["en-us", "en-gb-x-rp", "en-gb-scotland"],
+                   help="espeak-ng voices, each reads every sentence (default: 3 voices, 36 files)")
+    p.add_argument("--sentences", type=int, default=len(SENTENCES), help="the first N sentences (default: all 12)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--weights", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    p.add_argument("--no-pocketsphinx", action="store_true", help="measure ours only")
+    p.add_argument("--plot", type=Path, help="also draw RTF against batch size into this PNG")
+    p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def write_files(folder: Path, voices: list[str], sentences: list[str]) -> list[dict]:
+    """One 16 kHz WAV per (voice, sentence) in `folder` -> [{"path", "text", "duration"}]."""
+    import soundfile as sf
+
+    from asr.audio import load_audio
+
+    files = []
+    for voice in voices:
+        for i, text in enumerate(sentences):
+            raw, wav = folder / "espeak.wav", folder / f"{voice}-{i:02d}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+            wave = load_audio(raw).numpy()  # resampled to 16 kHz
+            sf.write(wav, wave, 16000, subtype="PCM_16")
+            files.append({"path": str(wav), "text": text, "duration": len(wave) / 16000})
+    return files
+
+
+def wer(files: list[dict], hypotheses: list[str]) -> float:
+    from asr.text import normalize
+
+    return jiwer.wer([normalize(f["text"]) for f in files], [normalize(h) for h in hypotheses])
+
+
+def asr_worker(files: list[dict], threads: int, weights: str, batch_sizes: list[int]) -> list[dict]:
+    """In a fresh process: the default model on `threads` threads, each decoder x batch size timed over all
+    files -> one result per measurement."""
+    import torch
+
+    from asr.decoding import DecoderConfig
+    from asr.transcribe import load_model
+
+    torch.set_num_threads(threads)
+    recognizer = load_model(None, "cpu", None, "int8" if weights == "int8" else None)
+    default = recognizer.decoder_config
+    results = []
+    for name, decoder in [(f"{default.kind}{'+LM' if default.lm else ''}", default), ("greedy", DecoderConfig())]:
+        recognizer.set_decoder(decoder)
+        list(recognizer.transcribe([files[0]["path"]], words=False))  # warm-up
+        for batch in batch_sizes:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            texts = [t.text for t in recognizer.transcribe([f["path"] for f in files], batch, words=False)]
+            results.append({"decoder": name, "batch": batch, "seconds": time.perf_counter() - start,
+                            "cpu_seconds": time.process_time() - cpu_start, "texts": texts})
+    return results
+
+
+def pocketsphinx_worker(files: list[dict]) -> list[dict]:
+    """pocketsphinx's default US English model (acoustic model, 3-gram LM, CMU dictionary), one utterance
+    per file -> one result."""
+    import soundfile as sf
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    audio = [sf.read(f["path"], dtype="int16")[0].tobytes() for f in files]
+    start, cpu_start, texts = time.perf_counter(), time.process_time(), []
+    for raw in audio:
+        decoder.start_utt()
+        decoder.process_raw(raw, full_utt=True)
+        decoder.end_utt()
+        texts.append(decoder.hyp().hypstr if decoder.hyp() else "")
+    return [{"decoder": "beam+LM", "batch": 1, "seconds": time.perf_counter() - start,
+             "cpu_seconds": time.process_time() - cpu_start, "texts": texts}]
+
+
+def run_worker(script: str, job: dict, folder: Path):
+    """Run `script --worker JOB.json` (a benchmark's worker) in a fresh Python process -> the JSON it prints last."""
+    spec = folder / "job.json"
+    spec.write_text(json.dumps(job))
+    result = subprocess.run([sys.executable, script, "--worker", str(spec)], capture_output=True, text=True,
+                            timeout=1800)
+    if result.returncode != 0:
+        sys.exit(f"{Path(script).name}: the worker for {job['system']} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def worker(spec: Path) -> None:
+    job = json.loads(spec.read_text())
+    if job["system"] == "pocketsphinx":
+        results = pocketsphinx_worker(job["files"])
+    else:
+        results = asr_worker(job["files"], job["threads"], job["weights"], job["batch_sizes"])
+    print(json.dumps(results))
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    """RTF against batch size, one line per (decoder, weights, threads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lines = sorted({(r["decoder"], r["weights"], r["threads"]) for r in rows if r["system"] == "asr"})
+    for decoder, weights, threads in lines:
+        points = [(r["batch"], r["rtf"]) for r in rows
+                  if (r["system"], r["decoder"], r["weights"], r["threads"]) == ("asr", decoder, weights, threads)]
+        ax.plot(*zip(*points), marker="o", label=f"{decoder}, {weights}, {threads} thread{'s' * (threads > 1)}")
+    ax.set(xscale="log", yscale="log", xlabel="batch size (files)", ylabel="RTF (processing s / audio s)",
+           title=PLOT_TITLE)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xticks(sorted({r["batch"] for r in rows}), [str(b) for b in sorted({r["batch"] for r in rows})])
+    for r in rows:
+        if r["system"] == "pocketsphinx":
+            ax.axhline(r["rtf"], color="grey", linestyle="--", label=f"pocketsphinx, 1 thread (RTF {r['rtf']:.2f})")
+    ax.axhline(0.02, color="red", linestyle=":", label="target: RTF 0.02")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        return worker(args.worker)
+    import os
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_files(Path(tmp), args.voices, SENTENCES[:args.sentences])
+        audio = sum(f["duration"] for f in files)
+        print(f"{len(files)} files, {audio:.1f} s of espeak-ng speech ({', '.join(args.voices)}); "
+              f"{os.cpu_count()} CPU cores", file=sys.stderr)
+        jobs = [] if args.no_pocketsphinx else [{"system": "pocketsphinx", "threads": 1, "weights": "-"}]
+        jobs += [{"system": "asr", "threads": t, "weights": w, "batch_sizes": args.batch_sizes}
+                 for t in args.threads for w in args.weights]
+        for job in jobs:
+            print(f"{job['system']}, {job['weights']}, {job['threads']} thread(s)...", file=sys.stderr, flush=True)
+            for r in run_worker(__file__, {**job, "files": files}, Path(tmp)):
+                rows.append({**job, **r, "rtf": r["seconds"] / audio, "wer": wer(files, r.pop("texts"))})
+    baseline = next((r["rtf"] for r in rows if r["system"] == "pocketsphinx"), None)
+    print_table(["system", "decoder", "weights", "threads", "batch", "seconds", "CPU s", "RTF",
+                 "x pocketsphinx", "WER"],
+                [[r["system"], r["decoder"].replace(" ", "-"), r["weights"], str(r["threads"]), str(r["batch"]),
+                  f"{r['seconds']:.2f}", f"{r['cpu_seconds']:.2f}", f"{r['rtf']:.4f}",
+                  f"{baseline / r['rtf']:.1f}" if baseline else "-", f"{100 * r['wer']:.1f}%"] for r in rows])
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
