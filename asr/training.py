@@ -124,8 +124,11 @@ class ASRModule(L.LightningModule):
         self.val_errors.update(references, hypotheses)
 
     def on_before_optimizer_step(self, optimizer):
-        """Gradient flow: one 2-norm per layer, before clipping (logged every trainer.log_every_n_steps)."""
-        self.log_dict(layer_grad_norms(self.model), on_step=True, on_epoch=False)
+        """Gradient flow: one 2-norm per layer, before clipping, computed only on the steps Lightning logs
+        (every trainer.log_every_n_steps)."""
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log_dict(layer_grad_norms(self.model), on_step=True, on_epoch=False)
 
     def on_validation_epoch_end(self):
         scores = self.val_errors.compute()  # summed counts across ranks, then divided
