@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny corpus of real synthetic speech in LibriSpeech's layout."""
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,20 @@ def librispeech_tree(tmp_path_factory) -> Path:
         lines.append(f"{utt} {text}\n")
     (chapter / f"{SPEAKER}-{CHAPTER}.trans.txt").write_text("".join(lines))
     return root
+
+
+def run_asr_peak_mb(*args) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `asr` in a subprocess like run_asr, with that process's own peak RSS in MB (os.wait4's rusage; the
+    output goes through files, so no pipe can fill and block it)."""
+    command = [sys.executable, "-m", "asr", *map(str, args)]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        out.seek(0), err.seek(0)
+        result = subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status), out.read(), err.read())
+    if result.returncode != 0:
+        raise AssertionError(f"asr {' '.join(map(str, args))} exited {result.returncode}\n{result.stderr[-3000:]}")
+    return result, usage.ru_maxrss / 1024
 
 
 def run_asr(*args, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:

@@ -2,14 +2,13 @@
 `asr transcribe`: decoded in chunks, its words land in the right sentences at the right times."""
 
 import json
-import resource
 
 import numpy as np
 import pytest
 
 from asr.audio import SAMPLE_RATE, load_audio, write_audio
 from asr.metrics import ErrorCounts, error_counts
-from conftest import run_asr, speak
+from conftest import run_asr_peak_mb, speak
 
 SENTENCES = ["OPEN THE DOOR AND TURN ON THE LIGHT", "IT IS COLD OUTSIDE TODAY", "THE CHILDREN PLAYED IN THE PARK",
              "MY BROTHER LIKES GREEN APPLES", "TURN LEFT AT THE NEXT CORNER"]  # ones greedy decoding gets nearly right
@@ -45,8 +44,8 @@ def sentence_of(word: dict, layout) -> int:
 
 def test_a_long_file_is_transcribed_sentence_by_sentence_with_the_times_of_the_whole_file(long_recording):
     path, layout, seconds = long_recording
-    result = json.loads(run_asr("transcribe", path, "--format", "json", "--decoder", "greedy", "--quiet").stdout)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
+    done, peak_mb = run_asr_peak_mb("transcribe", path, "--format", "json", "--decoder", "greedy", "--quiet")
+    result = json.loads(done.stdout)
     assert result["duration"] == pytest.approx(seconds, abs=0.01)
     words = result["words"]
     assert result["text"] == " ".join(w["word"] for w in words)
