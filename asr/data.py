@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 import torchaudio
 
-from .audio import SAMPLE_RATE, audio_duration, load_audio
+from .audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from .model import ModelConfig, output_lengths
 from .text import normalize
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST_KEYS = {"audio_filepath": (str,), "duration": (int, float), "text": (str,)}  # key -> JSON types
 DURATION_GRID = 0.05  # seconds; the sampler buckets durations on this grid and shuffles within a cell
 HEADER_READ_THREADS = 16  # header reads wait on the disk, not the CPU
+MAX_UNREADABLE_IN_A_ROW = 10  # undecodable files in a row before training stops: the data is broken, not a file
 
 
 class ManifestError(ValueError):
@@ -343,9 +344,20 @@ class SpeechDataset(Dataset):
         return len(self.utterances)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        u = self.utterances[i]
-        target = torch.tensor(self.tokenizer.encode(normalize(u.text)), dtype=torch.long)  # (L,)
-        return self.perturb(load_audio(u.audio_filepath)), target, i
+        """Utterance i, or, when its audio cannot be decoded (a file corrupt past its header), the next one that
+        can: the bad file is reported by name and costs one example, not the run, and every batch (and under DDP
+        every rank) keeps its size."""
+        for j in range(i, i + MAX_UNREADABLE_IN_A_ROW):
+            u = self.utterances[j % len(self)]
+            try:
+                wave = load_audio(u.audio_filepath)
+            except AudioError as err:
+                log.warning("skipped in training: %s", err)
+                continue
+            target = torch.tensor(self.tokenizer.encode(normalize(u.text)), dtype=torch.long)  # (L,)
+            return self.perturb(wave), target, j % len(self)
+        raise AudioError(self.utterances[i].audio_filepath, f"unreadable, as are the {MAX_UNREADABLE_IN_A_ROW - 1} "
+                         "utterances after it; check the data with `asr check-manifest --decode`")
 
     def perturb(self, wave: torch.Tensor) -> torch.Tensor:
         """(S,) -> (S / speed,): the wave read as if recorded at speed x the sample rate."""

@@ -11,7 +11,7 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
-from asr.audio import SAMPLE_RATE, write_audio
+from asr.audio import SAMPLE_RATE, AudioError, write_audio
 from asr.data import (
     Batch,
     DataConfig,
@@ -329,6 +329,20 @@ def test_collate_pads_and_reports_lengths():
     assert batch.target_lengths.tolist() == [2, 4]
     assert batch.indices.tolist() == [7, 2]
     assert all(t.dtype == torch.long for t in batch[1:])
+
+
+def test_an_undecodable_file_in_training_is_reported_and_the_next_utterance_takes_its_place(tmp_path, caplog):
+    utts = make_corpus(tmp_path / "wav", [(0.3, "one"), (0.3, "two"), (0.3, "three")])
+    utts[1].audio_filepath.write_text("not audio, though its header was read when the manifest was")
+    dataset = SpeechDataset(utts, CharTokenizer())
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        wave, target, i = dataset[1]
+    assert i == 2 and CharTokenizer().decode(target.tolist()) == "THREE"
+    assert str(utts[1].audio_filepath) in caplog.text and "not a readable audio file" in caplog.text
+    for u in utts:
+        u.audio_filepath.write_text("broken")
+    with pytest.raises(AudioError, match="check-manifest --decode"):
+        dataset[0]
 
 
 def test_dataloader_with_sampler_yields_padded_batches(tmp_path):
