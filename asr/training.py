@@ -213,8 +213,11 @@ def default_precision() -> str:
 
 
 def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
-    path = Path(cfg.exp_dir) / "checkpoints" / f"{LAST}.ckpt"
-    return path if path.exists() else None
+    """The newest of checkpoints/last.ckpt and the hpc_ckpt_N.ckpt Lightning writes when SLURM signals a job
+    before its time limit or pre-emption (so a requeued job continues from there, not from the last "last")."""
+    exp = Path(cfg.exp_dir)
+    found = [p for p in [exp / "checkpoints" / f"{LAST}.ckpt", *exp.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
 def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:

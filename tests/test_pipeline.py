@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,18 @@ def test_sentencepiece_tokenizer_is_trained_and_travels_in_the_bundle(manifest, 
     assert isinstance(tokenizer, SentencePieceTokenizer)
     assert model.cfg.vocab_size == len(tokenizer) == 41  # 40 pieces + the CTC blank
     assert tokenizer.decode(tokenizer.encode(SENTENCES[3])) == SENTENCES[3]
+
+
+def test_resume_takes_the_newest_of_last_and_a_slurm_hpc_checkpoint(tmp_path):
+    from asr.training import ExperimentConfig, last_checkpoint
+
+    cfg = ExperimentConfig(exp_dir=str(tmp_path))
+    assert last_checkpoint(cfg) is None
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    for i, path in enumerate([tmp_path / "hpc_ckpt_1.ckpt", last, tmp_path / "hpc_ckpt_2.ckpt"]):
+        path.write_bytes(b"")
+        os.utime(path, ns=(i * 10**9, i * 10**9))
+        assert last_checkpoint(cfg) == path  # each newer than those before it
+    os.utime(last, ns=(10**10, 10**10))
+    assert last_checkpoint(cfg) == last
