@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -185,7 +185,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
                decoder: DecoderConfig | None = None, quantize: str | None = None) -> Recognizer:
     """A Recognizer for a model bundle; with no path, the default model shipped with the package.
 
-    `decoder` picks greedy decoding (the default) or beam search, e.g.
+    `decoder` picks greedy decoding (the default; for the default model: beam search with its LM, which
+    beam search there always uses unless given another LM or a lexicon) or beam search, e.g.
     DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
     `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.quantize).
     """
@@ -194,8 +195,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
             raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
                                     "(--model FILE, made by `asr train` or `asr export`)")
         path = DEFAULT_MODEL
-        if decoder is None and DEFAULT_LM.exists():
-            decoder = DecoderConfig("beam", lm=str(DEFAULT_LM))
+        if DEFAULT_LM.exists() and (decoder is None or (decoder.kind == "beam" and not decoder.lm and not decoder.lexicon)):
+            decoder = replace(decoder or DecoderConfig("beam"), lm=str(DEFAULT_LM))  # beam search with its LM
     device = device or ("cpu" if quantize else default_device())  # int8 runs on the CPU only
     model, tokenizer = load_bundle(path, device)
     return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)

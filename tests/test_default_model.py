@@ -27,3 +27,12 @@ def test_asr_transcribe_reads_a_fresh_espeak_recording(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     counts = error_counts(SENTENCE, result.stdout.strip())
     assert counts.cer <= 0.1, f"heard {result.stdout.strip()!r} for {SENTENCE!r}"
+
+
+def test_beam_options_on_the_default_model_keep_its_lm():
+    from asr.decoding import DecoderConfig
+    from asr.transcribe import DEFAULT_LM, load_model
+
+    assert load_model(device="cpu").decoder_config.lm == str(DEFAULT_LM)
+    assert load_model(device="cpu", decoder=DecoderConfig("beam", beam_size=8)).decoder_config.lm == str(DEFAULT_LM)
+    assert load_model(device="cpu", decoder=DecoderConfig("greedy")).decoder_config.lm is None
