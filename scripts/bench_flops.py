@@ -8,10 +8,12 @@ FLOPs: torch.utils.flop_counter.FlopCounterMode counts the convolutions, the fro
 linear head of one forward pass; it does not see inside nn.LSTM, whose matmuls are counted from their
 shapes: 2 x 4H x (I + H) per step, direction and layer (gates' elementwise work left out). Training is
 counted as 3x the forward pass (the backward pass computes two products for every one of the forward's).
-The peak is the best of a few (N x N) @ (N x N) float32 matmuls (2 N^3 FLOPs each) on the same threads.
+The peak is the best rate of (N x N) @ (N x N) float32 matmuls (2 N^3 FLOPs each), over a few N (it grows
+with N here: 133 GFLOP/s at N = 1024, 144 at 4096, 174 at 6144 on 2 threads), on the same threads.
 Measured times: the model on `--batch` utterances of `--seconds` each, all of one length (no padding),
-median of `--repeats`: inference is a forward pass under torch.inference_mode, training is forward, CTC
-loss, backward and an AdamW step. The profile groups torch.profiler's self CPU time by operator kind.
+the best of `--repeats` after a warm-up (the run least disturbed by other work on a shared machine):
+inference is a forward pass under torch.inference_mode, training is forward, CTC loss, backward and an
+AdamW step. The profile groups torch.profiler's self CPU time by operator kind.
 """
 
 import argparse
@@ -41,8 +43,9 @@ def parse_args():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0, help="length of each utterance (default: 10)")
     p.add_argument("--batch", type=int, default=4, help="utterances in a training batch (default: 4)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--matmul-size", type=int, default=4096)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each, the best kept (default: 3)")
+    p.add_argument("--matmul-sizes", type=int, nargs="+", default=[2048, 4096, 6144],
+                   help="N of the N x N matmuls whose best rate is the peak (default: 2048 4096 6144)")
     p.add_argument("--profile", default="small", help="config whose training step is profiled (default: small)")
     return p.parse_args()
 
@@ -72,9 +75,7 @@ def forward_flops(model: DeepSpeech2, seconds: float) -> dict[str, float]:
 def matmul_rate(n: int, repeats: int) -> float:
     """Best float32 FLOP/s of an (n x n) @ (n x n) product on torch's current threads."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = min(timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats)
 
 
 def timed(fn) -> float:
@@ -99,10 +100,10 @@ def train_step(model: DeepSpeech2, optimizer, waves, lengths, targets) -> None:
     optimizer.step()
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = sorted(timed(fn) for _ in range(repeats))
-    return times[len(times) // 2]
+def best_seconds(fn, repeats: int) -> float:
+    """The shortest of `repeats` runs after a warm-up: the one least disturbed by other work."""
+    fn()
+    return min(timed(fn) for _ in range(repeats))
 
 
 def measure(name: str, args, peak: float) -> list[list[str]]:
@@ -114,12 +115,12 @@ def measure(name: str, args, peak: float) -> list[list[str]]:
     for size in (1, args.batch):
         waves, lengths, _ = batch(model, size, args.seconds)
         with torch.inference_mode():
-            seconds = median_seconds(lambda: model.eval()(waves, lengths), args.repeats)
+            seconds = best_seconds(lambda: model.eval()(waves, lengths), args.repeats)
         rows.append(row(name, model, flops, f"inference, batch {size}", forward, size * args.seconds / seconds, peak))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters())
     waves, lengths, targets = batch(model, args.batch, args.seconds)
-    seconds = median_seconds(lambda: train_step(model, optimizer, waves, lengths, targets), args.repeats)
+    seconds = best_seconds(lambda: train_step(model, optimizer, waves, lengths, targets), args.repeats)
     rows.append(row(name, model, flops, f"training, batch {args.batch}", 3 * forward,
                     args.batch * args.seconds / seconds, peak))
     return rows
@@ -147,14 +148,14 @@ def profile(name: str, args) -> list[list[str]]:
         kinds[kind] += event.self_cpu_time_total / 1e6
     total = sum(kinds.values())
     return [[kind, f"{seconds:.2f}", f"{100 * seconds / total:.0f}%"]
-            for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1])]
+            for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1])] + [["total", f"{total:.2f}", "100%"]]
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    peak = matmul_rate(args.matmul_size, args.repeats)
-    print(f"peak: {peak / 1e9:.1f} GFLOP/s, float32 {args.matmul_size}x{args.matmul_size} matmul on "
+    peak, size = max((matmul_rate(n, args.repeats), n) for n in args.matmul_sizes)
+    print(f"peak: {peak / 1e9:.1f} GFLOP/s, float32 {size}x{size} matmul (best of {args.matmul_sizes}) on "
           f"{args.threads} threads (torch {torch.__version__}); utterances of {args.seconds:g} s")
     print()
     rows = [r for name in args.configs for r in measure(name, args, peak)]

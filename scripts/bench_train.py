@@ -2,7 +2,7 @@
 CTC loss, backward, gradient clipping, optimizer step, data loading included), ours vs the baseline in
 scripts/baseline_ds2.py, same network sizes, same utterances, one table.
 
-    python scripts/bench_train.py            # small (batch 8) and ds2 (batch 2), about 6-10 min on 2 cores
+    python scripts/bench_train.py            # small (batch 8) and ds2 (batch 2), 1 thread, about 6-10 min
     python scripts/bench_train.py --configs tiny --batch-sizes 2 --steps 1 --utterances 8 --max-duration 4
 
 Ours is what `asr train` runs: asr's LightningModule (loss, per-layer gradient norms, logging) and
@@ -48,7 +48,9 @@ def parse_args():
     p.add_argument("--utterances", type=int, default=96)
     p.add_argument("--max-duration", type=float, default=20.0)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of both (default: 2)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default: 1; on a 2-core machine that runs anything else, 2 threads wait "
+                        "on each other, and the baseline's many small steps the most)")
     p.add_argument("--plot", type=Path, help="also draw throughput against batch size into this PNG")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)

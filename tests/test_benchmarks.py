@@ -18,11 +18,11 @@ def runs(tmp_path_factory) -> dict:
     plot = tmp_path_factory.mktemp("bench") / "rtf.png"
     commands = {
         "infer": ["bench_infer.py", "--voices", "en-us", "--sentences", "3", "--batch-sizes", "1", "3",
-                  "--threads", "1", "--weights", "fp32", "--plot", str(plot)],
+                  "--threads", "1", "--weights", "fp32", "--repeats", "1", "--plot", str(plot)],
         "train": ["bench_train.py", "--configs", "tiny", "--batch-sizes", "2", "--steps", "1", "--utterances", "6",
                   "--max-duration", "3", "--workers", "0", "--threads", "1"],
         "flops": ["bench_flops.py", "--configs", "tiny", "--seconds", "1", "--batch", "2", "--repeats", "1",
-                  "--matmul-size", "256", "--profile", "tiny", "--threads", "1"],
+                  "--matmul-sizes", "128", "256", "--profile", "tiny", "--threads", "1"],
     }
     if not shutil.which("espeak-ng") or importlib.util.find_spec("pocketsphinx") is None:
         del commands["infer"]  # its test is skipped
