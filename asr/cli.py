@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def setup_logging() -> None:
-    """asr's own log lines to stderr; Lightning configures its own logger."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
+    """asr's own log lines to stderr (one handler however often main runs); Lightning configures its own logger."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
 

@@ -1,10 +1,9 @@
 """Shared fixtures: a tiny corpus of real synthetic speech in LibriSpeech's layout."""
 
-import os
+import logging
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,18 +47,31 @@ def librispeech_tree(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def asr_logger_restored():
+    """asr.cli.main, when a test calls it in-process, sets up the "asr" logger for a terminal (its own
+    handler, no propagation, which would hide later tests' records from caplog): undo that after each test."""
+    logger = logging.getLogger("asr")
+    state = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = state
+
+
+# runs `asr` and, at exit, prints its own peak RSS (VmHWM: of this program's memory since exec; getrusage's
+# ru_maxrss would also count the pytest process it was forked from)
+PEAK_PROBE = ("import atexit, runpy, sys; atexit.register(lambda: print('VmHWM', open('/proc/self/status').read()"
+              ".split('VmHWM:')[1].split()[0], file=sys.stderr)); sys.argv[0] = 'asr'; "
+              "runpy.run_module('asr', run_name='__main__')")
+
+
 def run_asr_peak_mb(*args) -> tuple[subprocess.CompletedProcess, float]:
-    """Run `asr` in a subprocess like run_asr, with that process's own peak RSS in MB (os.wait4's rusage; the
-    output goes through files, so no pipe can fill and block it)."""
-    command = [sys.executable, "-m", "asr", *map(str, args)]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        out.seek(0), err.seek(0)
-        result = subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status), out.read(), err.read())
+    """Run `asr` in a subprocess like run_asr, with that process's own peak RSS in MB."""
+    result = subprocess.run([sys.executable, "-c", PEAK_PROBE, *map(str, args)], capture_output=True, text=True,
+                            timeout=600)
     if result.returncode != 0:
         raise AssertionError(f"asr {' '.join(map(str, args))} exited {result.returncode}\n{result.stderr[-3000:]}")
-    return result, usage.ru_maxrss / 1024
+    peak_kb = int(result.stderr.rsplit("VmHWM", 1)[1].split()[0])
+    return result, peak_kb / 1024
 
 
 def run_asr(*args, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
