@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from asr.audio import load_audio, write_audio
+from asr.audio import SAMPLE_RATE, load_audio, write_audio
 
 torch.set_num_threads(1)
 
@@ -45,6 +47,22 @@ def librispeech_tree(tmp_path_factory) -> Path:
         lines.append(f"{utt} {text}\n")
     (chapter / f"{SPEAKER}-{CHAPTER}.trans.txt").write_text("".join(lines))
     return root
+
+
+def tone(freq=440.0, seconds=0.5, rate=SAMPLE_RATE) -> np.ndarray:
+    """A sine tone (S,) at amplitude 0.5."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def non_finite(value):
+    """A writer of a float WAV of a tone with one sample set to `value` (NaN, inf)."""
+    def write(path):
+        samples = tone()
+        samples[100] = value
+        sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
+
+    return write
 
 
 @pytest.fixture(autouse=True)

@@ -6,14 +6,9 @@ import soundfile as sf
 import torch
 
 from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
+from conftest import non_finite, tone
 
 torch.set_num_threads(1)
-
-
-def tone(freq=440.0, seconds=0.5, rate=SAMPLE_RATE) -> np.ndarray:
-    """A sine tone (S,) at amplitude 0.5."""
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def peak_frequency(wave: torch.Tensor, rate=SAMPLE_RATE) -> float:
@@ -91,15 +86,6 @@ def zero_frames(path):
 def truncated(path):
     write_audio(path, tone())
     path.write_bytes(path.read_bytes()[:30])  # cut inside the header
-
-
-def non_finite(value):
-    def write(path):
-        samples = tone()
-        samples[100] = value
-        sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
-
-    return write
 
 
 @pytest.mark.parametrize(

@@ -18,19 +18,15 @@ from asr.model import DeepSpeech2
 from asr.text import CharTokenizer
 from asr.training import load_experiment_config
 from asr.transcribe import Recognizer, load_model
+from conftest import non_finite, tone
 
 torch.set_num_threads(1)
-
-
-def tone(seconds=1.0, rate=SAMPLE_RATE, freq=440.0) -> np.ndarray:
-    """A sine tone (S,) at amplitude 0.3."""
-    return (0.3 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
 
 
 def flac_cut(fraction):
     """A FLAC file keeping only the first `fraction` of its bytes."""
     def write(path):
-        write_audio(path, tone(2.0))
+        write_audio(path, tone(seconds=2.0))
         data = path.read_bytes()
         path.write_bytes(data[: int(len(data) * fraction)])
     return write
@@ -38,19 +34,11 @@ def flac_cut(fraction):
 
 def flac_corrupted(path):
     """A FLAC file whose middle half is overwritten with random bytes."""
-    write_audio(path, tone(2.0))
+    write_audio(path, tone(seconds=2.0))
     data = bytearray(path.read_bytes())
     n = len(data)
     data[n // 4 : 3 * n // 4] = np.random.default_rng(0).bytes(3 * n // 4 - n // 4)
     path.write_bytes(bytes(data))
-
-
-def float_wav_with(value):
-    def write(path):
-        samples = tone()
-        samples[1000] = value
-        sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
-    return write
 
 
 # file name -> (how to make it, the cause its error must give)
@@ -62,8 +50,8 @@ BAD = {
     "corrupt.flac": (flac_corrupted, "not a readable audio file"),
     "text.wav": (lambda p: p.write_text("this is a text file, not a recording\n" * 50), "not a readable audio file"),
     "folder.wav": (lambda p: p.mkdir(), "is a directory"),
-    "nan.wav": (float_wav_with(np.nan), "contains NaN or infinite samples"),
-    "inf.wav": (float_wav_with(-np.inf), "contains NaN or infinite samples"),
+    "nan.wav": (non_finite(np.nan), "contains NaN or infinite samples"),
+    "inf.wav": (non_finite(-np.inf), "contains NaN or infinite samples"),
 }
 
 
@@ -81,7 +69,7 @@ def good(tmp_path):
     """Two readable files."""
     paths = [tmp_path / "good-1.wav", tmp_path / "good-2.flac"]
     for path in paths:
-        write_audio(path, tone())
+        write_audio(path, tone(seconds=1.0))
     return paths
 
 
@@ -116,7 +104,7 @@ def test_asr_transcribe_reports_every_bad_file_and_transcribes_the_rest(tiny, go
 
 def test_eight_channels_at_96_khz_are_averaged_and_resampled(tiny, tmp_path):
     path = tmp_path / "8ch-96k.wav"
-    channels = np.stack([tone(1.5, 96000, 300 + 100 * c) for c in range(8)], axis=1)  # (S, 8)
+    channels = np.stack([tone(300 + 100 * c, 1.5, 96000) for c in range(8)], axis=1)  # (S, 8)
     sf.write(path, channels, 96000, subtype="PCM_24")
     wave = load_audio(path)
     expected = load_audio_mean(channels)
@@ -135,7 +123,7 @@ def load_audio_mean(channels: np.ndarray) -> torch.Tensor:
 @pytest.mark.parametrize("seconds", [1 / SAMPLE_RATE, 0.01, 0.05])
 def test_very_short_audio_gives_at_most_its_output_steps_of_text(tiny, tmp_path, seconds):
     path = tmp_path / "short.wav"
-    write_audio(path, tone(seconds))
+    write_audio(path, tone(seconds=seconds))
     [result] = tiny[0].transcribe([path])
     assert result.duration == round(seconds, 3)
     assert len(result.text.replace(" ", "")) <= 1  # 0.05 s is one output step of the tiny model, less is none
