@@ -49,7 +49,8 @@ def _check_path(path) -> None:
 def _unreadable(name: str, err: Exception) -> AudioError:
     """Turn a soundfile error into an AudioError that names the file."""
     detail = (getattr(err, "error_string", None) or str(err)).rstrip(".")
-    return AudioError(name, f"not a readable audio file ({detail}); convert it to one of {', '.join(AUDIO_EXTENSIONS)}")
+    return AudioError(name, f"not a readable audio file ({detail}); if it is damaged, re-export or remove it, "
+                            f"else convert it to one of {', '.join(AUDIO_EXTENSIONS)}")
 
 
 def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
