@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, write_audio
+from .data import read_manifest
 from .text import normalize
 
 log = logging.getLogger("asr")
@@ -232,8 +233,10 @@ def split_speakers(speakers: list[Speaker], shares: dict[str, float], rng: rando
 # ---------------------------------------------------------------- sentences
 
 
-def read_sentences(text_files: list[str | os.PathLike], rng: random.Random) -> Iterator[tuple[int, str]]:
-    """(chapter, text) pairs: distinct normalised sentences of MIN_WORDS..MAX_WORDS words in random order.
+def read_sentences(text_files: list[str | os.PathLike], rng: random.Random,
+                   exclude: frozenset[str] = frozenset()) -> Iterator[tuple[int, str]]:
+    """(chapter, text) pairs: distinct normalised sentences of MIN_WORDS..MAX_WORDS words in random order,
+    none of them in `exclude` (normalised texts of held-out sets).
 
     The chapter is the 1-based index of the text file. One sentence per line; lines are normalised
     lazily, so drawing a small corpus from a large text stays fast.
@@ -248,12 +251,12 @@ def read_sentences(text_files: list[str | os.PathLike], rng: random.Random) -> I
             lines.setdefault(line.strip(), chapter)
     order = list(lines.items())
     rng.shuffle(order)
-    return _usable(order)
+    return _usable(order, exclude)
 
 
-def _usable(lines: list[tuple[str, int]]) -> Iterator[tuple[int, str]]:
+def _usable(lines: list[tuple[str, int]], exclude: frozenset[str]) -> Iterator[tuple[int, str]]:
     """Normalise (line, chapter) pairs; yield (chapter, text) for new texts of a usable length."""
-    seen = set()
+    seen = set(exclude)
     for line, chapter in lines:
         text = normalize(line)
         if MIN_WORDS <= len(text.split()) <= MAX_WORDS and text not in seen:
@@ -518,10 +521,12 @@ def synthesize_corpus(
     text_files: list[str | os.PathLike], out_dir: str | os.PathLike, hours: float, *,
     voices: list[str] | None = None, seed: int = 0, jobs: int = 1,
     augment_share: float = 0.3, dev_share: float = 0.05, test_share: float = 0.05,
+    exclude: list[str | os.PathLike] = (),
 ) -> dict[str, Path]:
     """Synthesize about `hours` of speech from the sentences of `text_files` into `out_dir`.
 
     voices: engine names, ENGINE:VOICE ids or globs (default: every training voice installed).
+    exclude: manifests of held-out sets (real-speech dev sets, say): their sentences are never read.
     Returns {split: manifest path} for the splits train, dev and test.
     """
     if hours <= 0 or jobs < 1 or min(dev_share, test_share) < 0 or dev_share + test_share >= 1:
@@ -536,7 +541,8 @@ def synthesize_corpus(
     by_split = split_speakers(speakers, {"dev": dev_share, "test": test_share}, rng)
     shares = {"train": 1 - dev_share - test_share, "dev": dev_share, "test": test_share}
     remaining = {split: hours * 3600 * shares[split] if by_split[split] else 0.0 for split in SPLITS}
-    planner = Planner(read_sentences(text_files, rng), by_split, out_dir, augment_share, rng)
+    held_out = frozenset(normalize(u.text) for manifest in exclude for u in read_manifest(manifest))
+    planner = Planner(read_sentences(text_files, rng, held_out), by_split, out_dir, augment_share, rng)
     done, failures = {split: [] for split in SPLITS}, []
     engines = Counter(s.voice.engine for s in speakers)
     log.info("synth: %d speakers: %s", len(speakers), ", ".join(f"{n} {e}" for e, n in engines.items()))
@@ -574,6 +580,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment-share", type=float, default=0.3, help="share of utterances augmented with sox")
     parser.add_argument("--dev-share", type=float, default=0.05)
     parser.add_argument("--test-share", type=float, default=0.05)
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="MANIFEST",
+                        help="manifests whose sentences are never read (held-out evaluation sets)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -581,6 +589,7 @@ def run(args: argparse.Namespace) -> None:
     manifests = synthesize_corpus(
         args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
         augment_share=args.augment_share, dev_share=args.dev_share, test_share=args.test_share,
+        exclude=args.exclude,
     )
     for split, path in manifests.items():
         print(f"{split}\t{path}")

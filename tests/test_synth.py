@@ -119,6 +119,15 @@ def test_same_seed_same_corpus_different_seed_different(corpus, text_file, tmp_p
     assert texts(other) != texts(corpus)
 
 
+def test_held_out_sentences_are_never_read(corpus, text_file, tmp_path):
+    """--exclude: a real-speech dev set shares sentences with the text; none of them may be synthesized."""
+    held_out = {r["text"] for r in rows(corpus, "test")}
+    other = synthesize_corpus([text_file], tmp_path / "other", HOURS, seed=3, jobs=2,
+                              exclude=[corpus / "test.jsonl"], **OPTIONS)
+    read = {r["text"] for split in SPLITS for r in rows(other[split].parent, split)}
+    assert held_out and read and not read & held_out
+
+
 def test_existing_corpus_is_not_overwritten(corpus, text_file):
     with pytest.raises(ValueError, match="already holds a corpus"):
         synthesize_corpus([text_file], corpus, HOURS, **OPTIONS)

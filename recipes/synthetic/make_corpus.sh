@@ -4,7 +4,8 @@
 #   recipes/synthetic/make_corpus.sh [HOURS] [OUT]        defaults: 10 hours into data/synthetic
 #
 # Environment: SEED (0), JOBS (all cores), VOICES (every training voice installed, e.g. "espeak-ng mbrola"),
-# TEXT_DIR (../shared/data/text). Install the engines first with scripts/install_tts.sh; engines that
+# TEXT_DIR (../shared/data/text), DEV_SHARE and TEST_SHARE (0.05 of the hours each), HELD_OUT (manifests whose
+# sentences are never read: ../shared/data/real-dev/manifest.jsonl, which shares sentences with the text). Install the engines first with scripts/install_tts.sh; engines that
 # are missing are skipped with a warning. A corpus already in OUT is kept: delete OUT to make a new one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/../.."
 HOURS=${1:-10}
 OUT=${2:-data/synthetic}
 TEXT_DIR=${TEXT_DIR:-../shared/data/text}
+read -r -a held_out <<< "${HELD_OUT-../shared/data/real-dev/manifest.jsonl}"
 
 if [ -f "$OUT/train.jsonl" ]; then
     echo "$OUT already holds a corpus; delete it to make a new one" >&2
@@ -23,4 +25,5 @@ if [ -n "${VOICES:-}" ]; then
     voices=(--voices "${voices[@]}")
 fi
 python3 -m asr synth "$TEXT_DIR"/*.txt --out "$OUT" --hours "$HOURS" --seed "${SEED:-0}" \
-    --jobs "${JOBS:-$(nproc)}" "${voices[@]}"
+    --jobs "${JOBS:-$(nproc)}" --dev-share "${DEV_SHARE:-0.05}" --test-share "${TEST_SHARE:-0.05}" \
+    ${held_out[@]:+--exclude "${held_out[@]}"} "${voices[@]}"
