@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# The default model, end to end: corpus -> train -> bundle -> LM -> scores -> asr/assets/default.*
+# The default model, end to end: corpora -> two training legs -> bundle -> LM -> scores -> asr/assets/default.*
 #
-#   recipes/synthetic/run.sh [STAGE]     stages: corpus train export lm tune evaluate install
+#   recipes/synthetic/run.sh [STAGE]     stages: corpus train continue export lm tune evaluate install
 #                                        (default: corpus, then all that follow)
 #
-# Run from anywhere; paths are relative to the repository root. Set HOURS (11.5 -> ~10.3 h of training speech).
+# Leg 1 (train) learns from scratch on an 11.5 h corpus (~10.3 h of training speech); leg 2 (continue) starts
+# from its weights on a 32 h corpus (~30.8 h), whose dev and test splits every score is taken on. Both corpora
+# come from seed 0, so they deal the speakers into the splits alike and read the sentences in the same order:
+# the 11.5 h corpus's sentences all come before the 32 h corpus's dev and test sentences.
+# Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 STAGE=${1:-corpus}
-HOURS=${HOURS:-11.5}
-EXP=exp/synthetic
+LEG1=exp/synthetic
+EXP=exp/synthetic-continue
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
 SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ../shared/data/real-dev/manifest.jsonl)
-stages=(corpus train export lm tune evaluate install)
+stages=(corpus train continue export lm tune evaluate install)
 
 started=false
 for stage in "${stages[@]}"; do
@@ -22,8 +26,13 @@ for stage in "${stages[@]}"; do
     $started || continue
     echo "== stage $stage" >&2
     case $stage in
-        corpus)   recipes/synthetic/make_corpus.sh "$HOURS" data/synthetic ;;
-        train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$EXP --resume ;;
+        corpus)   HELD_OUT="" recipes/synthetic/make_corpus.sh 11.5 data/synthetic-11h
+                  DEV_SHARE=0.018 TEST_SHARE=0.018 recipes/synthetic/make_corpus.sh 32 data/synthetic
+                  python3 recipes/synthetic/check_legs.py data/synthetic-11h data/synthetic ;;
+        train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$LEG1 --resume
+                  python3 -m asr export "$(ls -t $LEG1/checkpoints/best-*.ckpt | head -1)" \
+                      $LEG1/model-fp16.safetensors --dtype float16 ;;
+        continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP --resume ;;
         export)   python3 -m asr export "$(ls -t $EXP/checkpoints/best-*.ckpt | head -1)" $MODEL --dtype float16 ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
                   python3 recipes/synthetic/lm_text.py ../shared/data/text/*.txt --exclude "${SPLITS[@]}" \
