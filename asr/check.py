@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from .audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
-from .data import HEADER_READ_THREADS, ManifestError, Utterance, ctc_problems, manifest_rows
+from .data import HEADER_READ_THREADS, ctc_problems
+from .manifest import ManifestError, Utterance, manifest_rows
 from .model import ModelConfig
 
 DURATION_TOLERANCE = 0.1  # seconds the manifest's duration may differ from the audio's

@@ -222,7 +222,7 @@ def run_download(args) -> None:
 
 
 def run_tokenizer(args) -> None:
-    from .data import read_manifest
+    from .manifest import read_manifest
     from .text import train_sentencepiece
 
     texts = [u.text for manifest in args.manifests for u in read_manifest(manifest)]
@@ -275,7 +275,7 @@ def run_check_manifest(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from .data import read_manifest
+    from .manifest import read_manifest
     from .evaluate import evaluate
     from .transcribe import load_model
 
@@ -382,7 +382,7 @@ def run_lm_build(args) -> None:
 
 
 def run_tune_lm(args) -> None:
-    from .data import read_manifest
+    from .manifest import read_manifest
     from .decoding import BeamSearchDecoder, DecoderConfig
     from .lm import write_tuned
     from .transcribe import load_model

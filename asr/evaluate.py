@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .data import Utterance
+from .manifest import Utterance
 from .metrics import ErrorCounts, error_counts
 from .text import normalize
 from .transcribe import Recognizer

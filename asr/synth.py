@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, write_audio
-from .data import read_manifest
+from .manifest import read_manifest
 from .text import normalize
 
 log = logging.getLogger("asr")

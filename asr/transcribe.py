@@ -216,7 +216,7 @@ def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]
         elif not path.exists() and glob.has_magic(str(item)):
             yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True) if os.path.isfile(p)) or [path]
         elif path.suffix == ".jsonl":
-            from .data import read_manifest
+            from .manifest import read_manifest
 
             yield from (u.audio_filepath for u in read_manifest(path))
         else:

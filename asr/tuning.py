@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import Utterance
 from .decoding import BeamSearchDecoder, greedy_decode
+from .manifest import Utterance
 from .metrics import ErrorCounts, error_counts
 from .text import normalize
 from .transcribe import Recognizer, audio_batches

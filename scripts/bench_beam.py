@@ -107,7 +107,7 @@ def simulated_set(args, work: Path):
 
 
 def model_set(args):
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.transcribe import load_model
     from asr.tuning import dev_log_probs
 

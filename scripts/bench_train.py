@@ -62,17 +62,19 @@ def write_data(folder: Path, n: int, max_duration: float, seed: int = 0) -> Path
     [2, max_duration]), random A-Z transcripts -> a manifest."""
     import soundfile as sf
 
+    from asr.manifest import Utterance, write_manifest
+
     rng = np.random.default_rng(seed)
     durations = np.clip(rng.normal(12.3, 3.8, n), 2.0, max_duration)
     letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ "))
-    rows = []  # the manifest, written here: asr.data would import torch and Lightning into this process
+    rows = []
     for i, duration in enumerate(durations):
         samples = int(duration * 16000)
         path = folder / f"{i:04d}.flac"
         sf.write(path, (0.05 * rng.standard_normal(samples)).astype(np.float32), 16000)
         text = " ".join("".join(rng.choice(letters, int(duration * CHARS_PER_SECOND))).split())
-        rows.append(json.dumps({"audio_filepath": path.name, "duration": samples / 16000, "text": text}) + "\n")
-    (folder / "train.jsonl").write_text("".join(rows))
+        rows.append(Utterance(path.absolute(), samples / 16000, text))
+    write_manifest(folder / "train.jsonl", rows)
     return folder / "train.jsonl"
 
 
@@ -124,7 +126,7 @@ def baseline(manifest: Path, name: str, batch_size: int, steps: int, warmup: int
     """scripts/baseline_ds2.py's loop on the same utterances and network size -> timings."""
     from baseline_ds2 import baseline_model, train_steps
 
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.text import build_tokenizer
     from asr.training import load_experiment_config
 

@@ -10,7 +10,8 @@ import torch
 from asr.audio import SAMPLE_RATE, write_audio
 from asr.check import check_manifest
 from asr.cli import main
-from asr.data import ManifestError, SpeechDataModule, Utterance, ctc_problems, read_manifest
+from asr.data import SpeechDataModule, ctc_problems
+from asr.manifest import ManifestError, Utterance, read_manifest
 from asr.model import output_lengths
 from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 from asr.training import load_experiment_config

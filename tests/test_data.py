@@ -12,19 +12,9 @@ from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
 from asr.audio import SAMPLE_RATE, AudioError, write_audio
-from asr.data import (
-    Batch,
-    DataConfig,
-    DurationBatchSampler,
-    ManifestError,
-    SpeechDataModule,
-    SpeechDataset,
-    Utterance,
-    collate,
-    prepare_librispeech,
-    read_manifest,
-    write_manifest,
-)
+from asr.data import (Batch, DataConfig, DurationBatchSampler, SpeechDataModule, SpeechDataset, collate,
+                      prepare_librispeech)
+from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.text import CharTokenizer, normalize
 
 torch.set_num_threads(1)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from asr.data import read_manifest
 from asr.download import (LIBRISPEECH_SHA256, DownloadError, download, download_librispeech, extract, read_checksums,
                           verify)
+from asr.manifest import read_manifest
 from asr.text import SentencePieceTokenizer
 from asr.training import load_experiment_config
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.data import read_manifest
 from asr.decoding import DecoderConfig, build_decoder
 from asr.evaluate import evaluate
 from asr.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon, tuned_path
+from asr.manifest import read_manifest
 from asr.text import CharTokenizer
 from asr.transcribe import load_model
 

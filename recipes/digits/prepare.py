@@ -10,7 +10,7 @@ train = takes 10-49.
 import argparse
 from pathlib import Path
 
-from asr.data import read_manifest, write_manifest
+from asr.manifest import read_manifest, write_manifest
 
 DEV_TAKES = range(5, 10)
 

@@ -8,8 +8,8 @@ except those read in the dev and test splits (an LM that has seen the test sente
 import argparse
 from pathlib import Path
 
-from asr.data import read_manifest
 from asr.lm import read_sentences
+from asr.manifest import read_manifest
 from asr.text import normalize
 
 

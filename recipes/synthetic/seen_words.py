@@ -12,7 +12,7 @@ from collections import Counter
 
 import jiwer
 
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 from asr.text import normalize
 
 
