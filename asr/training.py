@@ -9,6 +9,7 @@ import logging
 import math
 import pickle
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -235,7 +236,11 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     if cfg.init_from and ckpt_path is None:  # a resumed run has its own weights
         init_weights(module, cfg.init_from)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():
+            # on a mid-epoch resume Lightning warns that the DataLoader is not resumable: it looks only at the
+            # DataLoader, but the place in the epoch is restored by SpeechDataModule.load_state_dict
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except pickle.UnpicklingError as err:  # only the resumed checkpoint is unpickled
         raise refused_pickle(ckpt_path, err) from None
     except (torch.OutOfMemoryError, RuntimeError) as err:
