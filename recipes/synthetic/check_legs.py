@@ -15,8 +15,6 @@ from pathlib import Path
 
 from asr.synth import make_speakers, read_sentences, select_voices, split_speakers
 
-TEXT_DIR = Path("../shared/data/text")
-
 
 def lines(path: Path) -> list[str]:
     """The lines of a manifest or of skipped.txt; none for a file that is not there (no sentence was skipped)."""
@@ -29,12 +27,14 @@ def main() -> None:
     parser.add_argument("leg2", type=Path, help="leg 2's corpus (its dev.jsonl and test.jsonl are checked)")
     parser.add_argument("--leg1-shares", type=float, nargs=2, default=(0.05, 0.05), metavar=("DEV", "TEST"),
                         help="the --dev-share and --test-share leg 1's corpus was made with")
+    parser.add_argument("--text-dir", type=Path, default=Path("../shared/data/text"),
+                        help="the folder of text files both corpora read (make_corpus.sh's TEXT_DIR)")
     args = parser.parse_args()
     planned = sum(len(lines(args.leg1 / name)) for name in ("train.jsonl", "dev.jsonl", "test.jsonl", "skipped.txt"))
     rng = random.Random(0)
     speakers = make_speakers(select_voices())
     leg1 = split_speakers(speakers, dict(zip(("dev", "test"), args.leg1_shares)), rng)
-    order = {text: i for i, (_, text) in enumerate(read_sentences(sorted(TEXT_DIR.glob("*.txt")), rng))}
+    order = {text: i for i, (_, text) in enumerate(read_sentences(sorted(args.text_dir.glob("*.txt")), rng))}
     leg1_train = {s.id for s in leg1["train"]}
     for split in ("dev", "test"):
         rows = [json.loads(line) for line in lines(args.leg2 / f"{split}.jsonl")]
