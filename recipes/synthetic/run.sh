@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# The default model, end to end: corpora -> two training legs -> bundle -> LM -> scores -> asr/assets/default.*
+# The default model, end to end: corpora -> three training legs -> bundle -> LM -> scores -> asr/assets/default.*
 #
 #   recipes/synthetic/run.sh [STAGE]     stages: corpus train continue export lm tune evaluate install
 #                                        (default: corpus, then all that follow)
 #
-# Leg 1 (train) learns from scratch on an 11.5 h corpus (~10.3 h of training speech); leg 2 (continue) starts
-# from its weights on a 32 h corpus (~30.8 h), whose dev and test splits every score is taken on. Both corpora
-# come from seed 0, so they deal the speakers into the splits alike and read the sentences in the same order:
-# the 11.5 h corpus's sentences all come before the 32 h corpus's dev and test sentences.
+# Leg 1 (train) learns from scratch on an 11.5 h corpus (~10.3 h of training speech). Legs 2 and 3 (continue)
+# train on a 32 h corpus (~30.8 h), whose dev and test splits every score is taken on: leg 2 from leg 1's
+# weights, leg 3 from leg 2's best, each in a learning-rate cycle of its own. Both corpora come from seed 0,
+# so they deal the speakers into the splits alike and read the sentences in the same order: the 11.5 h
+# corpus's sentences all come before the 32 h corpus's dev and test sentences.
 # Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 STAGE=${1:-corpus}
 LEG1=exp/synthetic
-EXP=exp/synthetic-continue
+LEG2=exp/synthetic-continue
+EXP=exp/synthetic-leg3
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
 SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ../shared/data/real-dev/manifest.jsonl)
 stages=(corpus train continue export lm tune evaluate install)
+
+export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16.safetensors
+    python3 -m asr export "$(ls -t "$1"/checkpoints/best-*.ckpt | head -1)" "$1"/model-fp16.safetensors --dtype float16
+}
 
 started=false
 for stage in "${stages[@]}"; do
@@ -28,12 +34,15 @@ for stage in "${stages[@]}"; do
     case $stage in
         corpus)   HELD_OUT="" recipes/synthetic/make_corpus.sh 11.5 data/synthetic-11h
                   DEV_SHARE=0.018 TEST_SHARE=0.018 recipes/synthetic/make_corpus.sh 32 data/synthetic
-                  python3 recipes/synthetic/check_legs.py data/synthetic-11h data/synthetic ;;
+                  python3 recipes/synthetic/check_legs.py data/synthetic-11h data/synthetic \
+                      --text-dir "${TEXT_DIR:-../shared/data/text}" ;;
         train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$LEG1 --resume
-                  python3 -m asr export "$(ls -t $LEG1/checkpoints/best-*.ckpt | head -1)" \
-                      $LEG1/model-fp16.safetensors --dtype float16 ;;
-        continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP --resume ;;
-        export)   python3 -m asr export "$(ls -t $EXP/checkpoints/best-*.ckpt | head -1)" $MODEL --dtype float16 ;;
+                  export_best $LEG1 ;;
+        continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG2 --resume
+                  export_best $LEG2
+                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP \
+                      init_from=$LEG2/model-fp16.safetensors trainer.max_epochs=2 --resume ;;
+        export)   export_best $EXP ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
                   python3 recipes/synthetic/lm_text.py ../shared/data/text/*.txt --exclude "${SPLITS[@]}" \
                       --out $EXP/lm-text.txt
