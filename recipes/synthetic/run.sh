@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 STAGE=${1:-corpus}
+export TEXT_DIR=${TEXT_DIR:-../shared/data/text}  # the sentences, for every stage and make_corpus.sh
 LEG1=exp/synthetic
 LEG2=exp/synthetic-continue
 EXP=exp/synthetic-leg3
@@ -35,7 +36,7 @@ for stage in "${stages[@]}"; do
         corpus)   HELD_OUT="" recipes/synthetic/make_corpus.sh 11.5 data/synthetic-11h
                   DEV_SHARE=0.018 TEST_SHARE=0.018 recipes/synthetic/make_corpus.sh 32 data/synthetic
                   python3 recipes/synthetic/check_legs.py data/synthetic-11h data/synthetic \
-                      --text-dir "${TEXT_DIR:-../shared/data/text}" ;;
+                      --text-dir "$TEXT_DIR" ;;
         train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$LEG1 --resume
                   export_best $LEG1 ;;
         continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG2 --resume
@@ -44,7 +45,7 @@ for stage in "${stages[@]}"; do
                       init_from=$LEG2/model-fp16.safetensors trainer.max_epochs=2 --resume ;;
         export)   export_best $EXP ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
-                  python3 recipes/synthetic/lm_text.py ../shared/data/text/*.txt --exclude "${SPLITS[@]}" \
+                  python3 recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${SPLITS[@]}" \
                       --out $EXP/lm-text.txt
                   python3 -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
         tune)     python3 -m asr tune-lm --model $MODEL --manifest data/synthetic/dev.jsonl --lm $LM ;;
