@@ -3,6 +3,8 @@ import logging
 import math
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,6 +97,13 @@ def test_malformed_manifest_line_names_file_and_line(tmp_path, line, message):
 def test_missing_manifest_is_a_manifest_error(tmp_path):
     with pytest.raises(ManifestError, match="nope.jsonl: no such manifest"):
         read_manifest(tmp_path / "nope.jsonl")
+
+
+def test_reading_manifests_and_the_commands_that_only_read_them_do_not_import_lightning():
+    code = ("import sys, asr.manifest, asr.synth, asr.evaluate, asr.tuning, asr.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"  # Lightning takes seconds to import; only training needs it
 
 
 # ---------------------------------------------------------------------------------------------- LibriSpeech

@@ -17,8 +17,8 @@ import yaml
 from asr import config
 from asr.bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle
 from asr.data import prepare_librispeech
-from asr.manifest import read_manifest
 from asr.evaluate import evaluate
+from asr.manifest import read_manifest
 from asr.metrics import ErrorCounts
 from asr.transcribe import load_model
 
