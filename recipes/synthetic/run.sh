@@ -24,7 +24,10 @@ SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ../shared/data/real-d
 stages=(corpus train continue export lm tune evaluate install)
 
 export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16.safetensors
-    python3 -m asr export "$(ls -t "$1"/checkpoints/best-*.ckpt | head -1)" "$1"/model-fp16.safetensors --dtype float16
+    local best
+    best=$(ls -t "$1"/checkpoints/best-*.ckpt 2>/dev/null | head -1 || true)
+    [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that leg has not been trained" >&2; exit 1; }
+    python3 -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
 started=false
