@@ -175,8 +175,8 @@ def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) ->
 
 
 def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--decoder", choices=["greedy", "beam"],
-                   help="default: greedy, or beam if --lm or a beam option is given")
+    p.add_argument("--decoder", choices=["greedy", "beam", "choice"],
+                   help="default: greedy, beam if --lm or a beam option is given, choice with --choices")
     p.add_argument("--lm", help="KenLM word n-gram, ARPA or binary, from `asr lm build` (implies --decoder beam)")
     p.add_argument("--lexicon", help="words beam search may spell (default with --lm: LM.lexicon.txt)")
     p.add_argument("--beam-size", type=int)
@@ -184,6 +184,9 @@ def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm-weight", type=float, help="default: the value `asr tune-lm` found, else 2")
     p.add_argument("--word-score", type=float, help="default: the value `asr tune-lm` found, else 0")
     p.add_argument("--unk-score", type=float, help="score of a word outside the lexicon (default: -inf, none)")
+    p.add_argument("--choices", help="closed-set recognition: a file of the transcripts (words, commands) every "
+                                     "utterance is one of, one per line; each gets the likeliest (implies "
+                                     "--decoder choice)")
 
 
 BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "word_score", "unk_score")
@@ -195,8 +198,8 @@ def decoder_config(args):
     from .decoding import DecoderConfig
 
     options = {name: getattr(args, name) for name in BEAM_OPTIONS if getattr(args, name) is not None}
-    kind = args.decoder or ("beam" if options else None)
-    return DecoderConfig(kind, **options) if kind else None
+    kind = args.decoder or ("choice" if args.choices else "beam" if options else None)
+    return DecoderConfig(kind, choices=args.choices, **options) if kind else None
 
 
 def floats(text: str) -> list[float]:

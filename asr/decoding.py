@@ -1,6 +1,7 @@
 """Turning CTC log-probabilities into token sequences: greedy best path, beam search through
 torchaudio's flashlight-based `ctc_decoder` (lexicon-free or lexicon-constrained, with or without a KenLM
-word n-gram), and word timestamps with confidences from the CTC alignment.
+word n-gram), a choice among known transcripts (isolated words, commands), and word timestamps with
+confidences from the CTC alignment.
 
 Shapes: B batch, T output steps, V vocabulary (token ids, BLANK = 0).
 """
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
+from torch import nn
 
 from .lm import LMError, lexicon_path, read_lexicon, read_tuned
-from .text import BLANK, WORD_SEPARATOR
+from .text import BLANK, WORD_SEPARATOR, normalize
 
 WORD_START = "▁"  # SentencePiece's mark on a piece that begins a word
 DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE = 2.0, 0.0  # when neither the caller nor `asr tune-lm` set them
@@ -66,7 +69,7 @@ class DecoderConfig:
     """How log-probabilities become text. With an LM, lm_weight and word_score left at None come from the
     values `asr tune-lm` wrote next to it (LM.tuned.json), else DEFAULT_LM_WEIGHT and DEFAULT_WORD_SCORE."""
 
-    kind: str = "greedy"  # "greedy" (best path) or "beam"
+    kind: str = "greedy"  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
     beam_size: int = 50  # hypotheses kept after each step
     beam_threshold: float = 25.0  # hypotheses scoring this far below the best are pruned
     lm: str | None = None  # KenLM word n-gram, ARPA or binary (`asr lm build`)
@@ -75,12 +78,15 @@ class DecoderConfig:
     word_score: float | None = None  # added for every word: > 0 favours more words
     unk_score: float = -math.inf  # added for an unknown word: a prefix of lexicon spellings that is no word
     nbest: int = 1  # hypotheses returned per utterance by BeamSearchDecoder.nbest
+    choices: str | None = None  # "choice": a file of the transcripts every utterance is one of, one per line
 
     def __post_init__(self):
-        if self.kind not in ("greedy", "beam"):
-            raise ValueError(f"decoder kind must be 'greedy' or 'beam', not {self.kind!r}")
-        if self.kind == "greedy" and (self.lm or self.lexicon):
+        if self.kind not in ("greedy", "beam", "choice"):
+            raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {self.kind!r}")
+        if self.kind != "beam" and (self.lm or self.lexicon):
             raise ValueError("an LM or a lexicon needs beam search: use the 'beam' decoder (--decoder beam)")
+        if (self.kind == "choice") != bool(self.choices):
+            raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
         if self.beam_size < 1 or self.nbest < 1:
             raise ValueError(f"beam_size ({self.beam_size}) and nbest ({self.nbest}) must be at least 1")
 
@@ -203,8 +209,54 @@ def spell_lexicon(words: list[str], tokenizer, sil_token: str) -> str:
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (B, T, V), (B,) -> B token-id lists
 
 
+class ChoiceDecoder:
+    """Closed-set recognition, for speech known to be one of a few transcripts (a digit, a command): each
+    utterance gets the transcript of highest CTC probability, summed over all its alignments (the forward
+    algorithm of the CTC loss). Unlike a lexicon beam it answers exactly one choice, never none or two, and a
+    faint or cut-off word still goes to the closest choice rather than to whatever its best path spells."""
+
+    def __init__(self, tokenizer, path):
+        self.choices = read_choices(path, tokenizer)  # C token-id lists
+        spelled = [torch.tensor(ids) for ids in self.choices]
+        self.targets = nn.utils.rnn.pad_sequence(spelled, batch_first=True)  # (C, L)
+        self.target_lengths = torch.tensor([len(ids) for ids in self.choices])  # (C,)
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """log_probs (B, T, V), lengths (B,) -> B token-id lists, each one of the choices (or none, for an
+        utterance too short to hold any of them)."""
+        hypotheses = []
+        for probs, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
+            steps = probs[:length, None].expand(length, len(self.choices), -1)  # (T, C, V)
+            nll = F.ctc_loss(steps, self.targets, torch.full_like(self.target_lengths, length), self.target_lengths,
+                             blank=BLANK, reduction="none")  # (C,): inf where a choice needs more steps
+            best = nll.argmin().item()
+            hypotheses.append(self.choices[best] if nll[best].isfinite() else [])  # [] if too short for any
+        return hypotheses
+
+
+def read_choices(path, tokenizer) -> list[list[int]]:
+    """The normalised lines of a choices file, encoded; ValueError naming the file and line if one cannot be."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the choices ({getattr(err, 'strerror', None) or err})") from None
+    choices = {}
+    for number, line in enumerate(lines, 1):
+        if not (text := normalize(line)):
+            continue
+        try:
+            choices.setdefault(text, tokenizer.encode(text))
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: the model cannot spell {line.strip()!r}: {err}") from None
+    if not choices:
+        raise ValueError(f"{path}: no choices in the file (one transcript per line)")
+    return list(choices.values())
+
+
 def build_decoder(tokenizer, cfg: DecoderConfig) -> Decoder:
-    """The decoder a config asks for: greedy_decode, or a BeamSearchDecoder (which loads the LM)."""
+    """The decoder a config asks for: greedy_decode, a BeamSearchDecoder (which loads the LM), or a ChoiceDecoder."""
+    if cfg.kind == "choice":
+        return ChoiceDecoder(tokenizer, cfg.choices)
     return greedy_decode if cfg.kind == "greedy" else BeamSearchDecoder(tokenizer, cfg)
 
 

@@ -1,12 +1,16 @@
 """Greedy and beam search on hand-made CTC log-probabilities: an n-gram LM built from a few sentences
-corrects what greedy misspells, word timestamps, and clear errors for bad LM files."""
+corrects what greedy misspells, closed-set choice by CTC probability, word timestamps, and clear errors for
+bad LM and choices files."""
 
+import itertools
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from asr.decoding import BeamSearchDecoder, DecoderConfig, build_decoder, greedy_decode, word_timestamps
+from asr.decoding import (BeamSearchDecoder, ChoiceDecoder, DecoderConfig, build_decoder, greedy_decode,
+                          word_timestamps)
 from asr.lm import LMError, build_lm, tuned_path, write_tuned
 from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 
@@ -107,6 +111,56 @@ def test_sentencepiece_beam_search_with_lm(lm, tmp_path):
     assert [w.word for w in words] == ["THE", "CAT", "SAT"]
 
 
+@pytest.fixture
+def digits(tmp_path) -> Path:
+    path = tmp_path / "digits.txt"
+    path.write_text("zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n")  # normalised on reading
+    return path
+
+
+def test_the_choice_decoder_answers_a_cut_off_word_with_the_closest_choice(digits):
+    chars = CharTokenizer()
+    decoder = build_decoder(chars, DecoderConfig("choice", choices=str(digits)))
+    cut_off = emissions(chars, spelled("SEVE")[:-1] + [{"N": 0.3, "-": 0.6}])  # the N a second guess at the end
+    assert chars.decode(decode(greedy_decode, cut_off)) == "SEVE"
+    assert chars.decode(decode(decoder, cut_off)) == "SEVEN"
+    assert chars.decode(decode(decoder, emissions(chars, spelled("NINE")))) == "NINE"
+    assert decode(decoder, emissions(chars, spelled("T")[:2])) == []  # 2 steps: too short for any digit
+
+
+def test_the_choice_is_the_transcript_of_highest_probability_over_all_alignments(tmp_path):
+    """Against brute force: every path over {blank, A, B} through T steps, collapsed, its probability summed
+    into the choice it spells; the other tokens get almost no mass, so they change no sum that matters."""
+    chars = CharTokenizer()
+    (tmp_path / "choices.txt").write_text("A\nAB\nBA\nABA\nB\n")
+    decoder = ChoiceDecoder(chars, tmp_path / "choices.txt")
+    live = [0, chars.encode("A")[0], chars.encode("B")[0]]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        logits = torch.full((6, len(chars)), -30.0)  # (T, V)
+        logits[:, live] = 3 * torch.randn(6, 3, generator=generator)
+        log_probs = logits.log_softmax(-1)
+        totals = dict.fromkeys(["A", "AB", "BA", "ABA", "B"], 0.0)
+        for path in itertools.product(live, repeat=6):
+            text = chars.decode([t for t in torch.unique_consecutive(torch.tensor(path)).tolist() if t != 0])
+            if text in totals:
+                totals[text] += math.exp(sum(log_probs[t, token].item() for t, token in enumerate(path)))
+        assert chars.decode(decode(decoder, log_probs)) == max(totals, key=totals.get)
+
+
+def test_bad_choices_files_give_clear_errors(tmp_path):
+    chars = CharTokenizer()
+    with pytest.raises(ValueError, match=r"nope\.txt: cannot read the choices \(No such file or directory\)"):
+        ChoiceDecoder(chars, tmp_path / "nope.txt")
+    (tmp_path / "dashes.txt").write_text("---\n\n")
+    with pytest.raises(ValueError, match=r"dashes\.txt: no choices in the file"):
+        ChoiceDecoder(chars, tmp_path / "dashes.txt")
+    with pytest.raises(ValueError, match="only it, takes a file of choices"):
+        DecoderConfig("choice")
+    with pytest.raises(ValueError, match="needs beam search"):
+        DecoderConfig("choice", choices="digits.txt", lm="lm.arpa")
+
+
 @pytest.mark.parametrize("config", [DecoderConfig(), DecoderConfig("beam"), DecoderConfig("beam", lm="LM")])
 def test_word_timestamps_are_monotonic_within_the_audio_and_confident(lm, config):
     chars = CharTokenizer()
@@ -151,5 +205,5 @@ def test_bad_lm_and_lexicon_paths_give_clear_errors(lm, tmp_path):
         BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(broken)))
     with pytest.raises(ValueError, match="needs beam search"):
         DecoderConfig("greedy", lm=str(lm))
-    with pytest.raises(ValueError, match="'greedy' or 'beam'"):
+    with pytest.raises(ValueError, match="'greedy', 'beam' or 'choice'"):
         DecoderConfig("viterbi")

@@ -15,18 +15,33 @@ def test_the_default_model_is_installed_and_small_enough_to_ship():
     assert shipped <= 25 * 2**20, f"the default model and its LM take {shipped / 2**20:.1f} MB, over 25 MB"
 
 
+def espeak(tmp_path, text: str):
+    wav = tmp_path / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), text.lower()], check=True)
+    return wav
+
+
+def asr_transcribe(*args) -> str:
+    asr = shutil.which("asr")
+    assert asr, "the `asr` command is not on the PATH: install the package (bash scripts/install.sh)"
+    result = subprocess.run([asr, "transcribe", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
 def test_asr_transcribe_reads_a_fresh_espeak_recording(tmp_path):
     """The shipped model's acceptance check: espeak-ng -w hello.wav "..." && asr transcribe hello.wav, up to
     a small error (at most one character in ten)."""
-    wav = tmp_path / "hello.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), SENTENCE.lower()], check=True)
-    asr = shutil.which("asr")
-    assert asr, "the `asr` command is not on the PATH: install the package (bash scripts/install.sh)"
-    result = subprocess.run([asr, "transcribe", str(wav)], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    counts = error_counts(SENTENCE, result.stdout.strip())
-    assert counts.cer <= 0.1, f"heard {result.stdout.strip()!r} for {SENTENCE!r}"
+    heard = asr_transcribe(espeak(tmp_path, SENTENCE))
+    assert error_counts(SENTENCE, heard).cer <= 0.1, f"heard {heard!r} for {SENTENCE!r}"
+
+
+def test_asr_transcribe_chooses_among_known_sentences(tmp_path):
+    choices = tmp_path / "choices.txt"
+    choices.write_text("hello word this is a test\nhello world this is a test\nhello world this is the best\n")
+    wav = espeak(tmp_path, SENTENCE)
+    assert asr_transcribe(wav, "--decoder", "greedy") != SENTENCE  # the best path misspells a word
+    assert asr_transcribe(wav, "--choices", choices) == SENTENCE
 
 
 def test_beam_options_on_the_default_model_keep_its_lm():
