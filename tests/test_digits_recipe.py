@@ -1,0 +1,63 @@
+"""recipes/digits/run.sh end to end, as a user runs it, on a dataset laid out like the Free Spoken Digit
+Dataset (8 kHz DIGIT_SPEAKER_TAKE.wav files and a manifest with a split field) spoken by espeak-ng."""
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from asr.audio import load_audio, write_audio
+from asr.manifest import read_manifest
+
+pytestmark = pytest.mark.slow
+
+RUN = Path(__file__).resolve().parent.parent / "recipes" / "digits" / "run.sh"
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TAKES = {0: "test", 5: "train", 10: "train"}  # FSDD's split field; prepare.py holds takes 5-9 out as dev
+VOICES = {"us": "en-us", "gb": "en-gb"}  # speaker name -> espeak-ng voice
+
+
+@pytest.fixture(scope="module")
+def fsdd(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fsdd")
+    (root / "recordings").mkdir()
+    rows = []
+    for speaker, voice in VOICES.items():
+        for digit, word in enumerate(DIGITS):
+            for take, split in TAKES.items():
+                name = f"recordings/{digit}_{speaker}_{take}.wav"
+                wav = root / "spoken.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-s", str(150 + 5 * take), "-w", str(wav), word],
+                               check=True, capture_output=True)
+                wave = load_audio(wav, sample_rate=8000)
+                write_audio(root / name, wave, sample_rate=8000)
+                rows.append({"audio_filepath": name, "duration": len(wave) / 8000, "text": word, "speaker": speaker,
+                             "split": split})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root / "manifest.jsonl"
+
+
+def test_run_sh_splits_trains_and_scores_greedy_and_by_choice(fsdd, tmp_path):
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    env = os.environ | {"FSDD": str(fsdd), "DATA": str(data), "EXP": str(exp)}
+    result = subprocess.run(["bash", str(RUN), "prepare", "trainer.max_epochs=2", "data.max_batch_seconds=5"],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    splits = {name: read_manifest(data / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    takes = {name: {u.audio_filepath.stem.rsplit("_", 1)[1] for u in rows} for name, rows in splits.items()}
+    assert takes == {"train": {"10"}, "dev": {"5"}, "test": {"0"}}
+    assert all(len(rows) == 20 for rows in splits.values())
+    assert (exp / "model.safetensors").is_file()
+    logged = csv.DictReader((exp / "csv" / "version_0" / "metrics.csv").open())
+    assert {row["epoch"] for row in logged if row["val/wer"]} == {"0", "1"}  # the override reached asr train
+
+    scores = (exp / "scores.txt").read_text().splitlines()
+    assert scores[0] == "# asr evaluate --decoder greedy" and scores[2].startswith(f"# asr evaluate --choices {exp}")
+    assert all(line.startswith(f"{data}/test.jsonl\tWER ") and "/20 utterances exactly right" in line
+               for line in scores[1::2])
+    choices = [json.loads(line)["hypothesis"] for line in (exp / "test.choice.jsonl").read_text().splitlines()]
+    assert len(choices) == 20 and set(choices) <= {word.upper() for word in DIGITS}  # always one of the ten
