@@ -199,6 +199,9 @@ def decoder_config(args):
 
     options = {name: getattr(args, name) for name in BEAM_OPTIONS if getattr(args, name) is not None}
     kind = args.decoder or ("choice" if args.choices else "beam" if options else None)
+    if kind == "choice" and options:
+        raise ValueError(f"--{next(iter(options)).replace('_', '-')} is a beam-search option: the choice decoder "
+                         "(--choices) takes none")
     return DecoderConfig(kind, choices=args.choices, **options) if kind else None
 
 

@@ -42,6 +42,9 @@ def test_asr_transcribe_chooses_among_known_sentences(tmp_path):
     wav = espeak(tmp_path, SENTENCE)
     assert asr_transcribe(wav, "--decoder", "greedy") != SENTENCE  # the best path misspells a word
     assert asr_transcribe(wav, "--choices", choices) == SENTENCE
+    mixed = subprocess.run([shutil.which("asr"), "transcribe", str(wav), "--choices", str(choices), "--beam-size", "5"],
+                           capture_output=True, text=True, timeout=300)
+    assert mixed.returncode == 2 and "--beam-size is a beam-search option" in mixed.stderr
 
 
 def test_beam_options_on_the_default_model_keep_its_lm():
