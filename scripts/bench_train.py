@@ -85,13 +85,14 @@ def ours(manifest: Path, name: str, batch_size: int, steps: int, warmup: int, wo
 
     from asr import config
     from asr.data import SpeechDataModule
+    from asr.manifest import read_manifest
     from asr.text import build_tokenizer
     from asr.training import ASRModule, load_experiment_config
 
     cfg = load_experiment_config(name)
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
-    mean = float(np.mean([json.loads(line)["duration"] for line in manifest.read_text().splitlines()]))
+    mean = float(np.mean([u.duration for u in read_manifest(manifest)]))
     cfg.data.train_manifests, cfg.data.num_workers, cfg.data.sorta_grad = [str(manifest)], workers, False
     cfg.data.max_batch_seconds, cfg.data.max_duration = batch_size * mean, 30.0
     class StepTimer(L.Callback):

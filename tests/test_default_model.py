@@ -21,10 +21,15 @@ def espeak(tmp_path, text: str):
     return wav
 
 
-def asr_transcribe(*args) -> str:
+def run_transcribe(*args) -> subprocess.CompletedProcess:
+    """The installed `asr transcribe` command, as a user runs it."""
     asr = shutil.which("asr")
     assert asr, "the `asr` command is not on the PATH: install the package (bash scripts/install.sh)"
-    result = subprocess.run([asr, "transcribe", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([asr, "transcribe", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def asr_transcribe(*args) -> str:
+    result = run_transcribe(*args)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip()
 
@@ -42,8 +47,7 @@ def test_asr_transcribe_chooses_among_known_sentences(tmp_path):
     wav = espeak(tmp_path, SENTENCE)
     assert asr_transcribe(wav, "--decoder", "greedy") != SENTENCE  # the best path misspells a word
     assert asr_transcribe(wav, "--choices", choices) == SENTENCE
-    mixed = subprocess.run([shutil.which("asr"), "transcribe", str(wav), "--choices", str(choices), "--beam-size", "5"],
-                           capture_output=True, text=True, timeout=300)
+    mixed = run_transcribe(wav, "--choices", choices, "--beam-size", 5)
     assert mixed.returncode == 2 and "--beam-size is a beam-search option" in mixed.stderr
 
 
