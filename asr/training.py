@@ -55,6 +55,7 @@ class ExperimentConfig:
     trainer: dict[str, Any] = field(default_factory=dict)  # keyword arguments of lightning.Trainer
     save_every_n_steps: int = 500  # checkpoints/last.ckpt every N optimizer steps (0: never) and every epoch end
     init_from: str | None = None  # fine-tune: start from a model bundle's weights ("default": the shipped model)
+    init_new_head: bool = False  # with init_from: copy all but the output layer, which starts afresh (a new tokenizer)
 
 
 def resolve_config_path(name: str) -> Path:
@@ -170,19 +171,29 @@ def architecture(cfg: ModelConfig) -> dict[str, Any]:
     return flat | {k: v for k, v in settings.items() if k not in TRAINING_ONLY}
 
 
-def init_weights(module: ASRModule, source: str) -> None:
-    """Copy a bundle's weights into the module's model; its network and tokenizer must be the config's."""
+def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None:
+    """Copy a bundle's weights into the module's model; its network and tokenizer must be the config's.
+
+    With `new_head`, the output layer is left as initialised and the tokenizer may differ: the encoder
+    (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
+    """
     path = DEFAULT_MODEL if source == "default" else Path(source)
     model, tokenizer = load_bundle(path)
-    if tokenizer.to_dict() != module.tokenizer.to_dict():
-        raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's")
+    if not new_head and tokenizer.to_dict() != module.tokenizer.to_dict():
+        raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's "
+                                 "(init_new_head=true keeps all but the output layer, which starts afresh)")
     ours, theirs = architecture(module.cfg.model), architecture(model.cfg)
+    if new_head:
+        del ours["vocab_size"], theirs["vocab_size"]
     if differences := [f"model.{k}: {theirs.get(k)} in the bundle, {ours.get(k)} here"
                        for k in sorted(ours.keys() | theirs.keys()) if ours.get(k) != theirs.get(k)]:
         raise config.ConfigError(f"init_from {path}: the bundle's network differs from this config's "
                                  f"({'; '.join(differences)})")
-    module.model.load_state_dict(model.state_dict())
-    log.info("starting from the weights of %s", path)
+    weights = model.state_dict()
+    if new_head:
+        weights |= {f"head.{k}": v for k, v in module.model.head.state_dict().items()}
+    module.model.load_state_dict(weights)
+    log.info("starting from the weights of %s%s", path, " (all but the output layer)" if new_head else "")
 
 
 def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:
@@ -234,7 +245,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
         log.warning("--resume: no checkpoint in %s/checkpoints yet, starting from %s", cfg.exp_dir,
                     cfg.init_from or "scratch")
     if cfg.init_from and ckpt_path is None:  # a resumed run has its own weights
-        init_weights(module, cfg.init_from)
+        init_weights(module, cfg.init_from, cfg.init_new_head)
     try:
         with warnings.catch_warnings():
             # on a mid-epoch resume Lightning warns that the DataLoader is not resumable: it looks only at the
