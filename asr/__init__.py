@@ -1,6 +1,17 @@
 """asr: a DeepSpeech2-style speech recognizer (CNN + bidirectional LSTM + CTC)."""
 
-from .decoding import DecoderConfig
-from .transcribe import load_model
+from importlib import import_module
 
 __all__ = ["DecoderConfig", "load_model"]
+HOMES = {"DecoderConfig": ".decoding", "load_model": ".transcribe"}
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use (PEP 562): `import asr.manifest` and `asr --help` load no torch."""
+    if name not in HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(HOMES[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
