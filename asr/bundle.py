@@ -3,14 +3,13 @@ and the tokenizer, the last two as JSON in the file's metadata. Loading one neve
 """
 
 import json
-import os
 import pickle
 import re
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save_file
+from safetensors.torch import safe_open, save
 
 from . import config
 from .model import DeepSpeech2, ModelConfig
@@ -34,15 +33,19 @@ def save_bundle(path, model: DeepSpeech2, tokenizer, dtype: torch.dtype = torch.
     metadata = {"format": FORMAT, "version": VERSION,
                 "model_config": json.dumps(config.to_dict(model.cfg)),
                 "tokenizer": json.dumps(tokenizer.to_dict())}
-    save_file(tensors, str(path), metadata=metadata)
-    path.chmod(0o666 & ~current_umask())  # safetensors 0.8 writes 0600; a model is shared like any file
+    path.write_bytes(sorted_header(save(tensors, metadata=metadata)))
     return path
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def sorted_header(data: bytes) -> bytes:
+    """A safetensors file with its JSON header's keys sorted, so that equal bundles are equal bytes.
+
+    safetensors writes the metadata in hash order, different in every process (safetensors issue #584).
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # padding: the tensor data stays 8-byte aligned
+    return len(header).to_bytes(8, "little") + header + data[8 + size:]
 
 
 def load_bundle(path, device: str | torch.device = "cpu"):

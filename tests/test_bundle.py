@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 
@@ -36,6 +37,15 @@ def test_a_bundle_is_readable_by_others_as_the_umask_allows(tmp_path, model):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_saving_a_model_twice_gives_the_same_bytes(tmp_path, model):
+    # safetensors orders the metadata differently on every save; save_bundle sorts it
+    files = [save_bundle(tmp_path / f"{i}.safetensors", model, CharTokenizer()).read_bytes() for i in range(6)]
+    assert all(data == files[0] for data in files)
+    size = int.from_bytes(files[0][:8], "little")
+    assert size % 8 == 0
+    assert list(json.loads(files[0][8:8 + size])["__metadata__"]) == ["format", "model_config", "tokenizer", "version"]
 
 
 def test_half_precision_bundle_is_smaller_and_close(tmp_path, model):
