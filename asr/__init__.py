@@ -7,7 +7,7 @@ HOMES = {"DecoderConfig": ".decoding", "load_model": ".transcribe"}
 
 
 def __getattr__(name: str):
-    """The public names, imported on first use (PEP 562): `import asr.manifest` and `asr --help` load no torch."""
+    """The public names, imported on first use (PEP 562), so that `import asr.manifest` loads no torch."""
     if name not in HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(HOMES[name], __name__), name)

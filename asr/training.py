@@ -57,6 +57,10 @@ class ExperimentConfig:
     init_from: str | None = None  # fine-tune: start from a model bundle's weights ("default": the shipped model)
     init_new_head: bool = False  # with init_from: copy all but the output layer, which starts afresh (a new tokenizer)
 
+    def __post_init__(self):
+        if self.init_new_head and not self.init_from:
+            raise ValueError("init_new_head=true keeps the encoder of the init_from model, but init_from is not set")
+
 
 def resolve_config_path(name: str) -> Path:
     """A config file path, or the name of one in conf/ ("tiny" -> conf/tiny.yaml)."""

@@ -430,3 +430,11 @@ def test_speed_perturbation_draws_every_speed_and_only_in_training(tmp_path):
     torch.manual_seed(0)
     assert {len(train[0][0]) for _ in range(60)} == {8889, 8000, 7273}
     assert {len(val[0][0]) for _ in range(10)} == {8000}
+
+
+def test_reading_manifests_loads_no_torch():
+    # asr/__init__.py imports its public names on first use, so tools that only read manifests stay light
+    code = ("import sys, asr.manifest; assert 'torch' not in sys.modules, 'import asr.manifest loaded torch'; "
+            "import asr; assert asr.DecoderConfig().kind == 'greedy' and 'torch' in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

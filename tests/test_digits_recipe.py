@@ -61,3 +61,12 @@ def test_run_sh_splits_trains_and_scores_greedy_and_by_choice(fsdd, tmp_path):
                for line in scores[1::2])
     choices = [json.loads(line)["hypothesis"] for line in (exp / "test.choice.jsonl").read_text().splitlines()]
     assert len(choices) == 20 and set(choices) <= {word.upper() for word in DIGITS}  # always one of the ten
+
+
+def test_run_sh_refuses_overrides_it_would_not_use(tmp_path):
+    env = os.environ | {"EXP": str(tmp_path / "exp")}
+    result = subprocess.run(["bash", str(RUN), "evaluate", "trainer.max_epochs=2"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "trainer.max_epochs=2: config overrides are for the train stage" in result.stderr
+    assert not (tmp_path / "exp").exists()  # refused before any stage ran

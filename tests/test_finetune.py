@@ -76,3 +76,8 @@ def test_init_new_head_still_refuses_a_different_encoder(tmp_path):
     bundle, _ = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_hidden=24")
     with pytest.raises(config.ConfigError, match="model.rnn_hidden: 24 in the bundle"):
         init_weights(tiny_module(), str(bundle), new_head=True)
+
+
+def test_init_new_head_without_init_from_is_refused():
+    with pytest.raises(config.ConfigError, match="tiny.yaml: init_new_head=true .* init_from is not set"):
+        load_experiment_config("tiny", ["init_new_head=true"])

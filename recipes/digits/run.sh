@@ -15,6 +15,10 @@ CONFIG=${CONFIG:-recipes/digits/digits.yaml}
 EXP=${EXP:-exp/$(basename "$CONFIG" .yaml)}
 FSDD=${FSDD:-../shared/data/fsdd/manifest.jsonl}
 DATA=${DATA:-data/digits}
+if [ $# -gt 0 ] && [ "$STAGE" = evaluate ]; then
+    echo "run.sh: $1: config overrides are for the train stage; evaluate takes none" >&2
+    exit 2
+fi
 
 score() {  # NAME DECODER-OPTION...: WER and exact utterances on test, the hypotheses in $EXP/test.NAME.jsonl
     local name=$1
