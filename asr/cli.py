@@ -9,10 +9,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from . import synth
-from .export import FORMATS as EXPORT_FORMATS
-from .quantize import QUANTIZE
-from .writers import FORMATS
+from .formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
 
 log = logging.getLogger("asr")
 
@@ -111,12 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_evaluate)
 
     p = commands.add_parser("synth", help="synthesize a speech corpus in LibriSpeech's layout")
-    synth.add_arguments(p)
-    p.set_defaults(run=synth.run)
+    p.add_argument("text_files", nargs="+", metavar="TEXT_FILE", help="sentences, one per line")
+    p.add_argument("--out", required=True, help="folder for the corpus (SPLIT/SPEAKER/CHAPTER/...) and manifests")
+    p.add_argument("--hours", type=float, required=True, help="hours of speech over all splits")
+    p.add_argument("--voices", nargs="+", metavar="VOICE",
+                   help="engines (espeak-ng, mbrola, flite, festival, pico), ENGINE:VOICE ids or globs such as "
+                        "'espeak-ng:en-gb*' (default: every training voice installed); the voices reserved for "
+                        "evaluation are refused")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--augment-share", type=float, default=0.3, help="share of utterances augmented with sox")
+    p.add_argument("--dev-share", type=float, default=0.05)
+    p.add_argument("--test-share", type=float, default=0.05)
+    p.add_argument("--exclude", nargs="+", default=[], metavar="MANIFEST",
+                   help="manifests whose sentences are never read (held-out evaluation sets)")
+    p.set_defaults(run=run_synth)
 
     p = commands.add_parser("transcribe", help="transcribe audio files or folders")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    add_model_arguments(p, formats=FORMATS)
+    add_model_arguments(p, formats=TRANSCRIPT_FORMATS)
     p.add_argument("--output-dir", type=Path, help="write one file per input here (NAME.txt, .json, .srt, ...)")
     p.add_argument("--plot", type=Path, metavar="OUT.png",
                    help="draw the features, CTC posteriors and word alignment of the one input file")
@@ -379,6 +389,19 @@ def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None
         n += 1
     path.write_text(render(transcript, fmt), encoding="utf-8")
     written.add(path)
+
+
+def run_synth(args) -> None:
+    """Make the corpus; print "SPLIT<TAB>MANIFEST" lines."""
+    from .synth import synthesize_corpus
+
+    manifests = synthesize_corpus(
+        args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
+        augment_share=args.augment_share, dev_share=args.dev_share, test_share=args.test_share,
+        exclude=args.exclude,
+    )
+    for split, path in manifests.items():
+        print(f"{split}\t{path}")
 
 
 def run_lm_build(args) -> None:

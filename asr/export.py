@@ -32,11 +32,11 @@ from torch import nn
 from . import config
 from .audio import SAMPLE_RATE
 from .bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle, save_bundle
+from .formats import EXPORT_FORMATS
 from .model import DeepSpeech2, ModelConfig
 from .quantize import quantize_model, quantize_onnx
 from .text import BLANK, tokenizer_from_dict
 
-FORMATS = ("bundle", "onnx", "torchscript")
 INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
 ONNX_OPSET = 17
 
@@ -159,8 +159,8 @@ def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = 
            dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` as a bundle (weights as `dtype`), or as ONNX or TorchScript with its deployment info
     in info_path(out) beside it."""
-    if fmt not in FORMATS:
-        raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     if quantize and fmt == "bundle":
         raise ValueError("--quantize int8 is for --format onnx and torchscript: a bundle keeps float weights "
                          "(quantize at load time: asr transcribe --quantize int8)")

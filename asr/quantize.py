@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-QUANTIZE = ("int8",)
+from .formats import QUANTIZE
 
 
 def quantize_model(model: nn.Module, kind: str | None) -> nn.Module:

@@ -20,7 +20,6 @@ The voices reserved for independent evaluation (RESERVED_VOICES) are never in th
 one in --voices is an error.
 """
 
-import argparse
 import fnmatch
 import json
 import logging
@@ -565,31 +564,3 @@ def synthesize_corpus(
     log.info("synth: wrote %s to %s", hours_done, out_dir)
     return {split: write_split(out_dir, split, done[split]) for split in SPLITS}
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of `asr synth`."""
-    parser.add_argument("text_files", nargs="+", metavar="TEXT_FILE", help="sentences, one per line")
-    parser.add_argument("--out", required=True, help="folder for the corpus (SPLIT/SPEAKER/CHAPTER/...) and manifests")
-    parser.add_argument("--hours", type=float, required=True, help="hours of speech over all splits")
-    parser.add_argument("--voices", nargs="+", metavar="VOICE",
-                        help="engines (espeak-ng, mbrola, flite, festival, pico), ENGINE:VOICE ids or globs "
-                             "such as 'espeak-ng:en-gb*' (default: every training voice installed); the "
-                             "voices reserved for evaluation are refused")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
-    parser.add_argument("--augment-share", type=float, default=0.3, help="share of utterances augmented with sox")
-    parser.add_argument("--dev-share", type=float, default=0.05)
-    parser.add_argument("--test-share", type=float, default=0.05)
-    parser.add_argument("--exclude", nargs="+", default=[], metavar="MANIFEST",
-                        help="manifests whose sentences are never read (held-out evaluation sets)")
-
-
-def run(args: argparse.Namespace) -> None:
-    """`asr synth`: make the corpus, print "SPLIT<TAB>MANIFEST" lines."""
-    manifests = synthesize_corpus(
-        args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
-        augment_share=args.augment_share, dev_share=args.dev_share, test_share=args.test_share,
-        exclude=args.exclude,
-    )
-    for split, path in manifests.items():
-        print(f"{split}\t{path}")

@@ -8,8 +8,8 @@ import json
 from dataclasses import asdict, dataclass
 
 from .decoding import Word
+from .formats import TRANSCRIPT_FORMATS
 
-FORMATS = ("text", "json", "srt", "vtt", "tsv")
 EXTENSIONS = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
 SUBTITLES = ("srt", "vtt", "tsv")  # one document per file: several cannot share stdout
 PAUSE_SECONDS = 0.6
@@ -60,7 +60,7 @@ def tsv(words: list[Word]) -> str:
 
 
 def render(transcript, fmt: str) -> str:
-    """A Transcript (asr.transcribe) in format `fmt`, one of FORMATS; ends with a newline."""
+    """A Transcript (asr.transcribe) in format `fmt`, one of TRANSCRIPT_FORMATS; ends with a newline."""
     if fmt == "text":
         return transcript.text + "\n"
     if fmt == "json":

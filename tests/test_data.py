@@ -438,3 +438,12 @@ def test_reading_manifests_loads_no_torch():
             "import asr; assert asr.DecoderConfig().kind == 'greedy' and 'torch' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["synth", "--help"], ["transcribe", "--no-such-option"]])
+def test_the_command_line_answers_help_and_usage_errors_without_torch(argv):
+    # the parser's choices come from asr.formats, and each command imports what it runs only when it runs
+    code = ("import sys\nfrom asr.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n"
+            "    print(done.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines()[-1] == f"{0 if argv[-1] == '--help' else 2} False", result.stderr

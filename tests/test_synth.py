@@ -1,6 +1,5 @@
 """The synthetic corpus generator: a few dozen espeak-ng utterances in LibriSpeech's layout."""
 
-import argparse
 import hashlib
 import json
 import re
@@ -10,8 +9,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from asr.cli import main
 from asr.data import prepare_librispeech
-from asr.synth import RESERVED_VOICES, SPLITS, add_arguments, available_voices, run, synthesize_corpus
+from asr.synth import RESERVED_VOICES, SPLITS, available_voices, synthesize_corpus
 from asr.text import normalize
 
 HOURS = 0.02  # 72 s over the three splits: about 30 utterances
@@ -102,12 +102,9 @@ def test_prepare_librispeech_reads_the_layout(corpus, tmp_path):
 
 
 def test_same_seed_same_corpus_different_seed_different(corpus, text_file, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     again = tmp_path / "again"
-    run(parser.parse_args([str(text_file), "--out", str(again), "--hours", str(HOURS), "--seed", "3", "--jobs", "1",
-                           "--voices", "espeak-ng", "--augment-share", "0.5", "--dev-share", "0.2",
-                           "--test-share", "0.2"]))
+    assert main(["synth", str(text_file), "--out", str(again), "--hours", str(HOURS), "--seed", "3", "--jobs", "1",
+                 "--voices", "espeak-ng", "--augment-share", "0.5", "--dev-share", "0.2", "--test-share", "0.2"]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{split}\t{again / f'{split}.jsonl'}" for split in SPLITS]
     for split in SPLITS:
         assert (again / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
