@@ -21,6 +21,7 @@ from torch import nn
 from .lm import LMError, lexicon_path, read_lexicon, read_tuned
 from .text import BLANK, WORD_SEPARATOR, normalize
 
+CHOICE_LATTICE = 1 << 24  # CTC forward variables (T, C, 2L+1) the choice decoder holds at once: 64 MB
 WORD_START = "▁"  # SentencePiece's mark on a piece that begins a word
 DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE = 2.0, 0.0  # when neither the caller nor `asr tune-lm` set them
 
@@ -226,12 +227,20 @@ class ChoiceDecoder:
         utterance too short to hold any of them)."""
         hypotheses = []
         for probs, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
-            steps = probs[:length, None].expand(length, len(self.choices), -1)  # (T, C, V)
-            nll = F.ctc_loss(steps, self.targets, torch.full_like(self.target_lengths, length), self.target_lengths,
-                             blank=BLANK, reduction="none")  # (C,): inf where a choice needs more steps
+            nll = self.scores(probs[:length])
             best = nll.argmin().item()
             hypotheses.append(self.choices[best] if nll[best].isfinite() else [])  # [] if too short for any
         return hypotheses
+
+    def scores(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs (T, V) -> (C,) negative log-probabilities of the choices, inf where a choice needs more steps;
+        scored in blocks of choices, so thousands of long ones need CHOICE_LATTICE floats, not T x C x (2L+1)."""
+        length, lattice = len(probs), len(probs) * (2 * self.targets.shape[1] + 1)
+        block = max(1, CHOICE_LATTICE // lattice)
+        return torch.cat([F.ctc_loss(probs[:, None].expand(length, len(targets), -1), targets,  # (T, c, V)
+                                     torch.full_like(target_lengths, length), target_lengths, blank=BLANK,
+                                     reduction="none")
+                          for targets, target_lengths in zip(self.targets.split(block), self.target_lengths.split(block))])
 
 
 def read_choices(path, tokenizer) -> list[list[int]]:

@@ -148,6 +148,19 @@ def test_the_choice_is_the_transcript_of_highest_probability_over_all_alignments
         assert chars.decode(decode(decoder, log_probs)) == max(totals, key=totals.get)
 
 
+def test_the_choices_are_scored_alike_in_blocks_of_any_size(tmp_path, monkeypatch):
+    """Blocks of choices bound the memory of thousands of choices; every choice keeps its own score."""
+    chars = CharTokenizer()
+    (tmp_path / "choices.txt").write_text("ONE\nTWO\nTHREE\nFOUR\nFIVE\nSIX\nSEVEN\n")
+    decoder = ChoiceDecoder(chars, tmp_path / "choices.txt")
+    log_probs = torch.randn(12, len(chars), generator=torch.Generator().manual_seed(0)).log_softmax(-1)  # (T, V)
+    whole = decoder.scores(log_probs)  # (C,)
+    for choices_per_block in (1, 3):  # 3: blocks of 3, 3 and 1
+        monkeypatch.setattr("asr.decoding.CHOICE_LATTICE", 12 * (2 * len("THREE") + 1) * choices_per_block)
+        assert torch.allclose(decoder.scores(log_probs), whole)
+    assert whole.shape == (7,) and whole.isfinite().all()
+
+
 def test_bad_choices_files_give_clear_errors(tmp_path):
     chars = CharTokenizer()
     with pytest.raises(ValueError, match=r"nope\.txt: cannot read the choices \(No such file or directory\)"):
