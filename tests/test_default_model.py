@@ -45,8 +45,10 @@ def test_asr_transcribe_chooses_among_known_sentences(tmp_path):
     choices = tmp_path / "choices.txt"
     choices.write_text("hello word this is a test\nhello world this is a test\nhello world this is the best\n")
     wav = espeak(tmp_path, SENTENCE)
-    assert asr_transcribe(wav, "--decoder", "greedy") != SENTENCE  # the best path misspells a word
     assert asr_transcribe(wav, "--choices", choices) == SENTENCE
+    near = tmp_path / "near.txt"  # without the sentence said: the answer is still a choice, the closest one
+    near.write_text("hello word that is the best\nhello world this is a tent\n")
+    assert asr_transcribe(wav, "--choices", near) == "HELLO WORLD THIS IS A TENT"
     mixed = run_transcribe(wav, "--choices", choices, "--beam-size", 5)
     assert mixed.returncode == 2 and "--beam-size is a beam-search option" in mixed.stderr
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The default model, end to end: corpora -> three training legs -> bundle -> LM -> scores -> asr/assets/default.*
+# The default model, end to end: corpora -> four training legs -> bundle -> LM -> scores -> asr/assets/default.*
 #
 #   recipes/synthetic/run.sh [STAGE]     stages: corpus train continue export lm tune evaluate install
 #                                        (default: corpus, then all that follow)
 #
-# Leg 1 (train) learns from scratch on an 11.5 h corpus (~10.3 h of training speech). Legs 2 and 3 (continue)
+# Leg 1 (train) learns from scratch on an 11.5 h corpus (~10.3 h of training speech). Legs 2 to 4 (continue)
 # train on a 32 h corpus (~30.8 h), whose dev and test splits every score is taken on: leg 2 from leg 1's
-# weights, leg 3 from leg 2's best, each in a learning-rate cycle of its own. Both corpora come from seed 0,
-# so they deal the speakers into the splits alike and read the sentences in the same order: the 11.5 h
-# corpus's sentences all come before the 32 h corpus's dev and test sentences.
+# weights, leg 3 from leg 2's best, leg 4 (no SpecAugment, no dropout) from leg 3's, each in a learning-rate
+# cycle of its own. Both corpora come from seed 0, so they deal the speakers into the splits alike and read
+# the sentences in the same order: the 11.5 h corpus's sentences all come before the 32 h corpus's dev and
+# test sentences.
 # Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +18,8 @@ STAGE=${1:-corpus}
 export TEXT_DIR=${TEXT_DIR:-../shared/data/text}  # the sentences, for every stage and make_corpus.sh
 LEG1=exp/synthetic
 LEG2=exp/synthetic-continue
-EXP=exp/synthetic-leg3
+LEG3=exp/synthetic-leg3
+EXP=exp/synthetic-leg4
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
 SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ../shared/data/real-dev/manifest.jsonl)
@@ -44,8 +46,10 @@ for stage in "${stages[@]}"; do
                   export_best $LEG1 ;;
         continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG2 --resume
                   export_best $LEG2
-                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP \
-                      init_from=$LEG2/model-fp16.safetensors trainer.max_epochs=2 --resume ;;
+                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG3 \
+                      init_from=$LEG2/model-fp16.safetensors trainer.max_epochs=2 --resume
+                  export_best $LEG3
+                  python3 -m asr train recipes/synthetic/synthetic-leg4.yaml exp_dir=$EXP --resume ;;
         export)   export_best $EXP ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
                   python3 recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${SPLITS[@]}" \
