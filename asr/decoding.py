@@ -235,12 +235,13 @@ class ChoiceDecoder:
     def scores(self, probs: torch.Tensor) -> torch.Tensor:
         """probs (T, V) -> (C,) negative log-probabilities of the choices, inf where a choice needs more steps;
         scored in blocks of choices, so thousands of long ones need CHOICE_LATTICE floats, not T x C x (2L+1)."""
-        length, lattice = len(probs), len(probs) * (2 * self.targets.shape[1] + 1)
-        block = max(1, CHOICE_LATTICE // lattice)
+        length = len(probs)
+        block = max(1, CHOICE_LATTICE // (length * (2 * self.targets.shape[1] + 1)))  # choices at a time
+        blocks = zip(self.targets.split(block), self.target_lengths.split(block))  # (c, L), (c,)
         return torch.cat([F.ctc_loss(probs[:, None].expand(length, len(targets), -1), targets,  # (T, c, V)
                                      torch.full_like(target_lengths, length), target_lengths, blank=BLANK,
                                      reduction="none")
-                          for targets, target_lengths in zip(self.targets.split(block), self.target_lengths.split(block))])
+                          for targets, target_lengths in blocks])
 
 
 def read_choices(path, tokenizer) -> list[list[int]]:
