@@ -49,7 +49,9 @@ for stage in "${stages[@]}"; do
                   python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG3 \
                       init_from=$LEG2/model-fp16.safetensors trainer.max_epochs=2 --resume
                   export_best $LEG3
-                  python3 -m asr train recipes/synthetic/synthetic-leg4.yaml exp_dir=$EXP --resume ;;
+                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP \
+                      init_from=$LEG3/model-fp16.safetensors trainer.max_epochs=2 \
+                      model.dropout=0 model.frontend.freq_masks=0 model.frontend.time_masks=0 --resume ;;
         export)   export_best $EXP ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
                   python3 recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${SPLITS[@]}" \
