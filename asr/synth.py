@@ -337,9 +337,14 @@ def _run(argv: list[str]) -> None:
         raise SynthError(f"{argv[0]} exited {result.returncode}: {result.stderr.strip()[-300:]}")
 
 
-def _pitch_effect(semitones: float) -> list[str]:
-    """sox effect shifting the pitch, for engines without a pitch control of their own."""
-    return ["pitch", f"{100 * semitones:.0f}"]
+def pitch_effect(semitones: float) -> list[str]:
+    """sox effects shifting the pitch, for engines without a pitch control of their own.
+
+    sox's pitch changes the sample rate and leaves the resampling back to the end of the chain, so the effects
+    after it would run at 16 kHz x 2^(semitones/12): `rate` puts them back at 16 kHz (a band-pass edge of 7 kHz
+    fails at 12.7 kHz).
+    """
+    return ["pitch", f"{100 * semitones:.0f}", "rate", str(SAMPLE_RATE)]
 
 
 def _espeak(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> list[str]:
@@ -357,7 +362,7 @@ def _espeak(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> li
 def _flite(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> list[str]:
     """flite: native rate, pitch by sox."""
     _run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / rate:.3f}", "-t", text, "-o", str(wav)])
-    return _pitch_effect(pitch)
+    return pitch_effect(pitch)
 
 
 def _pico(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> list[str]:
@@ -398,7 +403,7 @@ def _festival_say(voice: Voice, text: str, pitch: float, rate: float, wav: Path)
     if _festival is None or _festival.process.poll() is not None:
         _festival = Festival()
     _festival.say(voice.name, text, rate, wav)
-    return _pitch_effect(pitch)
+    return pitch_effect(pitch)
 
 
 SYNTHESIZERS = {"espeak-ng": _espeak, "mbrola": _espeak, "flite": _flite, "festival": _festival_say, "pico": _pico}
@@ -416,16 +421,21 @@ def colored_noise(n: int, exponent: int, rng: np.random.Generator) -> np.ndarray
     return noise / (noise.std() + 1e-12)
 
 
+def apply_effects(wav: Path, effects: list[str], out: Path) -> Path:
+    """sox `effects` on `wav` at 16 kHz, mono, into `out`; SynthError if sox refuses them."""
+    # resampled first: 8 and 10 kHz voices are too narrow for the band-pass edges
+    _run(["sox", "-R", "-D", str(wav), "-e", "floating-point", "-b", "32", str(out),
+          "rate", str(SAMPLE_RATE), *effects, "channels", "1"])
+    return out
+
+
 def _speak(job: Job, tmp: Path) -> np.ndarray:
     """Engine -> wav -> sox (engine pitch + augmentation, at 16 kHz) -> 16 kHz mono float32 (S,)."""
     wav = tmp / "tts.wav"
     effects = SYNTHESIZERS[job.speaker.voice.engine](job.speaker.voice, job.text.lower(), job.pitch, job.rate, wav)
     effects += list(job.effects)
-    if effects:  # resampled first: 8 and 10 kHz voices are too narrow for the band-pass edges
-        processed = tmp / "sox.wav"
-        _run(["sox", "-R", "-D", str(wav), "-e", "floating-point", "-b", "32", str(processed),
-              "rate", str(SAMPLE_RATE), *effects, "channels", "1"])
-        wav = processed
+    if effects:
+        wav = apply_effects(wav, effects, tmp / "sox.wav")
     if not wav.exists():
         raise SynthError("the engine wrote no audio")
     return load_audio(wav).numpy()

@@ -6,12 +6,14 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from asr.cli import main
 from asr.data import prepare_librispeech
-from asr.synth import RESERVED_VOICES, SPLITS, available_voices, synthesize_corpus
+from asr.synth import (BAND_HIGH_HZ, RESERVED_VOICES, SAMPLE_RATE, SPEAKER_PITCH, SPLITS, apply_effects,
+                       available_voices, pitch_effect, synthesize_corpus)
 from asr.text import normalize
 
 HOURS = 0.02  # 72 s over the three splits: about 30 utterances
@@ -142,3 +144,15 @@ def test_inventory_holds_no_reserved_voice():
     ids = {v.id.lower() for v in available_voices()}
     assert not ids & {r.lower() for r in RESERVED_VOICES}
     assert not [i for i in ids for name in ("slt", "rms", "us2", "ked", "kdlpc", "pico:en-us") if name in i]
+
+
+def test_band_pass_after_the_lowest_pitch_shift(tmp_path):
+    """flite and festival speakers get their pitch from sox; the augmentation's effects after it stay at 16 kHz."""
+    if not shutil.which("sox"):
+        pytest.skip("sox is not installed: run scripts/install.sh")
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, 0.5 * np.sin(2 * np.pi * 220 * np.arange(SAMPLE_RATE) / SAMPLE_RATE), SAMPLE_RATE)
+    effects = pitch_effect(SPEAKER_PITCH[0]) + ["tempo", "-s", "1.1", "sinc", f"300-{BAND_HIGH_HZ[1]}"]
+    out = sf.info(apply_effects(tone, effects, tmp_path / "out.wav"))
+    assert out.samplerate == SAMPLE_RATE and out.channels == 1
+    assert out.duration == pytest.approx(1 / 1.1, abs=0.02)
