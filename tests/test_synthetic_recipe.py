@@ -1,5 +1,5 @@
 """The synthetic recipe's helpers: word accuracy split by whether training heard the word, and the check
-that leg 1's corpus shares no sentence or speaker with leg 2's dev and test splits."""
+that a corpus trained on shares no sentence or speaker with the dev and test splits scored on."""
 
 import json
 import shutil
@@ -49,22 +49,40 @@ def legs(tmp_path_factory) -> tuple[Path, Path, Path]:
     return root / "text", root / "leg1", root / "leg2"
 
 
-def check_legs(text_dir: Path, leg1: Path, leg2: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RECIPE / "check_legs.py"), str(leg1), str(leg2), "--leg1-shares",
-                           "0.2", "0.2", "--seed", "5", "--voices", "espeak-ng", "--text-dir", str(text_dir)],
+def check_disjoint(trained: Path, scored: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RECIPE / "check_disjoint.py"), str(trained), str(scored)],
                           capture_output=True, text=True, timeout=120)
 
 
-def test_check_legs_passes_corpora_made_as_the_recipe_makes_them(legs):
-    result = check_legs(*legs)
+def test_check_disjoint_passes_corpora_made_as_the_recipe_makes_them(legs):
+    _, leg1, leg2 = legs
+    result = check_disjoint(leg1, leg2)
     assert result.returncode == 0, result.stderr
     dev, test = result.stdout.splitlines()
     assert dev.startswith("dev: ") and test.startswith("test: ")
-    assert dev.endswith("speakers in leg 1's training split: none"), dev
+    assert " 0 read by " in dev and dev.endswith("speakers in its training split: none"), dev
 
 
-def test_check_legs_fails_when_leg1_read_the_dev_sentences(legs):
-    text_dir, _, leg2 = legs  # leg 2 as its own leg 1: its dev and test sentences are among those it read
-    result = check_legs(text_dir, leg2, leg2)
+def copy_corpus_files(corpus: Path, out: Path) -> Path:
+    """The text files of `corpus` (manifests, SPEAKERS.txt, skipped.txt), without its audio."""
+    out.mkdir()
+    for path in corpus.glob("*.*"):
+        shutil.copy(path, out / path.name)
+    return out
+
+
+@pytest.mark.parametrize("leak", ["sentence", "speaker"])
+def test_check_disjoint_fails_when_training_read_a_scored_sentence_or_speaker(legs, leak, tmp_path):
+    _, leg1, leg2 = legs
+    trained = copy_corpus_files(leg1, tmp_path / "leg1")
+    if leak == "sentence":  # an engine failed on a dev sentence: it was read, though not trained on
+        dev_text = json.loads((leg2 / "dev.jsonl").read_text().splitlines()[0])["text"]
+        with (trained / "skipped.txt").open("a") as f:
+            f.write(f"espeak-ng:en\t{dev_text}\tespeak-ng exited 1\n")
+    else:  # a test speaker (voice, pitch, rate) also in the training split, under another id
+        row = next(r for r in (leg2 / "SPEAKERS.txt").read_text().splitlines() if "| test  |" in r)
+        with (trained / "SPEAKERS.txt").open("a") as f:
+            f.write(" 9999 |" + row.replace("| test  |", "| train |").split("|", 1)[1] + "\n")
+    result = check_disjoint(trained, leg2)
     assert result.returncode != 0
-    assert "shares sentences or speakers with leg 1's training data" in result.stderr
+    assert "shares sentences or speakers with" in result.stderr

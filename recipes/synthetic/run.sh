@@ -40,8 +40,7 @@ for stage in "${stages[@]}"; do
     case $stage in
         corpus)   HELD_OUT="" recipes/synthetic/make_corpus.sh 11.5 data/synthetic-11h
                   DEV_SHARE=0.018 TEST_SHARE=0.018 recipes/synthetic/make_corpus.sh 32 data/synthetic
-                  python3 recipes/synthetic/check_legs.py data/synthetic-11h data/synthetic \
-                      --text-dir "$TEXT_DIR" --seed "${SEED:-0}" ${VOICES:+--voices $VOICES} ;;
+                  python3 recipes/synthetic/check_disjoint.py data/synthetic-11h data/synthetic ;;
         train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$LEG1 --resume
                   export_best $LEG1 ;;
         continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG2 --resume

@@ -1,0 +1,53 @@
+"""Checks that a corpus trained on shares no sentence and no speaker with the dev and test splits scored on.
+
+The default model trains on three corpora (leg 1's 11.5 h, legs 2-4's 32 h, leg 5's fresh 48 h) and every
+score is taken on the 32 h corpus's dev and test splits. A sentence counts as read by a training corpus if its
+train.jsonl has it or an engine failed on it (skipped.txt); a speaker is a voice with its pitch and rate, as
+SPEAKERS.txt lists them, so the check holds whatever voices each corpus was made with.
+
+    python recipes/synthetic/check_disjoint.py data/synthetic-11h data/synthetic
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+Speaker = tuple[str, str, str]  # voice, pitch, rate
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a file; none for one that is not there (skipped.txt, when no sentence was skipped)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def speakers(corpus: Path, split: str) -> set[Speaker]:
+    """The speakers SPEAKERS.txt (id | split | voice | pitch | rate) puts in `split`."""
+    rows = [[field.strip() for field in line.split("|")] for line in lines(corpus / "SPEAKERS.txt")
+            if not line.startswith(";")]
+    return {(voice, pitch, rate) for _, subset, voice, pitch, rate in rows if subset == split}
+
+
+def sentences_read(corpus: Path) -> set[str]:
+    """The sentences of the training split, and those an engine failed on (voice, text, error per line)."""
+    read = {json.loads(line)["text"] for line in lines(corpus / "train.jsonl")}
+    return read | {line.split("\t")[1] for line in lines(corpus / "skipped.txt")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trained", type=Path, help="the corpus trained on (its training split is checked)")
+    parser.add_argument("scored", type=Path, help="the corpus scored on (its dev and test splits are checked)")
+    args = parser.parse_args()
+    read, trained_speakers = sentences_read(args.trained), speakers(args.trained, "train")
+    for split in ("dev", "test"):
+        texts = {json.loads(line)["text"] for line in lines(args.scored / f"{split}.jsonl")}
+        shared_texts, shared_speakers = texts & read, speakers(args.scored, split) & trained_speakers
+        print(f"{split}: {len(texts)} sentences, {len(shared_texts)} read by {args.trained}; "
+              f"speakers in its training split: {sorted(shared_speakers) or 'none'}")
+        if not texts or shared_texts or shared_speakers:
+            raise SystemExit(f"{args.scored}/{split}.jsonl shares sentences or speakers with {args.trained}'s "
+                             f"training data, or is empty")
+
+
+if __name__ == "__main__":
+    main()
