@@ -32,21 +32,18 @@ def test_seen_words_counts_right_words_by_whether_training_heard_them(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def legs(tmp_path_factory) -> tuple[Path, Path, Path]:
+def legs(tmp_path_factory) -> tuple[Path, Path]:
     """A small leg-1 corpus and a larger leg-2 corpus from one seed, as run.sh makes them (espeak-ng only)."""
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed: run scripts/install_tts.sh")
     root = tmp_path_factory.mktemp("legs")
-    (root / "text").mkdir()
     sentences = [f"the {a} {b} near the {c} {d}" for a in WORDS[0] for b in WORDS[1] for c in WORDS[0]
                  for d in WORDS[1]]
-    (root / "text" / "sentences.txt").write_text("\n".join(sentences) + "\n")
+    (root / "sentences.txt").write_text("\n".join(sentences) + "\n")
     options = dict(voices=["espeak-ng"], seed=5, jobs=2, augment_share=0.0)
-    synthesize_corpus([root / "text" / "sentences.txt"], root / "leg1", 0.01, dev_share=0.2, test_share=0.2,
-                      **options)
-    synthesize_corpus([root / "text" / "sentences.txt"], root / "leg2", 0.05, dev_share=0.1, test_share=0.1,
-                      **options)
-    return root / "text", root / "leg1", root / "leg2"
+    synthesize_corpus([root / "sentences.txt"], root / "leg1", 0.01, dev_share=0.2, test_share=0.2, **options)
+    synthesize_corpus([root / "sentences.txt"], root / "leg2", 0.05, dev_share=0.1, test_share=0.1, **options)
+    return root / "leg1", root / "leg2"
 
 
 def check_disjoint(trained: Path, scored: Path) -> subprocess.CompletedProcess:
@@ -55,7 +52,7 @@ def check_disjoint(trained: Path, scored: Path) -> subprocess.CompletedProcess:
 
 
 def test_check_disjoint_passes_corpora_made_as_the_recipe_makes_them(legs):
-    _, leg1, leg2 = legs
+    leg1, leg2 = legs
     result = check_disjoint(leg1, leg2)
     assert result.returncode == 0, result.stderr
     dev, test = result.stdout.splitlines()
@@ -73,7 +70,7 @@ def copy_corpus_files(corpus: Path, out: Path) -> Path:
 
 @pytest.mark.parametrize("leak", ["sentence", "speaker"])
 def test_check_disjoint_fails_when_training_read_a_scored_sentence_or_speaker(legs, leak, tmp_path):
-    _, leg1, leg2 = legs
+    leg1, leg2 = legs
     trained = copy_corpus_files(leg1, tmp_path / "leg1")
     if leak == "sentence":  # an engine failed on a dev sentence: it was read, though not trained on
         dev_text = json.loads((leg2 / "dev.jsonl").read_text().splitlines()[0])["text"]
