@@ -83,3 +83,9 @@ def test_check_disjoint_fails_when_training_read_a_scored_sentence_or_speaker(le
     result = check_disjoint(trained, leg2)
     assert result.returncode != 0
     assert "shares sentences or speakers with" in result.stderr
+
+
+def test_check_disjoint_names_a_missing_corpus(legs, tmp_path):
+    result = check_disjoint(tmp_path / "nowhere", legs[1])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'nowhere' / 'train.jsonl'}: no such manifest" in result.stderr

@@ -9,8 +9,9 @@ SPEAKERS.txt lists them, so the check holds whatever voices each corpus was made
 """
 
 import argparse
-import json
 from pathlib import Path
+
+from asr.manifest import ManifestError, read_manifest
 
 Speaker = tuple[str, str, str]  # voice, pitch, rate
 
@@ -22,14 +23,16 @@ def lines(path: Path) -> list[str]:
 
 def speakers(corpus: Path, split: str) -> set[Speaker]:
     """The speakers SPEAKERS.txt (id | split | voice | pitch | rate) puts in `split`."""
-    rows = [[field.strip() for field in line.split("|")] for line in lines(corpus / "SPEAKERS.txt")
-            if not line.startswith(";")]
+    listing = corpus / "SPEAKERS.txt"
+    if not listing.exists():
+        raise SystemExit(f"{listing}: no such file; is {corpus} a corpus made by asr synth?")
+    rows = [[field.strip() for field in line.split("|")] for line in lines(listing) if not line.startswith(";")]
     return {(voice, pitch, rate) for _, subset, voice, pitch, rate in rows if subset == split}
 
 
 def sentences_read(corpus: Path) -> set[str]:
     """The sentences of the training split, and those an engine failed on (voice, text, error per line)."""
-    read = {json.loads(line)["text"] for line in lines(corpus / "train.jsonl")}
+    read = {u.text for u in read_manifest(corpus / "train.jsonl")}
     return read | {line.split("\t")[1] for line in lines(corpus / "skipped.txt")}
 
 
@@ -38,14 +41,22 @@ def main() -> None:
     parser.add_argument("trained", type=Path, help="the corpus trained on (its training split is checked)")
     parser.add_argument("scored", type=Path, help="the corpus scored on (its dev and test splits are checked)")
     args = parser.parse_args()
-    read, trained_speakers = sentences_read(args.trained), speakers(args.trained, "train")
+    try:
+        check(args.trained, args.scored)
+    except ManifestError as err:
+        raise SystemExit(str(err)) from None
+
+
+def check(trained: Path, scored: Path) -> None:
+    """Print what `scored`'s dev and test share with `trained`'s training data; SystemExit if anything."""
+    read, trained_speakers = sentences_read(trained), speakers(trained, "train")
     for split in ("dev", "test"):
-        texts = {json.loads(line)["text"] for line in lines(args.scored / f"{split}.jsonl")}
-        shared_texts, shared_speakers = texts & read, speakers(args.scored, split) & trained_speakers
-        print(f"{split}: {len(texts)} sentences, {len(shared_texts)} read by {args.trained}; "
+        texts = {u.text for u in read_manifest(scored / f"{split}.jsonl")}
+        shared_texts, shared_speakers = texts & read, speakers(scored, split) & trained_speakers
+        print(f"{split}: {len(texts)} sentences, {len(shared_texts)} read by {trained}; "
               f"speakers in its training split: {sorted(shared_speakers) or 'none'}")
         if not texts or shared_texts or shared_speakers:
-            raise SystemExit(f"{args.scored}/{split}.jsonl shares sentences or speakers with {args.trained}'s "
+            raise SystemExit(f"{scored}/{split}.jsonl shares sentences or speakers with {trained}'s "
                              f"training data, or is empty")
 
 
