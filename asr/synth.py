@@ -507,10 +507,11 @@ def write_speakers(out_dir: Path, by_split: dict[str, list[Speaker]], used: set[
 
 
 def report_failures(out_dir: Path, failures: list[tuple[Job, str]]) -> None:
-    """Warn about the utterances engines failed on and list them all in OUT/skipped.txt."""
+    """Warn about the utterances engines failed on and list them all in OUT/skipped.txt, one line each: voice,
+    text and error separated by tabs (an engine's multi-line stderr joined onto one line)."""
     if not failures:
         return
-    lines = [f"{job.speaker.voice.id}\t{job.text}\t{error}\n" for job, error in failures]
+    lines = [f"{job.speaker.voice.id}\t{job.text}\t{' '.join(error.split())}\n" for job, error in failures]
     (out_dir / "skipped.txt").write_text("".join(lines))
     log.warning("synth: skipped %d utterances the engines failed on (listed in %s); first: %s",
                 len(failures), out_dir / "skipped.txt", lines[0].strip())

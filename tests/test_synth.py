@@ -12,8 +12,8 @@ import soundfile as sf
 
 from asr.cli import main
 from asr.data import prepare_librispeech
-from asr.synth import (BAND_HIGH_HZ, RESERVED_VOICES, SAMPLE_RATE, SPEAKER_PITCH, SPLITS, apply_effects,
-                       available_voices, pitch_effect, synthesize_corpus)
+from asr.synth import (BAND_HIGH_HZ, RESERVED_VOICES, SAMPLE_RATE, SPEAKER_PITCH, SPLITS, Job, Speaker, Voice,
+                       apply_effects, available_voices, pitch_effect, report_failures, synthesize_corpus)
 from asr.text import normalize
 
 HOURS = 0.02  # 72 s over the three splits: about 30 utterances
@@ -156,3 +156,12 @@ def test_band_pass_after_the_lowest_pitch_shift(tmp_path):
     out = sf.info(apply_effects(tone, effects, tmp_path / "out.wav"))
     assert out.samplerate == SAMPLE_RATE and out.channels == 1
     assert out.duration == pytest.approx(1 / 1.1, abs=0.02)
+
+
+def test_skipped_txt_keeps_one_line_per_failure_when_an_engine_error_spans_lines(tmp_path):
+    speaker = Speaker(7, Voice("flite", "kal"), pitch=1.5, rate=0.9)
+    job = Job("train", speaker, "7-1-0000", str(tmp_path / "7-1-0000.flac"), "HIS MISERABLE TREATMENT", 1.5, 0.9,
+              (), None, 0, 0, 2.0)
+    report_failures(tmp_path, [(job, "sox exited 2: sox WARN one\n\tsox FAIL two")])
+    assert (tmp_path / "skipped.txt").read_text().splitlines() == [
+        "flite:kal\tHIS MISERABLE TREATMENT\tsox exited 2: sox WARN one sox FAIL two"]

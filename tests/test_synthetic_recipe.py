@@ -89,3 +89,17 @@ def test_check_disjoint_names_a_missing_corpus(legs, tmp_path):
     result = check_disjoint(tmp_path / "nowhere", legs[1])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"{tmp_path / 'nowhere' / 'train.jsonl'}: no such manifest" in result.stderr
+
+
+@pytest.mark.parametrize("listing", ["SPEAKERS.txt", "skipped.txt"])
+def test_check_disjoint_names_a_missing_or_malformed_listing(legs, listing, tmp_path):
+    trained = copy_corpus_files(legs[0], tmp_path / "leg1")
+    if listing == "SPEAKERS.txt":
+        (trained / listing).unlink()
+        expected = f"{trained / listing}: no such file"
+    else:
+        (trained / listing).write_text("espeak-ng:en-us with no text or error\n")
+        expected = f"{trained / listing}:1: expected 3 fields separated by '\\t'"
+    result = check_disjoint(trained, legs[1])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert expected in result.stderr, result.stderr

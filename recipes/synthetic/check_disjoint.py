@@ -21,19 +21,35 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def speakers(corpus: Path, split: str) -> set[Speaker]:
-    """The speakers SPEAKERS.txt (id | split | voice | pitch | rate) puts in `split`."""
+def fields(path: Path, separator: str, count: int) -> list[list[str]]:
+    """The lines of `path` that are not comments, each split into `count` stripped fields (the last takes the
+    rest of the line); SystemExit naming the line of one that has fewer."""
+    rows = []
+    for number, line in enumerate(lines(path), 1):
+        if line.startswith(";"):
+            continue
+        row = [field.strip() for field in line.split(separator, count - 1)]
+        if len(row) != count:
+            raise SystemExit(f"{path}:{number}: expected {count} fields separated by {separator!r}, got {line!r}")
+        rows.append(row)
+    return rows
+
+
+def speakers(corpus: Path) -> dict[str, set[Speaker]]:
+    """Each split's speakers, as SPEAKERS.txt (id | split | voice | pitch | rate) lists them."""
     listing = corpus / "SPEAKERS.txt"
     if not listing.exists():
         raise SystemExit(f"{listing}: no such file; is {corpus} a corpus made by asr synth?")
-    rows = [[field.strip() for field in line.split("|")] for line in lines(listing) if not line.startswith(";")]
-    return {(voice, pitch, rate) for _, subset, voice, pitch, rate in rows if subset == split}
+    by_split: dict[str, set[Speaker]] = {}
+    for _, split, voice, pitch, rate in fields(listing, "|", 5):
+        by_split.setdefault(split, set()).add((voice, pitch, rate))
+    return by_split
 
 
 def sentences_read(corpus: Path) -> set[str]:
     """The sentences of the training split, and those an engine failed on (voice, text, error per line)."""
     read = {u.text for u in read_manifest(corpus / "train.jsonl")}
-    return read | {line.split("\t")[1] for line in lines(corpus / "skipped.txt")}
+    return read | {text for _, text, _ in fields(corpus / "skipped.txt", "\t", 3)}
 
 
 def main() -> None:
@@ -49,10 +65,10 @@ def main() -> None:
 
 def check(trained: Path, scored: Path) -> None:
     """Print what `scored`'s dev and test share with `trained`'s training data; SystemExit if anything."""
-    read, trained_speakers = sentences_read(trained), speakers(trained, "train")
+    read, trained_speakers, scored_speakers = sentences_read(trained), speakers(trained)["train"], speakers(scored)
     for split in ("dev", "test"):
         texts = {u.text for u in read_manifest(scored / f"{split}.jsonl")}
-        shared_texts, shared_speakers = texts & read, speakers(scored, split) & trained_speakers
+        shared_texts, shared_speakers = texts & read, scored_speakers.get(split, set()) & trained_speakers
         print(f"{split}: {len(texts)} sentences, {len(shared_texts)} read by {trained}; "
               f"speakers in its training split: {sorted(shared_speakers) or 'none'}")
         if not texts or shared_texts or shared_speakers:
