@@ -125,18 +125,20 @@ class Frontend(nn.Module):
         self.transform = spectral_transform(cfg)
         self.spec_augment = SpecAugment(cfg)
 
-    @torch.autocast("cuda", enabled=False)
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = frame_lengths(lengths, self.cfg)
-        if waves.shape[-1] < self.cfg.n_fft:  # too short for one frame: give the STFT something to read
-            waves = F.pad(waves, (0, self.cfg.n_fft - waves.shape[-1]))
-        feats = self.transform(waves.float())  # (B, F, T)
-        if self.cfg.kind != "mfcc":
-            feats = torch.log1p(feats) if self.cfg.kind == "linear" else torch.log(feats + LOG_EPSILON)
-        if self.cfg.normalize:
-            feats = normalize_features(feats, frames)
-        else:
-            feats = feats * padding_mask(frames, feats.shape[-1])[:, None, :]
-        if self.training:
-            feats = self.spec_augment(feats)
-        return feats, frames
+        """waves (B, S), lengths (B,) -> features (B, F, T) in float32 on any device, autocast or not (in
+        bf16, the mel matmul and log move the normalised features by up to ~5), frame lengths (B,)."""
+        with torch.autocast(waves.device.type, enabled=False):
+            frames = frame_lengths(lengths, self.cfg)
+            if waves.shape[-1] < self.cfg.n_fft:  # too short for one frame: give the STFT something to read
+                waves = F.pad(waves, (0, self.cfg.n_fft - waves.shape[-1]))
+            feats = self.transform(waves.float())  # (B, F, T)
+            if self.cfg.kind != "mfcc":
+                feats = torch.log1p(feats) if self.cfg.kind == "linear" else torch.log(feats + LOG_EPSILON)
+            if self.cfg.normalize:
+                feats = normalize_features(feats, frames)
+            else:
+                feats = feats * padding_mask(frames, feats.shape[-1])[:, None, :]
+            if self.training:
+                feats = self.spec_augment(feats)
+            return feats, frames

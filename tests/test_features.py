@@ -66,3 +66,15 @@ def test_audio_shorter_than_one_window_gives_no_frames():
     assert frame_lengths(torch.tensor([100, cfg.n_fft, cfg.n_fft + 160]), cfg).tolist() == [0, 1, 2]
     feats, frames = Frontend(cfg).eval()(torch.zeros(1, 100), torch.tensor([100]))
     assert frames.item() == 0
+
+
+@pytest.mark.parametrize("kind", ["linear", "log_mel", "mfcc"])
+def test_features_stay_float32_under_cpu_bf16_autocast(kind):
+    """trainer.precision=bf16-mixed on a CPU autocasts the model: the features must not be computed in bf16."""
+    frontend = Frontend(FrontendConfig(kind=kind)).eval()
+    waves, lengths = padded_batch([16000, 9000])
+    expected, _ = frontend(waves, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, _ = frontend(waves, lengths)
+    assert feats.dtype == torch.float32
+    torch.testing.assert_close(feats, expected)
