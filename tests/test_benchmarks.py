@@ -1,4 +1,4 @@
-"""scripts/bench_infer.py, bench_train.py and bench_flops.py run on tiny settings and print their tables
+"""scripts/bench_infer.py, bench_train.py, bench_flops.py and bench_step.py run on tiny settings and print their tables
 (timings are never asserted, only that each row was measured)."""
 
 import importlib.util
@@ -14,7 +14,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """The three scripts started together on tiny settings (their imports overlap on the 2 cores)."""
+    """The four scripts started together on tiny settings (their imports overlap on the 2 cores)."""
     plot = tmp_path_factory.mktemp("bench") / "rtf.png"
     commands = {
         "infer": ["bench_infer.py", "--voices", "en-us", "--sentences", "3", "--batch-sizes", "1", "3",
@@ -23,6 +23,7 @@ def runs(tmp_path_factory) -> dict:
                   "--max-duration", "3", "--workers", "0", "--threads", "1"],
         "flops": ["bench_flops.py", "--configs", "tiny", "--seconds", "1", "--batch", "2", "--repeats", "1",
                   "--matmul-sizes", "128", "256", "--profile", "tiny", "--threads", "1"],
+        "step": ["bench_step.py", "--configs", "tiny", "--batch", "2", "--seconds", "1", "--steps", "1"],
     }
     if not shutil.which("espeak-ng") or importlib.util.find_spec("pocketsphinx") is None:
         del commands["infer"]  # its test is skipped
@@ -87,3 +88,11 @@ def test_bench_flops_counts_flops_and_profiles_a_training_step(runs):
     assert all(float(r[11].rstrip("%")) > 0 for r in rows)  # fraction of the measured peak
     kinds = {" ".join(r[:-2]) for r in table(lines, "kind")}
     assert "LSTM recurrence" in kinds and "convolution" in kinds
+
+
+def test_bench_step_times_float32_beside_bf16(runs):
+    rows = table(output(runs, "step"), "config")
+    assert [(r[0], r[2]) for r in rows] == [("tiny", "float32"), ("tiny", "bf16")]
+    assert rows[0][1] == rows[1][1]  # the same network
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)  # step seconds, audio s / s
+    assert rows[0][5] == "1.00"  # speed is relative to float32
