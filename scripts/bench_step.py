@@ -56,9 +56,10 @@ def main() -> None:
         for precision, dtype in PRECISIONS.items():
             seconds = step_seconds(model, args.batch, args.seconds, args.steps, dtype)
             reference = reference or seconds
-            rows.append([Path(name).stem, f"{count_parameters(model):,}", precision, f"{seconds:.2f}",
+            rows.append([Path(name).stem, f"{count_parameters(model):,}", precision, f"{seconds:.3f}",
                          f"{args.batch * args.seconds / seconds:.1f}", f"{reference / seconds:.2f}"])
     print_table(["config", "parameters", "precision", "step (s)", "audio s / s", "x float32"], rows)
+
 
 if __name__ == "__main__":
     main()
