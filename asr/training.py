@@ -218,14 +218,17 @@ def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
     callbacks = [best, *last, BatchFaults(), RandomState(), LearningRateMonitor(logging_interval="step")]
     if sys.stderr.isatty():
         callbacks.append(RichProgressBar())
-    settings = {"precision": default_precision(), **cfg.trainer}
+    settings = {"precision": default_precision(cfg.trainer.get("accelerator", "auto")), **cfg.trainer}
     return L.Trainer(default_root_dir=exp_dir, callbacks=callbacks,
                      logger=[TensorBoardLogger(exp_dir, name="tensorboard"), CSVLogger(exp_dir, name="csv")],
                      plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, **settings)
 
 
-def default_precision() -> str:
-    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+def default_precision(accelerator: str) -> str:
+    """bf16-mixed where the Trainer's accelerator is a GPU with bf16, else 32-true: a config that asks for the CPU
+    trains in float32 on a GPU machine too (on a CPU, bf16 autocast is no clear win: README.md)."""
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def last_checkpoint(cfg: ExperimentConfig) -> Path | None:

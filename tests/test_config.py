@@ -51,3 +51,17 @@ def test_a_yaml_file_path_works(tmp_path):
     path.write_text("exp_dir: somewhere\nmodel:\n  rnn_layers: 1\n")
     cfg = load_experiment_config(str(path))
     assert (cfg.exp_dir, cfg.model.rnn_layers) == ("somewhere", 1)
+
+
+@pytest.mark.parametrize("cuda, accelerator, expected", [
+    (True, "auto", "bf16-mixed"), (True, "gpu", "bf16-mixed"), (True, "cuda", "bf16-mixed"),
+    (True, "cpu", "32-true"),  # a CPU recipe on a GPU machine: float32, as on a machine without one
+    (False, "auto", "32-true"),
+])
+def test_default_precision_is_bf16_only_on_a_gpu(monkeypatch, cuda, accelerator, expected):
+    import torch
+
+    from asr.training import default_precision
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda)
+    assert default_precision(accelerator) == expected
