@@ -1,9 +1,9 @@
 """Checks that a corpus trained on shares no sentence and no speaker with the dev and test splits scored on.
 
-The default model trains on three corpora (leg 1's 11.5 h, legs 2-4's 32 h, leg 5's fresh 48 h) and every
-score is taken on the 32 h corpus's dev and test splits. A sentence counts as read by a training corpus if its
-train.jsonl has it or an engine failed on it (skipped.txt); a speaker is a voice with its pitch and rate, as
-SPEAKERS.txt lists them, so the check holds whatever voices each corpus was made with.
+The default model trains on four corpora (leg 1's 11.5 h, legs 2-4's 32 h, leg 5's fresh 48 h, leg 6's fresh
+30 h) and every score is taken on the 32 h corpus's dev and test splits. A sentence counts as read by a training
+corpus if its train.jsonl has it or an engine failed on it (skipped.txt); a speaker is a voice with its pitch
+and rate, as SPEAKERS.txt lists them, so the check holds whatever voices each corpus was made with.
 
     python recipes/synthetic/check_disjoint.py data/synthetic-11h data/synthetic
 """
