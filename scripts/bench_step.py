@@ -17,19 +17,19 @@ from asr.model import DeepSpeech2, count_parameters
 from asr.training import load_experiment_config
 from bench_transcribe import print_table
 
-PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
+PRECISIONS = {"float32": torch.float32, "bf16": torch.bfloat16}
 
 
-def step_seconds(model: DeepSpeech2, batch: int, seconds: float, steps: int, dtype: torch.dtype | None) -> float:
+def step_seconds(model: DeepSpeech2, batch: int, seconds: float, steps: int, dtype: torch.dtype) -> float:
     """Median wall time of forward + CTC loss + backward on random audio (B, S) with 20-token targets, under
-    autocast to `dtype` (None: float32). The loss is float32 either way, as in training."""
+    autocast to `dtype` (none for float32). The loss is float32 either way, as in training."""
     waves = torch.randn(batch, int(seconds * SAMPLE_RATE))
     lengths = torch.full((batch,), waves.shape[1])
     targets = torch.randint(1, model.cfg.vocab_size, (batch, 20))
     times = []
     for _ in range(steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             log_probs, out_lengths = model(waves, lengths)  # (B, T, V) float32
         loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), targets, out_lengths,
                                             torch.full((batch,), 20))

@@ -1,7 +1,8 @@
 import pytest
+import torch
 
 from asr.config import ConfigError
-from asr.training import load_experiment_config
+from asr.training import default_precision, load_experiment_config
 
 
 def test_named_configs_load_and_overrides_apply():
@@ -59,9 +60,6 @@ def test_a_yaml_file_path_works(tmp_path):
     (False, "auto", "32-true"),
 ])
 def test_default_precision_is_bf16_only_on_a_gpu(monkeypatch, cuda, accelerator, expected):
-    import torch
-
-    from asr.training import default_precision
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda)
     assert default_precision(accelerator) == expected
