@@ -1,10 +1,14 @@
 """From manifests (asr.manifest) to padded batches: what CTC can train on, LibriSpeech preparation, dataset,
-collate, the duration-bucketed distributed batch sampler and the LightningDataModule that ties them together.
+collate, the duration-bucketed distributed batch sampler (which also mixes corpora by weight) and the
+LightningDataModule that ties them together.
 
-DataLoader workers only decode audio: features are computed later, on the model's device.
+DataLoader workers decode and augment audio (asr.augment); features are computed later, on the model's device.
+Every random choice a training example needs is drawn from one seed per draw, which the sampler deals out
+with the batches: a resumed run replays the same augmentation as an uninterrupted one.
 """
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +21,8 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-import torchaudio
-
 from .audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
+from .augment import AugmentConfig, Augmenter
 from .manifest import Utterance, read_manifest, write_manifest
 from .model import ModelConfig, output_lengths
 from .text import normalize
@@ -110,14 +113,25 @@ def prepare_librispeech(root: str | os.PathLike, out_dir: str | os.PathLike) -> 
     return manifests
 
 
-class DurationBatchSampler(Sampler[list[int]]):
+class Draw(NamedTuple):
+    """One utterance drawn into an epoch, with the seed of its augmentation."""
+
+    index: int
+    seed: int
+
+
+class DurationBatchSampler(Sampler[list[Draw]]):
     """Batches of utterances of similar duration, each costing at most `max_batch_seconds` of padded audio.
 
     Utterances are sorted by duration (rounded up to DURATION_GRID; random order within a grid cell
     when shuffling), cut greedily into batches with len(batch) * max(duration) <= max_batch_seconds
     (an utterance longer than the cap is a batch of its own) and at most `max_batch_size` items, and
-    the batches are shuffled. The batch count depends only on the durations, so it is the same every
-    epoch. With `sorta_grad`, epoch 0 goes shortest first (SortaGrad, DeepSpeech2).
+    the batches are shuffled. With `sorta_grad`, epoch 0 goes shortest first (SortaGrad, DeepSpeech2).
+
+    Mixing: with `groups` (the corpus of each utterance) and `weights` (one per corpus), a shuffled epoch draws
+    each utterance of corpus c weights[c] times: floor(w) times each, plus round(frac(w) x size) of them chosen
+    anew every epoch; a sorted pass (validation) draws every utterance once. Each draw carries a seed for its
+    augmentation. Without fractional weights the batch count depends only on the durations.
 
     For DDP every rank builds the same list, the largest batches are split in two until the count
     divides `num_replicas`, and rank r takes batches r, r + W, ...: equal counts, no utterance twice.
@@ -134,6 +148,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        groups: Sequence[int] | None = None,
+        weights: Sequence[float] | None = None,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
@@ -147,9 +163,13 @@ class DurationBatchSampler(Sampler[list[int]]):
                 "some; use more data or fewer devices"
             )
         self.durations = torch.as_tensor(durations, dtype=torch.float64)  # (N,)
+        self.groups = torch.zeros(len(durations), dtype=torch.long) if groups is None else torch.as_tensor(groups)  # (N,)
+        self.weights = [1.0] * (int(self.groups.max()) + 1 if len(self.groups) else 1) if weights is None else list(weights)
+        if len(self.groups) != len(durations) or any(g >= len(self.weights) for g in self.groups.unique().tolist()):
+            raise ValueError("groups: one corpus index per utterance, each below the number of weights")
         self.cells = torch.ceil(self.durations / DURATION_GRID - 1e-6).clamp(min=1).long()  # (N,) grid cells
         self.max_batch_seconds = max_batch_seconds
-        self.max_batch_size = max_batch_size or len(durations)
+        self.max_batch_size = max_batch_size or math.inf
         self.shuffle, self.sorta_grad, self.seed = shuffle, sorta_grad, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
@@ -188,26 +208,40 @@ class DurationBatchSampler(Sampler[list[int]]):
             yield batches[i]
         self.batches_done = 0  # a finished epoch: iterating again starts it from its beginning
 
-    def _rank_batches(self) -> list[list[int]]:
+    def _rank_batches(self) -> list[list[Draw]]:
         """This rank's batches of the current epoch, cached."""
         if self._cache is None or self._cache[0] != self.epoch:
             self._cache = (self.epoch, self._global_batches()[self.rank :: self.num_replicas])
         return self._cache[1]
 
-    def _global_batches(self) -> list[list[int]]:
+    def _global_batches(self) -> list[list[Draw]]:
         """All ranks' batches of the current epoch, identical on every rank."""
         g = torch.Generator().manual_seed(self.seed + self.epoch)
-        sorted_epoch = not self.shuffle or (self.sorta_grad and self.epoch == 0)
-        if sorted_epoch:
+        if not self.shuffle:
             order = torch.argsort(self.durations, stable=True)
-        else:  # shuffled, then stably sorted by grid cell: random order within each cell
-            perm = torch.randperm(len(self.cells), generator=g)
-            order = perm[torch.argsort(self.cells[perm], stable=True)]
+        else:
+            pool = self._epoch_pool(g)  # (N',) the utterances this epoch draws, some several times
+            if self.sorta_grad and self.epoch == 0:
+                order = pool[torch.argsort(self.durations[pool], stable=True)]
+            else:  # shuffled, then stably sorted by grid cell: random order within each cell
+                perm = pool[torch.randperm(len(pool), generator=g)]
+                order = perm[torch.argsort(self.cells[perm], stable=True)]
         batches = self._cut(order.tolist())
         batches = self._split_to_multiple(batches)
-        if not sorted_epoch:
+        if self.shuffle and not (self.sorta_grad and self.epoch == 0):
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-        return batches
+        seeds = iter(torch.randint(2**62, (sum(map(len, batches)),), generator=g).tolist())
+        return [[Draw(i, next(seeds)) for i in batch] for batch in batches]
+
+    def _epoch_pool(self, g: torch.Generator) -> torch.Tensor:
+        """Indices (N',) of the utterances a shuffled epoch draws: each corpus c's weights[c] times over."""
+        pool = []
+        for corpus, weight in enumerate(self.weights):
+            members = (self.groups == corpus).nonzero().squeeze(1)  # (n_c,)
+            repeats, share = divmod(weight, 1.0)
+            pool += [members] * int(repeats)
+            pool.append(members[torch.randperm(len(members), generator=g)[: round(share * len(members))]])
+        return torch.cat(pool)
 
     def _cut(self, order: list[int]) -> list[list[int]]:
         """Cut indices sorted by grid cell into batches within the padded-seconds and size caps."""
@@ -239,25 +273,22 @@ class DurationBatchSampler(Sampler[list[int]]):
 
 
 class SpeechDataset(Dataset):
-    """Utterances -> (wave (S,) float32, target (L,) long, index); audio is decoded here, and with
-    `speeds` played at a speed drawn from them (speed perturbation, as Kaldi's: tempo and pitch change
-    together)."""
+    """Draws (or plain indices) -> (wave (S,) float32, target (L,) long, index); audio is decoded here and, with
+    an `augmenter`, augmented with the draw's seed (asr.augment: speed perturbation, rooms, noise, ...)."""
 
-    def __init__(self, utterances: Sequence[Utterance], tokenizer, speeds: Sequence[float] = ()):
+    def __init__(self, utterances: Sequence[Utterance], tokenizer, augmenter: Augmenter | None = None):
         self.utterances = utterances
         self.tokenizer = tokenizer
-        self.speeds = list(speeds)
-        # one filter per speed, built once: reading at speed s = resampling from s x 16 kHz to 16 kHz
-        self.resamplers = {s: torchaudio.transforms.Resample(round(SAMPLE_RATE * s), SAMPLE_RATE)
-                           for s in self.speeds if s != 1.0}
+        self.augmenter = augmenter
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, draw: Draw | int) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Utterance i, or, when its audio cannot be decoded (a file corrupt past its header), the next one that
         can: the bad file is reported by name and costs one example, not the run, and every batch (and under DDP
         every rank) keeps its size."""
+        i, seed = draw if isinstance(draw, tuple) else (draw, draw)
         for j in range(i, i + MAX_UNREADABLE_IN_A_ROW):
             u = self.utterances[j % len(self)]
             try:
@@ -266,14 +297,19 @@ class SpeechDataset(Dataset):
                 log.warning("skipped in training: %s", err)
                 continue
             target = torch.tensor(self.tokenizer.encode(normalize(u.text)), dtype=torch.long)  # (L,)
-            return self.perturb(wave), target, j % len(self)
+            if self.augmenter is not None:
+                wave = self.augmenter(wave, torch.Generator().manual_seed(seed), self.other)
+            return wave, target, j % len(self)
         raise AudioError(self.utterances[i].audio_filepath, f"unreadable, as are the {MAX_UNREADABLE_IN_A_ROW - 1} "
                          "utterances after it; check the data with `asr check-manifest --decode`")
 
-    def perturb(self, wave: torch.Tensor) -> torch.Tensor:
-        """(S,) -> (S / speed,): the wave read as if recorded at speed x the sample rate."""
-        speed = self.speeds[torch.randint(len(self.speeds), ()).item()] if self.speeds else 1.0
-        return self.resamplers[speed](wave) if speed != 1.0 else wave
+    def other(self, rng: torch.Generator) -> torch.Tensor:
+        """A random utterance's wave (S',), for babble; silence if it cannot be decoded."""
+        u = self.utterances[int(torch.randint(len(self), (), generator=rng))]
+        try:
+            return load_audio(u.audio_filepath)
+        except AudioError:
+            return torch.zeros(0)
 
 
 class Batch(NamedTuple):
@@ -300,7 +336,11 @@ def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> Batch:
 
 @dataclass
 class DataConfig:
-    train_manifests: list[str] = field(default_factory=list)  # concatenated
+    train_manifests: list[str] = field(default_factory=list)
+    # per train manifest: how many times each of its utterances is drawn per epoch (empty: once each); 0.25
+    # draws a quarter of them, chosen anew every epoch, 3 each three times: a few hours of real speech then
+    # keep their share beside tens of hours of synthetic speech
+    train_weights: list[float] = field(default_factory=list)
     val_manifests: list[str] = field(default_factory=list)
     max_batch_seconds: float = 120.0  # padded audio per batch: len(batch) * longest utterance
     max_batch_size: int | None = None
@@ -310,6 +350,7 @@ class DataConfig:
     max_duration: float = 30.0
     # training speeds, e.g. [0.9, 1.0, 1.1]: a batch may then exceed max_batch_seconds by 1 / min(speed)
     speed_perturb: list[float] = field(default_factory=list)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # rooms, noise, telephone, gain, clipping
     seed: int = 0
 
     def __post_init__(self):
@@ -319,6 +360,11 @@ class DataConfig:
             )
         if any(speed <= 0 for speed in self.speed_perturb):
             raise ValueError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
+        if self.train_weights and len(self.train_weights) != len(self.train_manifests):
+            raise ValueError(f"data.train_weights: one weight per train manifest ({len(self.train_manifests)}), "
+                             f"got {len(self.train_weights)}")
+        if self.train_weights and (min(self.train_weights) < 0 or not any(self.train_weights)):
+            raise ValueError(f"data.train_weights must not be negative, and one must be above 0: {self.train_weights}")
 
 
 class SpeechDataModule(L.LightningDataModule):
@@ -333,6 +379,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.model = model  # with it, utterances CTC cannot align for this model are dropped when read
         self.train_set: list[Utterance] = []
+        self.train_groups: list[int] = []  # the train manifest of each training utterance
         self.val_set: list[Utterance] = []
         self.resume_at: dict | None = None  # the training sampler's place, from a checkpoint
 
@@ -351,7 +398,13 @@ class SpeechDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            self.train_set = self._read(self.cfg.train_manifests, max(self.cfg.speed_perturb, default=1.0))
+            speed = max(self.cfg.speed_perturb, default=1.0)
+            corpora = [self._read([m], speed) for m in self.cfg.train_manifests]
+            self.train_set = [u for corpus in corpora for u in corpus]
+            self.train_groups = [c for c, corpus in enumerate(corpora) for _ in corpus]
+            if self.cfg.train_weights:
+                log.info("training mix per epoch: %s", mix_summary(self.cfg.train_manifests, corpora,
+                                                                   self.cfg.train_weights))
         if stage in (None, "fit", "validate"):
             self.val_set = self._read(self.cfg.val_manifests)
 
@@ -392,11 +445,16 @@ class SpeechDataModule(L.LightningDataModule):
             seed=self.cfg.seed,
             num_replicas=self.trainer.world_size if attached else 1,
             rank=self.trainer.global_rank if attached else 0,
+            groups=self.train_groups if train else None,
+            weights=(self.cfg.train_weights or None) if train else None,
         )
         if train and self.resume_at:
             sampler.load_state_dict(self.resume_at)
+        augmenter = None
+        if train and (self.cfg.augment.enabled or self.cfg.speed_perturb):
+            augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.cfg.seed)
         return DataLoader(
-            SpeechDataset(utterances, self.tokenizer, self.cfg.speed_perturb if train else ()),
+            SpeechDataset(utterances, self.tokenizer, augmenter),
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.cfg.num_workers,
@@ -404,3 +462,11 @@ class SpeechDataModule(L.LightningDataModule):
             persistent_workers=self.cfg.num_workers > 0,
             generator=torch.Generator().manual_seed(self.cfg.seed),  # workers' seeds, not drawn from the global RNG
         )
+
+
+def mix_summary(manifests: Sequence[str], corpora: Sequence[Sequence[Utterance]], weights: Sequence[float]) -> str:
+    """"a.jsonl 30.8 h x 0.3 = 9.2 h (50%), b.jsonl ..." : each corpus's hours drawn per epoch and share."""
+    drawn = [w * sum(u.duration for u in corpus) / 3600 for corpus, w in zip(corpora, weights)]
+    total = sum(drawn) or 1.0
+    return ", ".join(f"{m} {h / w if w else 0:.1f} h x {w:g} = {h:.1f} h ({100 * h / total:.0f}%)"
+                     for m, w, h in zip(manifests, weights, drawn))

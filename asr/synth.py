@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, AudioError, load_audio, write_audio
+from .augment import colored_noise
 from .manifest import read_manifest
 from .text import normalize
 
@@ -410,15 +411,6 @@ SYNTHESIZERS = {"espeak-ng": _espeak, "mbrola": _espeak, "flite": _flite, "festi
 
 
 # ---------------------------------------------------------------- rendering
-
-
-def colored_noise(n: int, exponent: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-power noise (n,) with a 1/f^exponent power spectrum: 0 white, 1 pink, 2 brown."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1] if n > 2 else 1.0
-    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n)
-    return noise / (noise.std() + 1e-12)
 
 
 def apply_effects(wav: Path, effects: list[str], out: Path) -> Path:

@@ -14,7 +14,8 @@ from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
 from asr.audio import SAMPLE_RATE, AudioError, write_audio
-from asr.data import (Batch, DataConfig, DurationBatchSampler, SpeechDataModule, SpeechDataset, collate,
+from asr.augment import AugmentConfig, Augmenter
+from asr.data import (Batch, DataConfig, Draw, DurationBatchSampler, SpeechDataModule, SpeechDataset, collate,
                       prepare_librispeech)
 from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from asr.text import CharTokenizer, normalize
@@ -177,8 +178,9 @@ def random_durations(n=300, seed=0, long=()):
 
 
 def epoch(sampler, e):
+    """The utterance indices of epoch e's batches."""
     sampler.set_epoch(e)
-    return list(sampler)
+    return [[draw.index for draw in batch] for batch in sampler]
 
 
 def test_sampler_respects_caps_and_covers_every_utterance_once():
@@ -281,7 +283,9 @@ def test_sampler_state_dict_resumes_after_the_yielded_batches():
     assert list(resumed) == full  # the next pass over the epoch starts from its beginning
     resumed.load_state_dict(state)
     resumed.set_epoch(5)  # a new epoch forgets the skip
-    assert list(resumed) == epoch(DurationBatchSampler(durations, 30.0, seed=3, num_replicas=2, rank=1), 5)
+    fresh = DurationBatchSampler(durations, 30.0, seed=3, num_replicas=2, rank=1)
+    fresh.set_epoch(5)
+    assert list(resumed) == list(fresh)  # the same draws, augmentation seeds included
 
 
 def test_an_abandoned_pass_does_not_shorten_the_next():
@@ -384,7 +388,8 @@ def test_datamodule_concatenates_manifests_drops_out_of_range_and_builds_loaders
     with caplog.at_level(logging.INFO, logger="asr.data"):
         dm.setup("fit")
     assert [u.text for u in dm.train_set] == ["ONE", "TWO", "THREE"]
-    assert "dropped 2 of 5 utterances outside [0.1, 2] s" in caplog.text
+    assert "a.jsonl: dropped 1 of 3 utterances outside [0.1, 2] s" in caplog.text  # reported per manifest
+    assert "b.jsonl: dropped 1 of 2 utterances outside [0.1, 2] s" in caplog.text
     assert [u.text for u in dm.val_set] == ["ONE", "TWO"]
 
     train = dm.train_dataloader()
@@ -412,8 +417,8 @@ def dominant_hz(wave: torch.Tensor) -> float:
 def test_speed_perturbation_plays_the_audio_faster_or_slower(tmp_path):
     utts = make_corpus(tmp_path / "wav", [(1.0, "a tone")])  # a 300 Hz tone
     plain = SpeechDataset(utts, CharTokenizer())[0][0]
-    fast = SpeechDataset(utts, CharTokenizer(), speeds=[1.25])[0][0]
-    slow = SpeechDataset(utts, CharTokenizer(), speeds=[0.8])[0][0]
+    fast = SpeechDataset(utts, CharTokenizer(), Augmenter(AugmentConfig(), speeds=[1.25]))[0][0]
+    slow = SpeechDataset(utts, CharTokenizer(), Augmenter(AugmentConfig(), speeds=[0.8]))[0][0]
     assert (len(plain), len(fast), len(slow)) == (16000, 12800, 20000)
     assert dominant_hz(plain) == pytest.approx(300, abs=2)
     assert dominant_hz(fast) == pytest.approx(375, abs=2) and dominant_hz(slow) == pytest.approx(240, abs=2)
@@ -427,9 +432,8 @@ def test_speed_perturbation_draws_every_speed_and_only_in_training(tmp_path):
                                          speed_perturb=[0.9, 1.0, 1.1], num_workers=0), CharTokenizer())
     module.setup("fit")
     train, val = module.train_dataloader().dataset, module.val_dataloader().dataset
-    torch.manual_seed(0)
-    assert {len(train[0][0]) for _ in range(60)} == {8889, 8000, 7273}
-    assert {len(val[0][0]) for _ in range(10)} == {8000}
+    assert {len(train[Draw(0, seed)][0]) for seed in range(60)} == {8889, 8000, 7273}
+    assert {len(val[Draw(0, seed)][0]) for seed in range(10)} == {8000}
 
 
 def test_reading_manifests_loads_no_torch():
@@ -447,3 +451,47 @@ def test_the_command_line_answers_help_and_usage_errors_without_torch(argv):
             "    print(done.code, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert result.stdout.split()[-2:] == [str(0 if argv[-1] == "--help" else 2), "False"], result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- mixing
+
+
+def test_mixing_weights_hold_in_the_batches_drawn_over_an_epoch(tmp_path):
+    synthetic = make_corpus(tmp_path / "s", [(0.2 + 0.01 * i, "SYNTHETIC") for i in range(20)])
+    real = make_corpus(tmp_path / "r", [(0.3 + 0.01 * i, "REAL") for i in range(4)])
+    write_manifest(tmp_path / "s.jsonl", synthetic)
+    write_manifest(tmp_path / "r.jsonl", real)
+    cfg = DataConfig(train_manifests=[str(tmp_path / "s.jsonl"), str(tmp_path / "r.jsonl")],
+                     train_weights=[0.5, 3.0], max_batch_seconds=2.0, num_workers=0, sorta_grad=False)
+    dm = SpeechDataModule(cfg, CharTokenizer())
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    drawn = {}
+    for e in (0, 1):
+        loader.batch_sampler.set_epoch(e)
+        drawn[e] = [i for batch in loader for i in batch.indices.tolist()]
+        texts = [dm.train_set[i].text for i in drawn[e]]
+        assert texts.count("SYNTHETIC") == 10 and texts.count("REAL") == 12  # 0.5 x 20, 3 x 4
+        assert all(drawn[e].count(i) == 3 for i in range(20, 24))  # each real utterance three times
+        assert len(set(drawn[e]) & set(range(20))) == 10  # half the synthetic ones, none twice
+    assert set(drawn[0]) != set(drawn[1])  # a different half each epoch
+
+
+def test_a_draw_of_the_same_utterance_twice_in_an_epoch_is_augmented_differently(tmp_path):
+    utts = make_corpus(tmp_path / "wav", [(0.5, "A")])
+    dataset = SpeechDataset(utts, CharTokenizer(), Augmenter(AugmentConfig(noise=1.0)))
+    sampler = DurationBatchSampler([0.5], 10.0, groups=[0], weights=[2.0])
+    (first, second), = list(sampler)
+    assert first.index == second.index == 0 and first.seed != second.seed
+    assert not torch.equal(dataset[first][0], dataset[second][0])
+    assert torch.equal(dataset[first][0], dataset[first][0])
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([1.0], "one weight per train manifest \\(2\\), got 1"),
+    ([1.0, -1.0], "must not be negative"),
+    ([0.0, 0.0], "one must be above 0"),
+])
+def test_bad_mixing_weights_are_refused(weights, message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(train_manifests=["a.jsonl", "b.jsonl"], train_weights=weights)
