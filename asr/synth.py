@@ -48,13 +48,15 @@ log = logging.getLogger("asr")
 SPLITS = ("train", "dev", "test")
 
 # Engines: executables each one needs, its share of the utterances (renormalised over the engines
-# available), and how many speakers (pitch/rate settings) each of its voices gives.
+# available), and how many speakers (pitch/rate settings) each of its voices gives. A held-out engine is
+# never in a corpus unless --voices names it: it makes the unseen-engine sets that models are scored on.
 ENGINES = {
     "espeak-ng": dict(programs=("espeak-ng",), share=0.35, speakers_per_voice=1),
     "mbrola": dict(programs=("espeak-ng", "mbrola"), share=0.35, speakers_per_voice=8),
     "flite": dict(programs=("flite", "sox"), share=0.1, speakers_per_voice=8),
     "festival": dict(programs=("festival", "sox"), share=0.1, speakers_per_voice=8),
     "pico": dict(programs=("pico2wave",), share=0.1, speakers_per_voice=8),
+    "rhvoice": dict(programs=("RHVoice-test", "sox"), share=0.1, speakers_per_voice=4, held_out=True),
 }
 ESPEAK_ACCENTS = ("en-us", "en-us-nyc", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                   "en-gb-x-rp", "en-029")  # each also with every espeak-ng variant (+Alex, +klatt, ...)
@@ -66,11 +68,13 @@ FLITE_VOICES = ("kal", "kal16", "awb")
 FESTIVAL_VOICES = ("kal_diphone", "rab_diphone", "don_diphone")
 FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices/english")
 PICO_VOICES = ("en-GB",)
+RHVOICE_DIR = Path("/usr/share/RHVoice/voices")
+RHVOICE_ENGLISH = ("alan", "bdl", "clb", "evgeniy-eng", "lyubov")  # HTS voices; Scottish, US, Russian-accented
 
 # Kept out of every corpus: these voices belong to independent evaluation (see DESIGN.md).
 RESERVED_VOICES = frozenset({
     "pico:en-US", "flite:slt", "flite:rms", "festival:cmu_us_slt_arctic_hts", "mbrola:us2", "espeak-ng:mb-us2",
-    "festival:us2_mbrola", "festival:ked_diphone", "festival:kdlpc16k",
+    "festival:us2_mbrola", "festival:ked_diphone", "festival:kdlpc16k", "rhvoice:slt",
 })
 
 SPEAKER_PITCH = (-4.0, 4.0)  # semitones around the voice's own pitch, fixed per speaker
@@ -161,6 +165,8 @@ def _engine_voices(engine: str) -> list[Voice]:
         names = _flite_voices()
     elif engine == "festival":
         names = [v for v in FESTIVAL_VOICES if (FESTIVAL_VOICE_DIR / v).is_dir()]
+    elif engine == "rhvoice":
+        names = [v for v in RHVOICE_ENGLISH if (RHVOICE_DIR / v).is_dir()]
     else:
         names = list(PICO_VOICES)
     return [Voice(engine, n) for n in names if f"{engine}:{n}" not in RESERVED_VOICES]
@@ -171,9 +177,9 @@ def available_voices() -> list[Voice]:
     voices = []
     for engine, spec in ENGINES.items():
         missing = [p for p in spec["programs"] if not shutil.which(p)]
-        if missing:
+        if missing and not spec.get("held_out"):
             log.warning("synth: skipping %s: %s not installed (run scripts/install_tts.sh)", engine, ", ".join(missing))
-        else:
+        elif not missing:
             voices += _engine_voices(engine)
     return voices
 
@@ -192,7 +198,7 @@ def select_voices(patterns: list[str] | None = None) -> list[Voice]:
     """The available voices matching any of `patterns`: engine names, ENGINE:VOICE ids or globs of them."""
     voices = available_voices()
     if not patterns:
-        selected = voices
+        selected = [v for v in voices if not ENGINES[v.engine].get("held_out")]
     else:
         for pattern in patterns:
             check_not_reserved(pattern)
@@ -373,6 +379,14 @@ def _pico(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> list
     return []
 
 
+def _rhvoice(voice: Voice, text: str, pitch: float, rate: float, wav: Path) -> list[str]:
+    """RHVoice (HTS) at 16 kHz; rate and pitch by sox."""
+    script = wav.with_suffix(".txt")
+    script.write_text(text)
+    _run(["RHVoice-test", "-p", voice.name, "-R", str(SAMPLE_RATE), "-i", str(script), "-o", str(wav)])
+    return ["tempo", "-s", f"{rate:.3f}", *pitch_effect(pitch)]
+
+
 class Festival:
     """One long-lived `festival --pipe`: starting festival takes ~0.2 s, an utterance then ~10 ms."""
 
@@ -407,7 +421,8 @@ def _festival_say(voice: Voice, text: str, pitch: float, rate: float, wav: Path)
     return pitch_effect(pitch)
 
 
-SYNTHESIZERS = {"espeak-ng": _espeak, "mbrola": _espeak, "flite": _flite, "festival": _festival_say, "pico": _pico}
+SYNTHESIZERS = {"espeak-ng": _espeak, "mbrola": _espeak, "flite": _flite, "festival": _festival_say, "pico": _pico,
+               "rhvoice": _rhvoice}
 
 
 # ---------------------------------------------------------------- rendering

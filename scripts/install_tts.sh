@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the offline text-to-speech engines used by `asr synth` (Debian bookworm).
 #
-#   Debian main:          espeak-ng, flite, festival + diphone voices (kal, rab, don), sox
+#   Debian main:          espeak-ng, flite, festival + diphone voices (kal, rab, don), sox, and RHVoice
+#                         (English HTS voices; never in training corpora: `asr synth --voices rhvoice` makes
+#                         the unseen-engine sets)
 #   Debian contrib/non-free (a deb822 source is added for it): mbrola + English-capable
 #                         mbrola voices, pico2wave (libttspico-utils)
 #
@@ -15,7 +17,8 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-MAIN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-rablpc16k festvox-don sox)
+MAIN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-rablpc16k festvox-don sox
+               rhvoice rhvoice-english)  # RHVoice: an engine held out of training, for unseen-engine sets
 NONFREE_PACKAGES=(
     mbrola mbrola-us1 mbrola-us3 mbrola-en1
     mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6

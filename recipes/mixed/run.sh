@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The default model shipped with asr: synthetic speech and real read speech, mixed and augmented.
+#
+#   recipes/mixed/run.sh [START [STOP]]    stages: data lm curve train export tune evaluate install
+#                                          (default: all; START alone runs it and all after; START STOP a range)
+#
+# data:     the synthetic recipe's 32 h corpus (training engines; its dev/test are unseen speakers), an unseen-
+#           engine corpus (RHVoice, never trained on), speechocean762's train/dev manifests and the curve's subsets.
+# lm:       the 3-gram LM from the text corpora, every sentence read in a dev or test set left out.
+# curve:    the learning curve: the same step budget (CURVE_STEPS) from the shipped synthetic model, with 0, 1,
+#           2.5 and 4.5 h of real speech; each scored greedily on the dev sets.
+# train:    the shipped model: all real speech, TRAIN_STEPS steps. export: its best checkpoint (by dev WER) ->
+#           model-fp16.safetensors. tune: LM weights on the dev sets. evaluate: every set, greedy and with the LM.
+#
+# Data it needs (variables point elsewhere): TEXT_DIR (../shared/data/text: sentences, one per line),
+# SPEECHOCEAN (../shared/data/speechocean762: manifest.jsonl + audio), REAL_DEV (../shared/data/real-dev/
+# manifest.jsonl), and the TTS engines of scripts/install_tts.sh. PYTHON: the Python asr is installed in.
+# Run from anywhere; paths are relative to the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON=${PYTHON:-python3}
+export TEXT_DIR=${TEXT_DIR:-../shared/data/text}
+SPEECHOCEAN=${SPEECHOCEAN:-../shared/data/speechocean762}
+REAL_DEV=${REAL_DEV:-../shared/data/real-dev/manifest.jsonl}
+CURVE_STEPS=${CURVE_STEPS:-400}
+TRAIN_STEPS=${TRAIN_STEPS:-1200}
+EXP=exp/mixed
+MODEL=$EXP/model-fp16.safetensors
+LM=$EXP/lm.bin
+DEV=(data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl data/synthetic/dev.jsonl)
+TEST=(data/rhvoice/test.jsonl data/synthetic/test.jsonl "$REAL_DEV")
+stages=(data lm curve train export tune evaluate install)
+
+need() {  # FILE WHAT: stop with what is missing and where it comes from
+    [ -e "$1" ] || { echo "run.sh: $1 not found: $2" >&2; exit 1; }
+}
+
+export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16.safetensors
+    local best
+    best=$(ls -t "$1"/checkpoints/best-*.ckpt 2>/dev/null | head -1 || true)
+    [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that run has not been trained" >&2; exit 1; }
+    $PYTHON -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
+}
+
+train() {  # EXP_DIR REAL_MANIFEST REAL_WEIGHT STEPS: fine-tune the shipped synthetic model on the mix
+    local manifests=data/synthetic/train.jsonl weights=0.15
+    if [ "$2" != none ]; then manifests+=",$2"; weights+=",$3"; fi
+    $PYTHON -m asr train recipes/mixed/mixed.yaml exp_dir="$1" trainer.max_steps="$4" \
+        "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" --resume
+    export_best "$1"
+}
+
+START=${1:-data}
+STOP=${2:-install}
+started=false
+for stage in "${stages[@]}"; do
+    [ "$stage" = "$START" ] && started=true
+    $started || continue
+    echo "== stage $stage" >&2
+    case $stage in
+        data)     need "$TEXT_DIR" "the text corpora (sentences for synthesis and the LM); set TEXT_DIR"
+                  need "$SPEECHOCEAN/manifest.jsonl" "speechocean762 (OpenSLR SLR101); set SPEECHOCEAN"
+                  need "$REAL_DEV" "the real-speech dev manifest; set REAL_DEV"
+                  DEV_SHARE=0.018 TEST_SHARE=0.018 HELD_OUT="$REAL_DEV" recipes/synthetic/make_corpus.sh 32 data/synthetic
+                  if [ ! -f data/rhvoice/dev.jsonl ]; then  # an engine no corpus trains on: dev and test only
+                      $PYTHON -m asr synth "$TEXT_DIR"/*.txt --out data/rhvoice --voices rhvoice --hours 0.6 --seed 7 \
+                          --dev-share 0.49 --test-share 0.49 --exclude data/synthetic/{train,dev,test}.jsonl "$REAL_DEV"
+                  fi
+                  $PYTHON recipes/mixed/prepare_real.py "$SPEECHOCEAN" data/speechocean762 --hours 1 2.5 ;;
+        lm)       $PYTHON recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${DEV[@]}" "${TEST[@]}" \
+                      --out $EXP/lm-text.txt
+                  $PYTHON -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
+        curve)    for run in "0h none 0" "1h data/speechocean762/train-1h.jsonl 4.5" \
+                             "2.5h data/speechocean762/train-2.5h.jsonl 1.8" "4.5h data/speechocean762/train.jsonl 1"; do
+                      read -r name manifest weight <<< "$run"
+                      train exp/mixed-curve-$name "$manifest" "$weight" "$CURVE_STEPS"
+                      echo "# real speech $name, $CURVE_STEPS steps"
+                      $PYTHON -m asr evaluate --model exp/mixed-curve-$name/model-fp16.safetensors "${DEV[@]}" \
+                          --decoder greedy
+                  done | tee $EXP/curve.txt ;;
+        train)    train $EXP data/speechocean762/train.jsonl 1 "$TRAIN_STEPS" ;;
+        export)   export_best $EXP ;;
+        tune)     $PYTHON -c "import sys; from asr.manifest import read_manifest, write_manifest; \
+                      write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
+                      $EXP/dev-all.jsonl "${DEV[@]}"
+                  $PYTHON -m asr tune-lm --model $MODEL --manifest $EXP/dev-all.jsonl --lm $LM \
+                      --lm-weights 0.5,1,1.5,2 --word-scores -1,0,1,2 ;;
+        evaluate) for decoder in "--decoder greedy" "--lm $LM"; do
+                      echo "# asr evaluate $decoder"
+                      $PYTHON -m asr evaluate --model $MODEL "${DEV[@]}" "${TEST[@]}" $decoder
+                  done | tee $EXP/scores.txt ;;
+        install)  mkdir -p asr/assets && cp $MODEL asr/assets/default.safetensors
+                  for part in bin lexicon.txt tuned.json; do cp $EXP/lm.$part asr/assets/default.lm.$part; done ;;
+    esac
+    [ "$stage" = "$STOP" ] && break
+done
