@@ -23,8 +23,8 @@ PYTHON=${PYTHON:-python3}
 export TEXT_DIR=${TEXT_DIR:-../shared/data/text}
 SPEECHOCEAN=${SPEECHOCEAN:-../shared/data/speechocean762}
 REAL_DEV=${REAL_DEV:-../shared/data/real-dev/manifest.jsonl}
-CURVE_STEPS=${CURVE_STEPS:-400}
-TRAIN_STEPS=${TRAIN_STEPS:-1200}
+CURVE_STEPS=${CURVE_STEPS:-250}
+TRAIN_STEPS=${TRAIN_STEPS:-1000}
 EXP=exp/mixed
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
@@ -43,10 +43,10 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     $PYTHON -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
-train() {  # EXP_DIR REAL_MANIFEST REAL_WEIGHT STEPS: fine-tune the shipped synthetic model on the mix
+train() {  # EXP_DIR REAL_MANIFEST REAL_WEIGHT STEPS VALIDATE_EVERY: fine-tune the shipped synthetic model on the mix
     local manifests=data/synthetic/train.jsonl weights=0.15
     if [ "$2" != none ]; then manifests+=",$2"; weights+=",$3"; fi
-    $PYTHON -m asr train recipes/mixed/mixed.yaml exp_dir="$1" trainer.max_steps="$4" \
+    $PYTHON -m asr train recipes/mixed/mixed.yaml exp_dir="$1" trainer.max_steps="$4" trainer.val_check_interval="$5" \
         "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" --resume
     export_best "$1"
 }
@@ -74,12 +74,12 @@ for stage in "${stages[@]}"; do
         curve)    for run in "0h none 0" "1h data/speechocean762/train-1h.jsonl 4.5" \
                              "2.5h data/speechocean762/train-2.5h.jsonl 1.8" "4.5h data/speechocean762/train.jsonl 1"; do
                       read -r name manifest weight <<< "$run"
-                      train exp/mixed-curve-$name "$manifest" "$weight" "$CURVE_STEPS"
+                      train exp/mixed-curve-$name "$manifest" "$weight" "$CURVE_STEPS" "$CURVE_STEPS"
                       echo "# real speech $name, $CURVE_STEPS steps"
                       $PYTHON -m asr evaluate --model exp/mixed-curve-$name/model-fp16.safetensors "${DEV[@]}" \
                           --decoder greedy
                   done | tee $EXP/curve.txt ;;
-        train)    train $EXP data/speechocean762/train.jsonl 1 "$TRAIN_STEPS" ;;
+        train)    train $EXP data/speechocean762/train.jsonl 1 "$TRAIN_STEPS" $((TRAIN_STEPS / 4)) ;;
         export)   export_best $EXP ;;
         tune)     $PYTHON -c "import sys; from asr.manifest import read_manifest, write_manifest; \
                       write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
