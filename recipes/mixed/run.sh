@@ -7,10 +7,11 @@
 # data:     the synthetic recipe's 32 h corpus (training engines; its dev/test are unseen speakers), an unseen-
 #           engine corpus (RHVoice, never trained on), speechocean762's train/dev manifests and the curve's subsets.
 # lm:       the 3-gram LM from the text corpora, every sentence read in a dev or test set left out.
-# curve:    the learning curve: the same step budget (CURVE_STEPS) from the shipped synthetic model, with 0, 1,
-#           2.5 and 4.5 h of real speech; each scored greedily on the dev sets.
-# train:    the shipped model: all real speech, TRAIN_STEPS steps. export: its best checkpoint (by dev WER) ->
-#           model-fp16.safetensors. tune: LM weights on the dev sets. evaluate: every set, greedy and with the LM.
+# curve:    the learning curve: the same step budget (CURVE_STEPS) from the synthetic recipe's model, with each of
+#           CURVE's amounts of real speech (0, 1, 2.5 and 4.5 h); each scored greedily on the dev sets.
+# train:    the shipped model: a second leg of TRAIN_STEPS from the curve's 4.5 h model, on the same mix.
+# export:   its best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
+# evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 #
 # Data it needs (variables point elsewhere): TEXT_DIR (../shared/data/text: sentences, one per line),
 # SPEECHOCEAN (../shared/data/speechocean762: manifest.jsonl + audio), REAL_DEV (../shared/data/real-dev/
@@ -23,8 +24,9 @@ PYTHON=${PYTHON:-python3}
 export TEXT_DIR=${TEXT_DIR:-../shared/data/text}
 SPEECHOCEAN=${SPEECHOCEAN:-../shared/data/speechocean762}
 REAL_DEV=${REAL_DEV:-../shared/data/real-dev/manifest.jsonl}
+CURVE=${CURVE:-0h 1h 2.5h 4.5h}
 CURVE_STEPS=${CURVE_STEPS:-250}
-TRAIN_STEPS=${TRAIN_STEPS:-1000}
+TRAIN_STEPS=${TRAIN_STEPS:-450}
 EXP=exp/mixed
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
@@ -43,12 +45,19 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     $PYTHON -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
-train() {  # EXP_DIR REAL_MANIFEST REAL_WEIGHT STEPS VALIDATE_EVERY: fine-tune the shipped synthetic model on the mix
-    local manifests=data/synthetic/train.jsonl weights=0.15
-    if [ "$2" != none ]; then manifests+=",$2"; weights+=",$3"; fi
-    $PYTHON -m asr train recipes/mixed/mixed.yaml exp_dir="$1" trainer.max_steps="$4" trainer.val_check_interval="$5" \
-        "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" --resume
-    export_best "$1"
+train() {  # EXP_DIR REAL_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on the synthetic corpus mixed with
+           # REAL_HOURS of speechocean762, weighted to half of each epoch's audio
+    local exp=$1 hours=$2 steps=$3 every=$4 manifests=data/synthetic/train.jsonl weights=0.15
+    shift 4
+    case $hours in
+        0h)   ;;
+        4.5h) manifests+=",data/speechocean762/train.jsonl"; weights+=",1" ;;
+        *)    manifests+=",data/speechocean762/train-$hours.jsonl"; weights+=",$(awk "BEGIN {print 4.5 / ${hours%h}}")" ;;
+    esac
+    $PYTHON -m asr train recipes/mixed/mixed.yaml exp_dir="$exp" trainer.max_steps="$steps" \
+        trainer.val_check_interval="$every" "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" \
+        "$@" --resume
+    export_best "$exp"
 }
 
 START=${1:-data}
@@ -71,15 +80,14 @@ for stage in "${stages[@]}"; do
         lm)       $PYTHON recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${DEV[@]}" "${TEST[@]}" \
                       --out $EXP/lm-text.txt
                   $PYTHON -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
-        curve)    for run in "0h none 0" "1h data/speechocean762/train-1h.jsonl 4.5" \
-                             "2.5h data/speechocean762/train-2.5h.jsonl 1.8" "4.5h data/speechocean762/train.jsonl 1"; do
-                      read -r name manifest weight <<< "$run"
-                      train exp/mixed-curve-$name "$manifest" "$weight" "$CURVE_STEPS" "$CURVE_STEPS"
-                      echo "# real speech $name, $CURVE_STEPS steps"
-                      $PYTHON -m asr evaluate --model exp/mixed-curve-$name/model-fp16.safetensors "${DEV[@]}" \
+        curve)    for hours in $CURVE; do
+                      train exp/mixed-curve-$hours "$hours" "$CURVE_STEPS" "$CURVE_STEPS" >&2
+                      echo "# real speech $hours, $CURVE_STEPS steps"
+                      $PYTHON -m asr evaluate --model exp/mixed-curve-$hours/model-fp16.safetensors "${DEV[@]}" \
                           --decoder greedy
-                  done | tee $EXP/curve.txt ;;
-        train)    train $EXP data/speechocean762/train.jsonl 1 "$TRAIN_STEPS" $((TRAIN_STEPS / 4)) ;;
+                  done | tee -a $EXP/curve.txt ;;
+        train)    need exp/mixed-curve-4.5h/model-fp16.safetensors "the curve's 4.5 h model: run the curve stage first"
+                  train $EXP 4.5h "$TRAIN_STEPS" $((TRAIN_STEPS / 3)) init_from=exp/mixed-curve-4.5h/model-fp16.safetensors ;;
         export)   export_best $EXP ;;
         tune)     $PYTHON -c "import sys; from asr.manifest import read_manifest, write_manifest; \
                       write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
