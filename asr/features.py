@@ -17,6 +17,7 @@ from .audio import SAMPLE_RATE
 
 KINDS = ("linear", "log_mel", "mfcc")
 LOG_EPSILON = 1e-6
+MAX_MASKS = 100  # SpecAugment masks of each kind an utterance may get (2 in DeepSpeech2 and Park et al.)
 
 
 @dataclass
@@ -62,6 +63,9 @@ class FrontendConfig:
                              f"and {self.n_mfcc}")
         if min(self.freq_masks, self.freq_mask_width, self.time_masks, self.time_mask_width) < 0:
             raise ValueError("frontend: SpecAugment mask counts and widths must not be negative")
+        if max(self.freq_masks, self.time_masks) > MAX_MASKS:  # each is a module: a crafted count must not fill memory
+            raise ValueError(f"frontend: at most {MAX_MASKS} SpecAugment masks of a kind, got {self.freq_masks} "
+                             f"and {self.time_masks}")
 
 
 def frame_lengths(sample_lengths: torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
@@ -122,7 +126,8 @@ class Frontend(nn.Module):
     def __init__(self, cfg: FrontendConfig):
         super().__init__()
         self.cfg = cfg
-        self.transform = spectral_transform(cfg)
+        with torch.device("cpu"):  # torchaudio reads the filterbank it computes: never on the meta device
+            self.transform = spectral_transform(cfg)
         self.spec_augment = SpecAugment(cfg)
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

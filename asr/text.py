@@ -230,10 +230,14 @@ def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
-    """Rebuild a tokenizer from its to_dict() form."""
+    """Rebuild a tokenizer from its to_dict() form; ValueError for data of another form."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a tokenizer is described by a JSON object, got a {type(d).__name__}")
     kind = d.get("kind")
     if kind == "char":
         return CharTokenizer()
     if kind == "sentencepiece":
-        return SentencePieceTokenizer(base64.b64decode(d["model"]))
+        if not isinstance(d.get("model"), str):
+            raise ValueError("a sentencepiece tokenizer needs its model as a base64 string")
+        return SentencePieceTokenizer(base64.b64decode(d["model"], validate=True))
     raise ValueError(f"unknown tokenizer kind {kind!r} in tokenizer dict; expected 'char' or 'sentencepiece'")
