@@ -125,8 +125,8 @@ def check_shapes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]
     try:
         with torch.device("meta"):
             expected = {name: tuple(t.shape) for name, t in DeepSpeech2(cfg).state_dict().items()}
-    except (RuntimeError, OverflowError) as err:  # sizes past what torch can represent
-        raise mismatch(path, f"the config describes no model torch can build ({err})") from None
+    except (RuntimeError, TypeError) as err:  # sizes past what torch can represent
+        raise mismatch(path, f"the config describes no model torch can build ({str(err).splitlines()[0]})") from None
     for name in sorted(expected.keys() | shapes.keys()):
         if name not in shapes:
             raise mismatch(path, f"missing tensor {name}")

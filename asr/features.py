@@ -17,6 +17,7 @@ from .audio import SAMPLE_RATE
 
 KINDS = ("linear", "log_mel", "mfcc")
 LOG_EPSILON = 1e-6
+MAX_MS = 1000  # the longest window and hop, in ms
 MAX_MASKS = 100  # SpecAugment masks of each kind an utterance may get (2 in DeepSpeech2 and Park et al.)
 
 
@@ -55,9 +56,9 @@ class FrontendConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"frontend.kind must be one of {KINDS}, got {self.kind!r}")
-        if self.win_length < 1 or self.hop_length < 1:
+        if not (0 < self.win_ms <= MAX_MS and 0 < self.hop_ms <= MAX_MS) or min(self.win_length, self.hop_length) < 1:
             raise ValueError(f"frontend.win_ms and hop_ms must each cover at least one sample at {SAMPLE_RATE} Hz, "
-                             f"got {self.win_ms} and {self.hop_ms}")
+                             f"and at most {MAX_MS} ms, got {self.win_ms} and {self.hop_ms}")
         if self.n_mels < 1 or (self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels):
             raise ValueError(f"frontend: need n_mels >= 1 (and 1 <= n_mfcc <= n_mels for mfcc), got {self.n_mels} "
                              f"and {self.n_mfcc}")
