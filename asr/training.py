@@ -219,8 +219,10 @@ def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
     if sys.stderr.isatty():
         callbacks.append(RichProgressBar())
     settings = {"precision": default_precision(cfg.trainer.get("accelerator", "auto")), **cfg.trainer}
+    # the CSV log is appended to at every logging step, so a killed run loses none of its validations
+    csv_log = CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1)
     return L.Trainer(default_root_dir=exp_dir, callbacks=callbacks,
-                     logger=[TensorBoardLogger(exp_dir, name="tensorboard"), CSVLogger(exp_dir, name="csv")],
+                     logger=[TensorBoardLogger(exp_dir, name="tensorboard"), csv_log],
                      plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, **settings)
 
 
