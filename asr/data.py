@@ -319,6 +319,10 @@ class DataConfig:
             )
         if any(speed <= 0 for speed in self.speed_perturb):
             raise ValueError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
+        if not (self.max_batch_seconds > 0 and (self.max_batch_size is None or self.max_batch_size >= 1)
+                and self.num_workers >= 0):
+            raise ValueError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and num_workers >= 0, "
+                             f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
 
 
 class SpeechDataModule(L.LightningDataModule):
