@@ -295,10 +295,13 @@ def run_evaluate(args) -> int:
     from .evaluate import evaluate
     from .transcribe import load_model
 
+    manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]
+    if empty := [manifest for manifest, utterances in manifests if not utterances]:
+        raise ValueError(f"{empty[0]}: no utterances in the manifest, nothing to score")
     recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
     rows, skipped = [], 0
-    for manifest in args.manifests:
-        report = evaluate(recognizer, read_manifest(manifest), args.batch_size)
+    for manifest, utterances in manifests:
+        report = evaluate(recognizer, utterances, args.batch_size)
         c = report.counts
         if args.format == "json":
             print(json.dumps({"manifest": manifest, "wer": c.wer, "cer": c.cer, "word_errors": c.word_errors,
