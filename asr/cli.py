@@ -320,7 +320,7 @@ def run_evaluate(args) -> int:
 
 def run_transcribe(args) -> int:
     from .transcribe import find_audio, load_model
-    from .writers import SUBTITLES, render
+    from .writers import SUBTITLES, render, tab_line
 
     if args.quiet:
         log.setLevel(logging.WARNING)
@@ -341,7 +341,7 @@ def run_transcribe(args) -> int:
             if args.output_dir:
                 write_output(args.output_dir, result, args.format, written)
             elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
-                print(f"{result.audio_filepath}\t{result.text}", flush=True)
+                print(tab_line(result), end="", flush=True)
             else:
                 print(render(result, args.format), end="", flush=True)
     if args.plot and result:
@@ -385,12 +385,12 @@ def progress_bar(files: list, quiet: bool):
 
 def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None:
     """FOLDER/NAME.EXT for the audio file NAME.wav; NAME-2.EXT, ... when inputs share a name."""
-    from .writers import EXTENSIONS, render
+    from .writers import EXTENSIONS, render, write_atomically
 
     stem, n = Path(transcript.audio_filepath).stem.strip("<>"), 1  # "<stdin>" -> stdin.txt
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
         n += 1
-    path.write_text(render(transcript, fmt), encoding="utf-8")
+    write_atomically(path, render(transcript, fmt))
     written.add(path)
 
 
