@@ -95,6 +95,18 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+SPOKEN_PUNCTUATION = "#%&@"  # punctuation a reader says aloud ("at", "percent"), which normalize() drops
+
+
+def dropped_characters(text: str) -> list[str]:
+    """The characters normalize() drops from `text` beyond punctuation and spaces, sorted: letters outside A-Z
+    once accents are stripped ("你", "ß"), symbols ("|", "~", "°", "$") and SPOKEN_PUNCTUATION. Words were said
+    for them that the transcript then lacks."""
+    kept = lambda c: (unicodedata.combining(c) or c.isspace() or c.isdecimal() or (c.isascii() and c.isalpha())
+                      or (unicodedata.category(c).startswith("P") and c not in SPOKEN_PUNCTUATION))
+    return sorted({c for c in unicodedata.normalize("NFKD", text) if not kept(c)})
+
+
 class CharTokenizer:
     """Characters of normalised text: <blank>, | (space), ' and A-Z."""
 
