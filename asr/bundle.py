@@ -152,6 +152,13 @@ def bundle_from_checkpoint(ckpt_path, out_path, dtype: torch.dtype = torch.float
     from .training import ASRModule  # deferred: Lightning is only needed to export
 
     ckpt = load_checkpoint(ckpt_path)
+    try:  # the config against the weights' shapes first, as for a bundle
+        cfg = config.from_dict(ModelConfig, ckpt["hyper_parameters"]["experiment"]["model"])
+        shapes = {name.removeprefix("model."): tuple(t.shape) for name, t in ckpt["state_dict"].items()
+                  if name.startswith("model.")}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise foreign(ckpt_path, err) from None
+    check_shapes(Path(ckpt_path), cfg, shapes)
     try:
         module = ASRModule(**ckpt["hyper_parameters"])
         module.load_state_dict(ckpt["state_dict"])

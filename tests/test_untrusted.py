@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from asr.audio import SAMPLE_RATE, write_audio
+from asr import config
 from asr.bundle import BundleError, load_bundle, save_bundle
 from asr.cli import main
 from asr.model import DeepSpeech2
@@ -133,18 +134,20 @@ def test_a_bundle_whose_config_and_weights_disagree_is_refused(bundle, tamper, m
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
-# loads the bundles named on the command line under a cap on address space of 1 GiB over what the imports
-# took, printing each one's BundleError as a JSON string (anything else is a traceback and a failed run)
+# loads the bundles (or exports the checkpoints) named on the command line under a cap on address space of 1 GiB
+# over what the imports took, printing each one's BundleError as a JSON string (anything else is a traceback and
+# a failed run)
 CAPPED_LOAD = """
 import json, resource, sys
 import torch
 torch.set_num_threads(1)
-from asr.bundle import BundleError, load_bundle
+from asr.bundle import BundleError, bundle_from_checkpoint, load_bundle
+import asr.training  # what exporting a checkpoint imports
 size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
 for path in sys.argv[1:]:
     try:
-        load_bundle(path)
+        load_bundle(path) if path.endswith(".safetensors") else bundle_from_checkpoint(path, path + ".safetensors")
         print(json.dumps("loaded"))
     except BundleError as err:
         print(json.dumps(str(err)))
@@ -162,13 +165,20 @@ HUGE = {
 }
 
 
-def test_a_bundle_config_asking_for_huge_layers_is_refused_by_its_header_within_a_memory_cap(bundle, tmp_path):
+@pytest.mark.parametrize("kind", ["bundle", "checkpoint"])
+def test_a_config_asking_for_huge_layers_is_refused_by_the_weights_shapes_within_a_memory_cap(bundle, tmp_path, kind):
     path, metadata, tensors = bundle
     crafted = []
     for key, (value, _) in HUGE.items():
         settings = json.loads(metadata["model_config"]) | {key.strip(): value}
-        crafted.append(tmp_path / f"{len(crafted)}.safetensors")
-        save_file(tensors, str(crafted[-1]), metadata=metadata | {"model_config": json.dumps(settings)})
+        if kind == "bundle":
+            crafted.append(tmp_path / f"{len(crafted)}.safetensors")
+            save_file(tensors, str(crafted[-1]), metadata=metadata | {"model_config": json.dumps(settings)})
+        else:  # as `asr train` writes it: the experiment config and the LightningModule's state
+            crafted.append(tmp_path / f"{len(crafted)}.ckpt")
+            experiment = config.to_dict(load_experiment_config("tiny")) | {"model": settings}
+            torch.save({"hyper_parameters": {"experiment": experiment, "tokenizer": json.loads(metadata["tokenizer"])},
+                        "state_dict": {f"model.{name}": t for name, t in tensors.items()}}, crafted[-1])
     done = subprocess.run([sys.executable, "-c", CAPPED_LOAD, *map(str, crafted)], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
