@@ -104,7 +104,7 @@ def read_metadata(path: Path, metadata: dict[str, str]) -> tuple[ModelConfig, To
     except KeyError as err:
         raise BundleError(f"{path}: damaged bundle metadata: no {err}") from None
     except (ValueError, RecursionError) as err:  # RecursionError: JSON nested too deeply to read
-        raise BundleError(f"{path}: damaged bundle metadata: {err or 'JSON nested too deeply'}") from None
+        raise BundleError(f"{path}: damaged bundle metadata: {err}") from None
 
 
 def check_shapes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -112,16 +112,16 @@ def check_shapes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]
     file's tensors. Nothing the file does not bound is allocated: the layer counts and the front-end's size
     (its filterbank is computed when built) are compared with the file's first, then the network is built on
     the meta device, which holds shapes and no values."""
-    for what, wanted, prefix in [("rnn_layers", cfg.rnn_layers, "rnns."), ("conv layers", len(cfg.conv_channels),
-                                                                          "convs.")]:
+    layers = {"rnn_layers": (cfg.rnn_layers, "rnns."), "conv layers": (len(cfg.conv_channels), "convs.")}
+    for what, (wanted, prefix) in layers.items():
         held = len({name.split(".")[1] for name in shapes if name.startswith(prefix)})
         if wanted != held:
             raise mismatch(path, f"the config asks for {wanted} {what}, the weights hold {held}")
+    wanted = frontend_size(cfg.frontend)
     held = sum(math.prod(shape) for name, shape in shapes.items() if name.startswith("frontend."))
-    if frontend_size(cfg.frontend) > held:
+    if wanted > held:
         raise mismatch(path, f"the config's front-end ({cfg.frontend.kind}, n_mels {cfg.frontend.n_mels}, win_ms "
-                             f"{cfg.frontend.win_ms:g}) needs {frontend_size(cfg.frontend)} values, the weights "
-                             f"hold {held}")
+                             f"{cfg.frontend.win_ms:g}) needs {wanted} values, the weights hold {held}")
     try:
         with torch.device("meta"):
             expected = {name: tuple(t.shape) for name, t in DeepSpeech2(cfg).state_dict().items()}

@@ -102,9 +102,13 @@ def dropped_characters(text: str) -> list[str]:
     """The characters normalize() drops from `text` beyond punctuation and spaces, sorted: letters outside A-Z
     once accents are stripped ("你", "ß"), symbols ("|", "~", "°", "$") and SPOKEN_PUNCTUATION. Words were said
     for them that the transcript then lacks."""
-    kept = lambda c: (unicodedata.combining(c) or c.isspace() or c.isdecimal() or (c.isascii() and c.isalpha())
-                      or (unicodedata.category(c).startswith("P") and c not in SPOKEN_PUNCTUATION))
-    return sorted({c for c in unicodedata.normalize("NFKD", text) if not kept(c)})
+    return sorted({c for c in unicodedata.normalize("NFKD", text) if not _kept(c)})
+
+
+def _kept(c: str) -> bool:
+    """Whether normalize() keeps the character `c` (of NFKD text), or drops only an accent, a space or punctuation."""
+    return bool(unicodedata.combining(c) or c.isspace() or c.isdecimal() or (c.isascii() and c.isalpha())
+                or (unicodedata.category(c).startswith("P") and c not in SPOKEN_PUNCTUATION))
 
 
 class CharTokenizer:

@@ -67,7 +67,8 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if self.save_every_n_steps < 0:
-            raise ValueError(f"save_every_n_steps must be 0 (only at epoch ends) or more, got {self.save_every_n_steps}")
+            raise ValueError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
+                             f"got {self.save_every_n_steps}")
         if self.init_new_head and not self.init_from:
             raise ValueError("init_new_head=true keeps the encoder of the init_from model, but init_from is not set")
 

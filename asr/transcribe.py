@@ -130,13 +130,13 @@ def numbered_chunks(sources: Iterable, sample_rate: int,
         is_array = isinstance(source, (np.ndarray, torch.Tensor))
         name = f"<array {index}>" if is_array else source_name(source)
         try:
-            with spooled(source) as source:
+            with spooled(source) as readable:
                 if is_array:
-                    blocks = [(as_wave(source, name), sample_rate)]
-                elif isinstance(source, (str, os.PathLike)) and audio_duration(source) > MAX_CHUNK_SECONDS:
-                    blocks = stream_audio(source)  # read a block at a time
-                else:  # a short file, or a file object that is read whole
-                    blocks = [(load_audio(source).numpy(), SAMPLE_RATE)]
+                    blocks = [(as_wave(readable, name), sample_rate)]
+                elif audio_duration(readable) > MAX_CHUNK_SECONDS:
+                    blocks = stream_audio(readable)  # read a block at a time
+                else:  # a short file
+                    blocks = [(load_audio(readable).numpy(), SAMPLE_RATE)]
                 yield from ((index, name, chunk) for chunk in chunks(blocks))
         except AudioError as err:
             on_error(err if err.path == name else AudioError(name, err.cause))
@@ -226,7 +226,7 @@ def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]
     for item in inputs:
         path = Path(item)
         if str(item) == "-":
-            yield sys.stdin.buffer  # load_audio reads a pipe whole
+            yield sys.stdin.buffer  # spooled to a temporary file by numbered_chunks, then read as files are
         elif path.is_dir():  # a folder with no audio files is passed on, to be reported as not audio
             # by name, not kind: a broken link or a folder named *.wav is reported as when named alone
             yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS) or [path]

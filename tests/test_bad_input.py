@@ -56,8 +56,8 @@ BAD = {
     "folder.wav": (lambda p: p.mkdir(), "is a directory"),
     "nan.wav": (non_finite(np.nan), "contains NaN or infinite samples"),
     "inf.wav": (non_finite(-np.inf), "contains NaN or infinite samples"),
-    "noise.mp3": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(20000)),
-                  "not a readable audio file (named .mp3, but it starts with neither an ID3 tag nor an MPEG audio frame)"),
+    "noise.mp3": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(20000)), "not a readable audio file "
+                  "(named .mp3, but it starts with neither an ID3 tag nor an MPEG audio frame)"),
     "gone.wav": (lambda p: p.symlink_to(p.with_name("missing.wav")), "a symbolic link to "),
 }
 
@@ -112,9 +112,9 @@ def test_random_bytes_named_mp3_are_refused_and_the_decoder_prints_nothing(tiny,
     BAD["noise.mp3"][0](tmp_path / "noise.mp3")
     code = main(["transcribe", str(tmp_path / "noise.mp3"), "--model", str(tiny[1]), "--device", "cpu", "--quiet"])
     err = capfd.readouterr().err  # the process's stderr: mpg123 writes its notes there, past Python
-    assert code == 1 and err.splitlines() == [f"asr transcribe: skipped {tmp_path / 'noise.mp3'}: {BAD['noise.mp3'][1]}; "
-                                             "if it is damaged, re-export or remove it", "asr transcribe: 1 file(s) could "
-                                             "not be transcribed"]
+    skipped = f"asr transcribe: skipped {tmp_path / 'noise.mp3'}: {BAD['noise.mp3'][1]}; if it is damaged, re-export"
+    assert code == 1 and err.splitlines() == [f"{skipped} or remove it", "asr transcribe: 1 file(s) could not be "
+                                                                         "transcribed"]
 
 
 # reads the file named on the command line as the user nobody when run as root (who may read any file)

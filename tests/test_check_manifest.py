@@ -92,12 +92,10 @@ def test_characters_normalisation_drops_beyond_punctuation_are_named_in_a_warnin
     (tmp_path / "m.jsonl").write_text("".join(row("a.wav", 2.0, text) + "\n" for text in texts))
     assert main(["check-manifest", str(tmp_path / "m.jsonl"), "--config", "tiny"]) == 0  # warnings fail no check
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"{tmp_path / 'm.jsonl'} line 1: warning: normalisation drops ['@', '|', '~', '你', '好'] from the "
-                   "transcript: the tokenizer has no symbols for them, so the text lacks words the audio says; spell "
-                   "them out (e.g. '@' as AT) or remove the line",
-                   f"{tmp_path / 'm.jsonl'} line 3: warning: normalisation drops ['%'] from the transcript: the "
-                   "tokenizer has no symbols for them, so the text lacks words the audio says; spell them out (e.g. "
-                   "'@' as AT) or remove the line",
+    why = ("from the transcript: the tokenizer has no symbols for them, so the text lacks words the audio says; "
+           "spell them out (e.g. '@' as AT) or remove the line")
+    assert out == [f"{tmp_path / 'm.jsonl'} line 1: warning: normalisation drops ['@', '|', '~', '你', '好'] {why}",
+                   f"{tmp_path / 'm.jsonl'} line 3: warning: normalisation drops ['%'] {why}",
                    f"{tmp_path / 'm.jsonl'}: 3 lines, 0 with problems, 2 with warnings"]
 
 

@@ -37,8 +37,8 @@ def setup(tmp_path):
 
 def test_evaluate_scores_each_manifest_line_against_its_own_text(setup, tmp_path, capsys):
     model, manifest = setup
-    code = main(["evaluate", str(manifest), "--model", str(model), "--device", "cpu", "--out", str(tmp_path / "r.jsonl"),
-                 "--format", "json"])
+    code = main(["evaluate", str(manifest), "--model", str(model), "--device", "cpu", "--format", "json",
+                 "--out", str(tmp_path / "r.jsonl")])
     assert code == 0
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [row["reference"] for row in rows] == TEXTS

@@ -117,9 +117,8 @@ def test_front_ends_give_finite_features_for_any_finite_audio(wave, kind):
 # JSON values of every kind and size: numbers past any layer size (and NaN, infinities), strings, nesting
 NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.tuples(
     st.integers(-2, 2), st.sampled_from([1, 10**3, 10**6, 10**9, 2**63, 10**30])).map(lambda pair: pair[0] * pair[1]))
-JSON = st.recursive(st.none() | st.booleans() | NUMBERS | st.text(max_size=30),
-                    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-                    max_leaves=30)
+JSON = st.recursive(st.none() | st.booleans() | NUMBERS | st.text(max_size=30), lambda inner: st.lists(
+    inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=30)
 SETTINGS = ["rnn_layers", "rnn_hidden", "rnn_merge", "conv_channels", "conv_kernels", "conv_strides", "vocab_size",
             "dropout", "frontend", "frontend.kind", "frontend.n_mels", "frontend.n_mfcc", "frontend.win_ms",
             "frontend.hop_ms", "frontend.freq_masks", "frontend.time_masks"]
