@@ -3,8 +3,10 @@ and the tokenizer, the last two as JSON in the file's metadata. Loading one neve
 """
 
 import json
+import math
 import pickle
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -12,8 +14,9 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save
 
 from . import config
+from .features import FrontendConfig
 from .model import DeepSpeech2, ModelConfig
-from .text import tokenizer_from_dict
+from .text import Tokenizer, tokenizer_from_dict
 
 FORMAT = "asr-bundle"
 VERSION = "1"
@@ -49,35 +52,99 @@ def sorted_header(data: bytes) -> bytes:
 
 
 def load_bundle(path, device: str | torch.device = "cpu"):
-    """(model in eval mode, tokenizer) from a bundle file; BundleError if it is not a valid one."""
+    """(model in eval mode, tokenizer) from a bundle file; BundleError if it is not a valid one.
+
+    Nothing is built from what the metadata claims before it is checked against the tensors' shapes in the
+    file's header, so loading costs memory in proportion to the file, whatever its metadata asks for.
+    """
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"{path}: no such model file")
-    metadata, tensors = read_safetensors(path)
+    metadata, shapes = read_header(path)
     if metadata.get("format") != FORMAT:
         raise BundleError(f"{path}: a safetensors file, but not an asr model bundle (no '{FORMAT}' metadata)")
-    try:
-        cfg = config.from_dict(ModelConfig, json.loads(metadata["model_config"]))
-        tokenizer = tokenizer_from_dict(json.loads(metadata["tokenizer"]))
-    except (KeyError, ValueError) as err:
-        raise BundleError(f"{path}: damaged bundle metadata: {err}") from None
+    cfg, tokenizer = read_metadata(path, metadata)
     if cfg.vocab_size != len(tokenizer):
         raise BundleError(f"{path}: the model predicts {cfg.vocab_size} tokens but the tokenizer has {len(tokenizer)}")
+    check_shapes(path, cfg, shapes)
     model = DeepSpeech2(cfg)
-    state = {name: t.float() if t.is_floating_point() else t for name, t in tensors.items()}
+    state = {name: t.float() if t.is_floating_point() else t for name, t in read_tensors(path).items()}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True)  # names and shapes are checked: only the dtypes may differ
     except RuntimeError as err:
-        raise BundleError(f"{path}: the weights do not match the model config: {err}") from None
+        raise mismatch(path, str(err)) from None
     return model.to(device).eval(), tokenizer
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(metadata, tensor name -> shape) from a safetensors file's header, reading no tensor."""
+    with safetensors_file(path) as f:
+        return f.metadata() or {}, {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safetensors_file(path) as f:
+        return {name: f.get_tensor(name) for name in f.keys()}
+
+
+@contextmanager
+def safetensors_file(path: Path):
     try:
         with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}, {name: f.get_tensor(name) for name in f.keys()}
+            yield f
     except (SafetensorError, OSError, ValueError) as err:
         raise BundleError(f"{path}: not a model bundle (expected a safetensors file: {err})") from None
+
+
+def read_metadata(path: Path, metadata: dict[str, str]) -> tuple[ModelConfig, Tokenizer]:
+    """The model config and the tokenizer, JSON in the metadata; BundleError for any other JSON or none."""
+    try:
+        cfg = config.from_dict(ModelConfig, json.loads(metadata["model_config"]))
+        return cfg, tokenizer_from_dict(json.loads(metadata["tokenizer"]))
+    except KeyError as err:
+        raise BundleError(f"{path}: damaged bundle metadata: no {err}") from None
+    except (ValueError, RecursionError) as err:  # RecursionError: JSON nested too deeply to read
+        raise BundleError(f"{path}: damaged bundle metadata: {err}") from None
+
+
+def check_shapes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse, naming the first difference, a config whose weights would not have exactly the shapes of the
+    file's tensors. Nothing the file does not bound is allocated: the layer counts and the front-end's size
+    (its filterbank is computed when built) are compared with the file's first, then the network is built on
+    the meta device, which holds shapes and no values."""
+    layers = {"rnn_layers": (cfg.rnn_layers, "rnns."), "conv layers": (len(cfg.conv_channels), "convs.")}
+    for what, (wanted, prefix) in layers.items():
+        held = len({name.split(".")[1] for name in shapes if name.startswith(prefix)})
+        if wanted != held:
+            raise mismatch(path, f"the config asks for {wanted} {what}, the weights hold {held}")
+    wanted = frontend_size(cfg.frontend)
+    held = sum(math.prod(shape) for name, shape in shapes.items() if name.startswith("frontend."))
+    if wanted > held:
+        raise mismatch(path, f"the config's front-end ({cfg.frontend.kind}, n_mels {cfg.frontend.n_mels}, win_ms "
+                             f"{cfg.frontend.win_ms:g}) needs {wanted} values, the weights hold {held}")
+    try:
+        with torch.device("meta"):
+            expected = {name: tuple(t.shape) for name, t in DeepSpeech2(cfg).state_dict().items()}
+    except (RuntimeError, TypeError) as err:  # sizes past what torch can represent
+        raise mismatch(path, f"the config describes no model torch can build ({str(err).splitlines()[0]})") from None
+    for name in sorted(expected.keys() | shapes.keys()):
+        if name not in shapes:
+            raise mismatch(path, f"missing tensor {name}")
+        if name not in expected:
+            raise mismatch(path, f"unexpected tensor {name}")
+        if expected[name] != shapes[name]:
+            raise mismatch(path, f"size mismatch for {name}: the config makes it {list(expected[name])}, the "
+                                 f"file holds {list(shapes[name])}")
+
+
+def frontend_size(cfg: FrontendConfig) -> int:
+    """Values in the front-end's tensors (window, and mel filterbank and DCT matrix where it has them)."""
+    mel = 0 if cfg.kind == "linear" else (cfg.n_fft // 2 + 1) * cfg.n_mels
+    return cfg.win_length + mel + (cfg.n_mels * cfg.n_mfcc if cfg.kind == "mfcc" else 0)
+
+
+def mismatch(path: Path, what: str) -> BundleError:
+    return BundleError(f"{path}: the weights do not match the model config: {what}")
 
 
 def bundle_from_checkpoint(ckpt_path, out_path, dtype: torch.dtype = torch.float32) -> Path:
@@ -85,6 +152,13 @@ def bundle_from_checkpoint(ckpt_path, out_path, dtype: torch.dtype = torch.float
     from .training import ASRModule  # deferred: Lightning is only needed to export
 
     ckpt = load_checkpoint(ckpt_path)
+    try:  # the config against the weights' shapes first, as for a bundle
+        cfg = config.from_dict(ModelConfig, ckpt["hyper_parameters"]["experiment"]["model"])
+        shapes = {name.removeprefix("model."): tuple(t.shape) for name, t in ckpt["state_dict"].items()
+                  if name.startswith("model.")}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise foreign(ckpt_path, err) from None
+    check_shapes(Path(ckpt_path), cfg, shapes)
     try:
         module = ASRModule(**ckpt["hyper_parameters"])
         module.load_state_dict(ckpt["state_dict"])

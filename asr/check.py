@@ -3,6 +3,7 @@
 Each non-blank line is checked for its format (JSON object, keys, types, UTF-8), its audio (present and
 readable: the header, or with `decode` every sample), its duration (the manifest's against the audio's) and
 its transcript (encodable by the tokenizer, and short enough for CTC to align with the model's output steps).
+A transcript that normalisation strips of more than punctuation ("50 %", "A @ B", "你好") gets a warning.
 """
 
 import json
@@ -13,9 +14,11 @@ from .audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from .data import HEADER_READ_THREADS, ctc_problems
 from .manifest import ManifestError, Utterance, manifest_rows
 from .model import ModelConfig
+from .text import dropped_characters
 
 DURATION_TOLERANCE = 0.1  # seconds the manifest's duration may differ from the audio's
 KINDS = ("format", "audio", "duration", "text")
+WARNING = "warning"  # a line that can be trained on, but maybe not as meant; it fails no check
 
 
 @dataclass
@@ -27,9 +30,9 @@ class Problem:
 
 def check_manifest(path, tokenizer, model: ModelConfig, speed: float = 1.0, decode: bool = False
                    ) -> tuple[int, list[Problem]]:
-    """(lines read, the problems of every line in line order) of a manifest, for training `model` with
-    `tokenizer`, its audio played at up to `speed` (speed perturbation). Raises ManifestError if the file
-    cannot be read."""
+    """(lines read, the problems of every line in line order, warnings among them) of a manifest, for training
+    `model` with `tokenizer`, its audio played at up to `speed` (speed perturbation). Raises ManifestError if the
+    file cannot be read."""
     rows = list(manifest_rows(path))
     found = {where: [Problem(where, "format", str(row).removeprefix(f"{where}: "))]
              for where, row in rows if isinstance(row, ManifestError)}
@@ -38,8 +41,10 @@ def check_manifest(path, tokenizer, model: ModelConfig, speed: float = 1.0, deco
     with ThreadPoolExecutor(HEADER_READ_THREADS) as pool:
         durations = pool.map(lambda u: measured_duration(u.audio_filepath, decode), utterances)
         for (where, u), duration, text in zip(good, durations, ctc_problems(utterances, tokenizer, model, speed)):
+            warning = None if text else dropped_text(u.text)
             found[where] = [Problem(where, kind, message)
-                            for kind, message in [*audio_problems(u, duration), ("text", text)] if message]
+                            for kind, message in [*audio_problems(u, duration), ("text", text), (WARNING, warning)]
+                            if message]
     return len(rows), [p for where, _ in rows for p in found[where]]
 
 
@@ -49,6 +54,14 @@ def measured_duration(path, decode: bool) -> float | AudioError:
         return len(load_audio(path)) / SAMPLE_RATE if decode else audio_duration(path)
     except AudioError as err:
         return err
+
+
+def dropped_text(text: str) -> str | None:
+    """The warning for a transcript that normalisation strips of more than punctuation, or None."""
+    if dropped := dropped_characters(text):
+        return (f"normalisation drops {dropped} from the transcript: the tokenizer has no symbols for them, so the "
+                "text lacks words the audio says; spell them out (e.g. '@' as AT) or remove the line")
+    return None
 
 
 def audio_problems(u: Utterance, duration: float | AudioError) -> list[tuple[str, str]]:
@@ -61,10 +74,12 @@ def audio_problems(u: Utterance, duration: float | AudioError) -> list[tuple[str
 
 
 def summary(path, lines: int, problems: list[Problem]) -> str:
-    """One line: how many lines have problems, of which kinds."""
-    bad = len({p.where for p in problems})
+    """One line: how many lines have problems, of which kinds, and how many warnings."""
+    bad = len({p.where for p in problems if p.kind != WARNING})
     counts = ", ".join(f"{n} {kind}" for kind in KINDS if (n := sum(p.kind == kind for p in problems)))
-    return f"{path}: {lines} lines, {bad} with problems" + (f" ({counts})" if counts else "")
+    warnings = sum(p.kind == WARNING for p in problems)
+    return (f"{path}: {lines} lines, {bad} with problems" + (f" ({counts})" if counts else "")
+            + (f", {warnings} with warnings" if warnings else ""))
 
 
 def report_lines(path, lines: int, problems: list[Problem], fmt: str) -> list[str]:
@@ -73,5 +88,6 @@ def report_lines(path, lines: int, problems: list[Problem], fmt: str) -> list[st
         totals = {kind: sum(p.kind == kind for p in problems) for kind in KINDS}
         rows = [json.dumps(asdict(p)) for p in problems]
         return rows + [json.dumps({"manifest": str(path), "lines": lines,
-                                   "bad_lines": len({p.where for p in problems}), "problems": totals})]
+                                   "bad_lines": len({p.where for p in problems if p.kind != WARNING}),
+                                   "problems": totals, "warnings": sum(p.kind == WARNING for p in problems)})]
     return [f"{p.where}: {p.kind}: {p.message}" for p in problems] + [summary(path, lines, problems)]

@@ -56,12 +56,25 @@ def last_checkpoints(folder: Path, every_n_steps: int) -> list[ModelCheckpoint]:
     behind (the final epoch is missing) and a resume from a mid-epoch validation end re-runs part of an epoch
     under a wrong epoch count (measured with val_check_interval=0.5: epoch 1 run twice, 19 steps for 20).
     """
-    def last(**trigger) -> ModelCheckpoint:
-        return ModelCheckpoint(dirpath=folder, filename=LAST, monitor=None, save_top_k=1,
-                               enable_version_counter=False, **trigger)
+    def last(kind=ModelCheckpoint, **trigger) -> ModelCheckpoint:
+        return kind(dirpath=folder, filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False,
+                    **trigger)
 
     at_epoch_end = last(every_n_epochs=1, save_on_train_epoch_end=True)
-    return [at_epoch_end] + ([last(every_n_train_steps=every_n_steps)] if every_n_steps else [])
+    return [at_epoch_end] + ([last(StepCheckpoint, every_n_train_steps=every_n_steps)] if every_n_steps else [])
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """The step-triggered "last", skipped on a batch that a validation follows (the epoch's last batch, or a
+    val_check_interval point): Lightning saves it before that validation runs, and a run resumed from it goes
+    on past the validation without running it (measured: killed during epoch-end validations, five epochs had
+    no val/wer and the best model differed). The next save, N steps on or at the epoch's end, follows it."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loop = trainer.fit_loop
+        # the test Lightning 2.6's training epoch loop makes after this hook, to decide whether to validate
+        if not loop.epoch_loop._should_check_val_fx(loop._data_fetcher):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class RandomState(L.Callback):

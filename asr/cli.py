@@ -274,7 +274,7 @@ def run_export(args) -> None:
 
 
 def run_check_manifest(args) -> int:
-    from .check import check_manifest, report_lines
+    from .check import WARNING, check_manifest, report_lines
     from .text import build_tokenizer
     from .training import load_experiment_config
 
@@ -286,7 +286,7 @@ def run_check_manifest(args) -> int:
         lines, problems = check_manifest(manifest, tokenizer, cfg.model, max(cfg.data.speed_perturb, default=1.0),
                                          args.decode)
         print("\n".join(report_lines(manifest, lines, problems, args.format)), flush=True)
-        bad += len(problems)
+        bad += sum(p.kind != WARNING for p in problems)
     return 1 if bad else 0
 
 
@@ -295,10 +295,13 @@ def run_evaluate(args) -> int:
     from .evaluate import evaluate
     from .transcribe import load_model
 
+    manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]
+    if empty := [manifest for manifest, utterances in manifests if not utterances]:
+        raise ValueError(f"{empty[0]}: no utterances in the manifest, nothing to score")
     recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
     rows, skipped = [], 0
-    for manifest in args.manifests:
-        report = evaluate(recognizer, read_manifest(manifest), args.batch_size)
+    for manifest, utterances in manifests:
+        report = evaluate(recognizer, utterances, args.batch_size)
         c = report.counts
         if args.format == "json":
             print(json.dumps({"manifest": manifest, "wer": c.wer, "cer": c.cer, "word_errors": c.word_errors,
@@ -317,7 +320,7 @@ def run_evaluate(args) -> int:
 
 def run_transcribe(args) -> int:
     from .transcribe import find_audio, load_model
-    from .writers import SUBTITLES, render
+    from .writers import SUBTITLES, render, tab_line
 
     if args.quiet:
         log.setLevel(logging.WARNING)
@@ -338,7 +341,7 @@ def run_transcribe(args) -> int:
             if args.output_dir:
                 write_output(args.output_dir, result, args.format, written)
             elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
-                print(f"{result.audio_filepath}\t{result.text}", flush=True)
+                print(tab_line(result), end="", flush=True)
             else:
                 print(render(result, args.format), end="", flush=True)
     if args.plot and result:
@@ -382,12 +385,12 @@ def progress_bar(files: list, quiet: bool):
 
 def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None:
     """FOLDER/NAME.EXT for the audio file NAME.wav; NAME-2.EXT, ... when inputs share a name."""
-    from .writers import EXTENSIONS, render
+    from .writers import EXTENSIONS, render, write_atomically
 
     stem, n = Path(transcript.audio_filepath).stem.strip("<>"), 1  # "<stdin>" -> stdin.txt
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
         n += 1
-    path.write_text(render(transcript, fmt), encoding="utf-8")
+    write_atomically(path, render(transcript, fmt))
     written.add(path)
 
 

@@ -365,6 +365,10 @@ class DataConfig:
                              f"got {len(self.train_weights)}")
         if self.train_weights and (min(self.train_weights) < 0 or not any(self.train_weights)):
             raise ValueError(f"data.train_weights must not be negative, and one must be above 0: {self.train_weights}")
+        if not (self.max_batch_seconds > 0 and (self.max_batch_size is None or self.max_batch_size >= 1)
+                and self.num_workers >= 0):
+            raise ValueError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and num_workers >= 0, "
+                             f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
 
 
 class SpeechDataModule(L.LightningDataModule):

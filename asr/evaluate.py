@@ -1,5 +1,6 @@
 """Scoring a model on manifests: WER/CER and one reference/hypothesis row per utterance."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .manifest import Utterance
@@ -22,12 +23,19 @@ class Report:
 
 def evaluate(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> Report:
     """Transcribe `utterances` and score them against their normalised transcripts."""
-    references = {str(u.audio_filepath): normalize(u.text) for u in utterances}
+    line_of = manifest_lines(utterances)
     total, rows = ErrorCounts(), []
     for result in recognizer.transcribe([u.audio_filepath for u in utterances], batch_size, words=False):
-        reference = references[result.audio_filepath]
+        reference = normalize(line_of(result.audio_filepath).text)
         counts = error_counts(reference, result.text)
         total += counts
         rows.append({"audio_filepath": result.audio_filepath, "reference": reference,
                      "hypothesis": result.text, "word_errors": counts.word_errors, "words": counts.words})
     return Report(total, rows, len(utterances) - len(rows))
+
+
+def manifest_lines(utterances: list[Utterance]) -> Callable[[str], Utterance]:
+    """For the audio path of each result in turn (results come in manifest order, the unreadable files left out),
+    the utterance of its manifest line: each line is scored on its own, also when two lines name one file."""
+    pending = iter(utterances)
+    return lambda path: next(u for u in pending if str(u.audio_filepath) == path)

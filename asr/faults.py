@@ -31,7 +31,7 @@ def kill_if_testing(what: str, step: int) -> None:
 def training_step_faults(step: int, loss: torch.Tensor) -> torch.Tensor:
     """For fault-injection tests only, at the training step ASR_TEST_FAULT names: "kill@S" SIGKILLs the process
     with S steps done, "oom@S" asks the allocator for 1 PiB (a real out-of-memory error), "nan@S" makes the loss
-    NaN. ("kill-mid-write@S" is in AtomicCheckpointIO.) Returns the loss."""
+    NaN. ("kill-mid-write@S" is in AtomicCheckpointIO, "kill-validating@S" in BatchFaults.) Returns the loss."""
     kill_if_testing("kill", step)
     if test_fault("oom", step):
         torch.empty(2**50, dtype=torch.uint8)
@@ -69,6 +69,7 @@ class BatchFaults(L.Callback):
         self.batch = BatchSize(batch.wave_lengths)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        kill_if_testing("kill-validating", trainer.global_step)
         self.batch = BatchSize(batch.wave_lengths)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):

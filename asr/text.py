@@ -95,6 +95,22 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+SPOKEN_PUNCTUATION = "#%&@"  # punctuation a reader says aloud ("at", "percent"), which normalize() drops
+
+
+def dropped_characters(text: str) -> list[str]:
+    """The characters normalize() drops from `text` beyond punctuation and spaces, sorted: letters outside A-Z
+    once accents are stripped ("你", "ß"), symbols ("|", "~", "°", "$") and SPOKEN_PUNCTUATION. Words were said
+    for them that the transcript then lacks."""
+    return sorted({c for c in unicodedata.normalize("NFKD", text) if not _kept(c)})
+
+
+def _kept(c: str) -> bool:
+    """Whether normalize() keeps the character `c` (of NFKD text), or drops only an accent, a space or punctuation."""
+    return bool(unicodedata.combining(c) or c.isspace() or c.isdecimal() or (c.isascii() and c.isalpha())
+                or (unicodedata.category(c).startswith("P") and c not in SPOKEN_PUNCTUATION))
+
+
 class CharTokenizer:
     """Characters of normalised text: <blank>, | (space), ' and A-Z."""
 
@@ -230,10 +246,14 @@ def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
-    """Rebuild a tokenizer from its to_dict() form."""
+    """Rebuild a tokenizer from its to_dict() form; ValueError for data of another form."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a tokenizer is described by a JSON object, got a {type(d).__name__}")
     kind = d.get("kind")
     if kind == "char":
         return CharTokenizer()
     if kind == "sentencepiece":
-        return SentencePieceTokenizer(base64.b64decode(d["model"]))
+        if not isinstance(d.get("model"), str):
+            raise ValueError("a sentencepiece tokenizer needs its model as a base64 string")
+        return SentencePieceTokenizer(base64.b64decode(d["model"], validate=True))
     raise ValueError(f"unknown tokenizer kind {kind!r} in tokenizer dict; expected 'char' or 'sentencepiece'")

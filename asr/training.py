@@ -17,6 +17,7 @@ from typing import Any, get_type_hints
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -26,6 +27,7 @@ from .checkpoint import LAST, AtomicCheckpointIO, RandomState, last_checkpoints
 from .data import DataConfig, SpeechDataModule
 from .decoding import greedy_decode
 from .faults import BatchFaults, is_out_of_memory, out_of_memory_error, training_step_faults
+from .manifest import read_manifest
 from .metrics import ErrorRate
 from .model import DeepSpeech2, ModelConfig
 from .text import BLANK, TokenizerConfig, build_tokenizer, tokenizer_from_dict
@@ -43,6 +45,12 @@ class OptimConfig:
     warmup_ratio: float = 0.1  # share of all steps spent rising to the peak
     final_lr_ratio: float = 1e-3  # the last step's learning rate, as a share of the peak
 
+    def __post_init__(self):
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.warmup_ratio <= 1 and self.final_lr_ratio >= 0
+                and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"optim: need lr > 0, weight_decay >= 0, warmup_ratio in [0, 1], final_lr_ratio >= 0 "
+                             f"and two betas in [0, 1), got {self}")
+
 
 @dataclass
 class ExperimentConfig:
@@ -58,6 +66,9 @@ class ExperimentConfig:
     init_new_head: bool = False  # with init_from: copy all but the output layer, which starts afresh (a new tokenizer)
 
     def __post_init__(self):
+        if self.save_every_n_steps < 0:
+            raise ValueError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
+                             f"got {self.save_every_n_steps}")
         if self.init_new_head and not self.init_from:
             raise ValueError("init_new_head=true keeps the encoder of the init_from model, but init_from is not set")
 
@@ -219,8 +230,10 @@ def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
     if sys.stderr.isatty():
         callbacks.append(RichProgressBar())
     settings = {"precision": default_precision(cfg.trainer.get("accelerator", "auto")), **cfg.trainer}
+    # the CSV log is appended to at every logging step, so a killed run loses none of its validations
+    csv_log = CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1)
     return L.Trainer(default_root_dir=exp_dir, callbacks=callbacks,
-                     logger=[TensorBoardLogger(exp_dir, name="tensorboard"), CSVLogger(exp_dir, name="csv")],
+                     logger=[TensorBoardLogger(exp_dir, name="tensorboard"), csv_log],
                      plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, **settings)
 
 
@@ -239,6 +252,17 @@ def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
+def check_before_writing(cfg: ExperimentConfig) -> None:
+    """What would stop a run at its start once its log folders are made: every manifest readable, and exp_dir a
+    folder or a path where one can be made."""
+    for manifest in cfg.data.train_manifests + cfg.data.val_manifests:
+        read_manifest(manifest)
+    exp_dir = Path(cfg.exp_dir)
+    existing = next(p for p in [exp_dir, *exp_dir.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise config.ConfigError(f"exp_dir={cfg.exp_dir}: {existing} is a file, not a folder")
+
+
 def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one."""
     L.seed_everything(cfg.seed, workers=True)
@@ -246,7 +270,11 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     cfg.model.vocab_size = len(tokenizer)
     module = ASRModule(config.to_dict(cfg), tokenizer.to_dict())
     datamodule = SpeechDataModule(cfg.data, tokenizer, cfg.model)
-    trainer = build_trainer(cfg)
+    check_before_writing(cfg)
+    try:
+        trainer = build_trainer(cfg)
+    except (MisconfigurationException, ModuleNotFoundError) as err:  # e.g. max_epochs=-2, a TPU without torch_xla
+        raise config.ConfigError(f"trainer settings: {err}") from None
     ckpt_path = last_checkpoint(cfg) if resume else None
     if resume and ckpt_path is None:
         log.warning("--resume: no checkpoint in %s/checkpoints yet, starting from %s", cfg.exp_dir,

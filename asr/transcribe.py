@@ -6,8 +6,11 @@ import glob
 import itertools
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -127,15 +130,29 @@ def numbered_chunks(sources: Iterable, sample_rate: int,
         is_array = isinstance(source, (np.ndarray, torch.Tensor))
         name = f"<array {index}>" if is_array else source_name(source)
         try:
-            if is_array:
-                blocks = [(as_wave(source, name), sample_rate)]
-            elif isinstance(source, (str, os.PathLike)) and audio_duration(source) > MAX_CHUNK_SECONDS:
-                blocks = stream_audio(source)  # read a block at a time
-            else:  # a short file, or a stream (stdin) that is read whole
-                blocks = [(load_audio(source).numpy(), SAMPLE_RATE)]
-            yield from ((index, name, chunk) for chunk in chunks(blocks))
+            with spooled(source) as readable:
+                if is_array:
+                    blocks = [(as_wave(readable, name), sample_rate)]
+                elif audio_duration(readable) > MAX_CHUNK_SECONDS:
+                    blocks = stream_audio(readable)  # read a block at a time
+                else:  # a short file
+                    blocks = [(load_audio(readable).numpy(), SAMPLE_RATE)]
+                yield from ((index, name, chunk) for chunk in chunks(blocks))
         except AudioError as err:
-            on_error(err)
+            on_error(err if err.path == name else AudioError(name, err.cause))
+
+
+@contextmanager
+def spooled(source):
+    """A file object (stdin, a pipe or not) copied a block at a time to a temporary file, whose path is given in its
+    place, so that it is read as files are, a block at a time, whatever its length; a path or an array as it is."""
+    if isinstance(source, (str, os.PathLike, np.ndarray, torch.Tensor)):
+        yield source
+        return
+    with tempfile.NamedTemporaryFile(prefix="asr-stdin-") as spool:
+        shutil.copyfileobj(source, spool)
+        spool.flush()
+        yield spool.name
 
 
 def as_wave(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -209,10 +226,10 @@ def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]
     for item in inputs:
         path = Path(item)
         if str(item) == "-":
-            yield sys.stdin.buffer  # load_audio reads a pipe whole
+            yield sys.stdin.buffer  # spooled to a temporary file by numbered_chunks, then read as files are
         elif path.is_dir():  # a folder with no audio files is passed on, to be reported as not audio
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-            yield from found or [path]
+            # by name, not kind: a broken link or a folder named *.wav is reported as when named alone
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS) or [path]
         elif not path.exists() and glob.has_magic(str(item)):
             yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True) if os.path.isfile(p)) or [path]
         elif path.suffix == ".jsonl":

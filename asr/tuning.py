@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .decoding import BeamSearchDecoder, greedy_decode
+from .evaluate import manifest_lines
 from .manifest import Utterance
 from .metrics import ErrorCounts, error_counts
 from .text import normalize
@@ -40,13 +41,13 @@ class Trial:
 
 def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> DevSet:
     """Run the model once over the utterances whose audio can be read."""
-    references = {str(u.audio_filepath): normalize(u.text) for u in utterances}
+    line_of = manifest_lines(utterances)
     dev = DevSet([], [])
     for items in audio_batches([u.audio_filepath for u in utterances], batch_size):
         log_probs, lengths = recognizer.log_probs([wave for _, wave in items])
         for (name, _), probs, length in zip(items, log_probs, lengths.tolist()):
             dev.log_probs.append(probs[:length].clone())
-            dev.references.append(references[name])
+            dev.references.append(normalize(line_of(name).text))
     if not dev.log_probs:
         raise ValueError("no utterance of the dev manifest could be read")
     return dev

@@ -5,7 +5,9 @@ after MAX_CUE_WORDS words, or once it spans MAX_CUE_SECONDS.
 """
 
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .decoding import Word
 from .formats import TRANSCRIPT_FORMATS
@@ -15,6 +17,7 @@ SUBTITLES = ("srt", "vtt", "tsv")  # one document per file: several cannot share
 PAUSE_SECONDS = 0.6
 MAX_CUE_WORDS = 12
 MAX_CUE_SECONDS = 5.0
+PATH_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 @dataclass
@@ -57,6 +60,24 @@ def tsv(words: list[Word]) -> str:
     """start and end in integer milliseconds, as whisper writes them."""
     return "start\tend\ttext\n" + "".join(f"{round(c.start * 1000)}\t{round(c.end * 1000)}\t{c.text}\n"
                                           for c in cues(words))
+
+
+def tab_line(transcript) -> str:
+    """"PATH<TAB>TEXT" with a newline, one line per file: a backslash, tab, newline or carriage return in the path
+    is written as \\\\, \\t, \\n or \\r."""
+    path = transcript.audio_filepath.translate(PATH_ESCAPES)
+    return f"{path}\t{transcript.text}\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a file of this process's own beside `path`, then rename it over `path`: a reader, or another
+    run, finds the old file or the new one, never an empty or half-written one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def render(transcript, fmt: str) -> str:

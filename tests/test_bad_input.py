@@ -1,8 +1,12 @@
 """Bad and awkward audio through the whole transcription path: each bad file is reported by name with its
 cause while the other files of the same call are transcribed; awkward but valid audio gives a right result."""
 
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -52,6 +56,9 @@ BAD = {
     "folder.wav": (lambda p: p.mkdir(), "is a directory"),
     "nan.wav": (non_finite(np.nan), "contains NaN or infinite samples"),
     "inf.wav": (non_finite(-np.inf), "contains NaN or infinite samples"),
+    "noise.mp3": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(20000)), "not a readable audio file "
+                  "(named .mp3, but it starts with neither an ID3 tag nor an MPEG audio frame)"),
+    "gone.wav": (lambda p: p.symlink_to(p.with_name("missing.wav")), "a symbolic link to "),
 }
 
 
@@ -90,9 +97,8 @@ def test_asr_transcribe_reports_every_bad_file_and_transcribes_the_rest(tiny, go
     folder = good[0].parent
     for name, (make, _) in BAD.items():
         make(folder / name)
-    # a folder's scan takes files only, so the directory named .wav is given by name as well
-    code = main(["transcribe", str(folder), str(folder / "folder.wav"), "--model", str(tiny[1]), "--device", "cpu",
-                 "--quiet"])
+    # in a folder, a directory named .wav and a broken link are reported as when named on their own
+    code = main(["transcribe", str(folder), "--model", str(tiny[1]), "--device", "cpu", "--quiet"])
     out, err = capsys.readouterr()
     assert code == 1
     transcribed = [line.split("\t")[0] for line in out.splitlines()]
@@ -100,6 +106,67 @@ def test_asr_transcribe_reports_every_bad_file_and_transcribes_the_rest(tiny, go
     for name, (_, cause) in BAD.items():
         assert f"{folder / name}: {cause}" in err, name
     assert f"{len(BAD)} file(s) could not be transcribed" in err
+
+
+def test_random_bytes_named_mp3_are_refused_and_the_decoder_prints_nothing(tiny, tmp_path, capfd):
+    BAD["noise.mp3"][0](tmp_path / "noise.mp3")
+    code = main(["transcribe", str(tmp_path / "noise.mp3"), "--model", str(tiny[1]), "--device", "cpu", "--quiet"])
+    err = capfd.readouterr().err  # the process's stderr: mpg123 writes its notes there, past Python
+    skipped = f"asr transcribe: skipped {tmp_path / 'noise.mp3'}: {BAD['noise.mp3'][1]}; if it is damaged, re-export"
+    assert code == 1 and err.splitlines() == [f"{skipped} or remove it", "asr transcribe: 1 file(s) could not be "
+                                                                         "transcribed"]
+
+
+# reads the file named on the command line as the user nobody when run as root (who may read any file)
+READ_AS_NOBODY = """
+import os, sys
+from asr.audio import AudioError, load_audio
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    load_audio(sys.argv[1])
+except AudioError as err:
+    print(err)
+"""
+
+
+def test_a_file_the_user_may_not_read_is_reported_as_permission_denied():
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)  # others may look inside, as in a shared folder
+        path = Path(folder) / "private.wav"
+        write_audio(path, tone())
+        path.chmod(0)
+        done = subprocess.run([sys.executable, "-c", READ_AS_NOBODY, str(path)], capture_output=True, text=True,
+                              timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"{path}: permission denied: this user may not read the file (check its permissions)"
+
+
+def test_file_names_with_a_tab_or_newline_give_one_escaped_line_each(tiny, tmp_path, capsys):
+    names = ["new\nline.wav", "tab\there.wav", "back\\slash.wav", "plain.wav"]
+    for name in names:
+        write_audio(tmp_path / name, tone())
+    code = main(["transcribe", *(str(tmp_path / n) for n in names), "--model", str(tiny[1]), "--device", "cpu",
+                 "--quiet"])
+    lines = capsys.readouterr().out.split("\n")
+    assert code == 0 and lines[-1] == "" and len(lines) == len(names) + 1
+    assert [line.split("\t")[0] for line in lines[:-1]] == [
+        f"{tmp_path}/new\\nline.wav", f"{tmp_path}/tab\\there.wav", f"{tmp_path}/back\\\\slash.wav",
+        f"{tmp_path}/plain.wav"]
+
+
+def test_output_dir_files_are_replaced_whole_never_truncated_in_place(tiny, good, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "good-1.txt").write_text("the previous transcript\n")
+    with (out / "good-1.txt").open() as reader:  # opened before the run, as by a program watching the folder
+        code = main(["transcribe", str(good[0]), "--output-dir", str(out), "--model", str(tiny[1]), "--device",
+                     "cpu", "--quiet"])
+        assert reader.read() == "the previous transcript\n"  # the old file, whole, for whoever holds it
+    [result] = tiny[0].transcribe([good[0]])
+    assert code == 0 and (out / "good-1.txt").read_text() == result.text + "\n"
+    assert [p.name for p in out.iterdir()] == ["good-1.txt"]  # no temporary file left behind
 
 
 def test_eight_channels_at_96_khz_are_averaged_and_resampled(tiny, tmp_path):

@@ -83,7 +83,20 @@ def test_asr_check_manifest_prints_every_problem_and_a_summary(corpus, capsys):
     *rows, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["kind"] for r in rows] == [kind for _, kind, _ in EXPECTED]
     assert summary == {"manifest": str(corpus), "lines": 10, "bad_lines": 8,
-                       "problems": {"format": 3, "audio": 2, "duration": 1, "text": 2}}
+                       "problems": {"format": 3, "audio": 2, "duration": 1, "text": 2}, "warnings": 0}
+
+
+def test_characters_normalisation_drops_beyond_punctuation_are_named_in_a_warning(tmp_path, capsys):
+    write_audio(tmp_path / "a.wav", np.zeros(2 * SAMPLE_RATE, np.float32))
+    texts = ["A BIG RED DOG 你好 | ~ @", "Hello, world! (It's 5.30, \u201cfine\u201d \u2014 caf\u00e9.)", "50% OFF"]
+    (tmp_path / "m.jsonl").write_text("".join(row("a.wav", 2.0, text) + "\n" for text in texts))
+    assert main(["check-manifest", str(tmp_path / "m.jsonl"), "--config", "tiny"]) == 0  # warnings fail no check
+    out = capsys.readouterr().out.splitlines()
+    why = ("from the transcript: the tokenizer has no symbols for them, so the text lacks words the audio says; "
+           "spell them out (e.g. '@' as AT) or remove the line")
+    assert out == [f"{tmp_path / 'm.jsonl'} line 1: warning: normalisation drops ['@', '|', '~', '你', '好'] {why}",
+                   f"{tmp_path / 'm.jsonl'} line 3: warning: normalisation drops ['%'] {why}",
+                   f"{tmp_path / 'm.jsonl'}: 3 lines, 0 with problems, 2 with warnings"]
 
 
 def test_a_clean_manifest_passes(tmp_path, capsys):

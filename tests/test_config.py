@@ -1,6 +1,11 @@
+import json
+
+import numpy as np
 import pytest
 import torch
 
+from asr.audio import SAMPLE_RATE, write_audio
+from asr.cli import main
 from asr.config import ConfigError
 from asr.training import default_precision, load_experiment_config
 
@@ -63,3 +68,27 @@ def test_default_precision_is_bf16_only_on_a_gpu(monkeypatch, cuda, accelerator,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda)
     assert default_precision(accelerator) == expected
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=-2", "trainer settings: `max_epochs` must be a non-negative integer or -1"),
+    ("trainer.accelerator=tpu", "trainer settings: Requirement 'torch_xla"),
+    ("trainer.devices=0", "trainer settings: `Trainer(devices=0)` value is not a valid input"),
+    ("exp_dir={tmp}/a.wav", "exp_dir={tmp}/a.wav: {tmp}/a.wav is a file, not a folder"),
+    ("data.val_manifests=[{tmp}/missing.jsonl]", "{tmp}/missing.jsonl: no such manifest"),
+    ("data.max_batch_seconds=-1", "data: need max_batch_seconds > 0"),
+    ("data.max_batch_size=0", "data: need max_batch_seconds > 0, max_batch_size >= 1 (or null)"),
+    ("data.num_workers=-1", "and num_workers >= 0, got 6.0, None and -1"),
+    ("optim.lr=-1", "optim: need lr > 0"),
+    ("save_every_n_steps=-1", "save_every_n_steps must be 0 (only at epoch ends) or more, got -1"),
+], ids=["max-epochs", "tpu", "devices", "exp-dir-a-file", "missing-manifest", "batch-seconds", "batch-size",
+        "workers", "lr", "save-every"])
+def test_asr_train_refuses_bad_settings_before_writing_anything(tmp_path, capsys, override, message):
+    write_audio(tmp_path / "a.wav", np.zeros(SAMPLE_RATE, np.float32))
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "HI"}) + "\n")
+    before = sorted(tmp_path.rglob("*"))
+    code = main(["train", "tiny", f"data.train_manifests=[{tmp_path / 'm.jsonl'}]", f"exp_dir={tmp_path / 'exp'}",
+                 f"data.val_manifests=[{tmp_path / 'm.jsonl'}]", override.format(tmp=tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "asr train: error: " in err and message.format(tmp=tmp_path) in err, err
+    assert sorted(tmp_path.rglob("*")) == before  # no experiment folder, no logs

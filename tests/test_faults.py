@@ -1,5 +1,6 @@
-"""Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch and mid-checkpoint-write,
-then --resume ends exactly where an uninterrupted run ends; a NaN loss is skipped and counted; an
+"""Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch, mid-checkpoint-write and
+mid-validation, then --resume ends exactly where an uninterrupted run ends, with the same validations logged
+and the same best model exported; a NaN loss is skipped and counted; an
 out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/faults.py) picks the fault's step.
 """
 
@@ -46,19 +47,33 @@ def last(exp) -> dict:
     return torch.load(exp / "checkpoints" / "last.ckpt", weights_only=True)
 
 
-def test_sigkill_mid_epoch_and_mid_write_then_resume_ends_as_an_uninterrupted_run(manifest, tmp_path):
+def validations(exp) -> dict[tuple[str, str], tuple[str, str]]:
+    """(epoch, step) -> (val/wer, val/loss) of every validation the runs of an experiment logged in their CSV
+    logs, a later run's overriding an earlier's (a resumed run repeats those run after its checkpoint)."""
+    logged = {}
+    for version in sorted((exp / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
+        for row in csv.DictReader(version.open()):
+            if row.get("val/wer"):
+                logged[row["epoch"], row["step"]] = row["val/wer"], row["val/loss"]
+    return logged
+
+
+def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_uninterrupted_run(manifest, tmp_path):
     reference = train(manifest, tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = last(tmp_path / "reference")
     assert expected["global_step"] == STEPS
+    assert len(validations(tmp_path / "reference")) == 4  # after steps 2, 4, 7 and 9: val_check_interval=0.5
 
-    # killed halfway through writing step 6's checkpoint, resumed from step 5's (the end of epoch 0), killed
-    # again mid-epoch after step 8 (step 6's checkpoint saved), resumed to the end
-    exp = tmp_path / "exp"
-    for version, (fault, saved_step) in enumerate([("kill-mid-write@6", 5), ("kill@8", 6)]):
+    # killed halfway through writing step 6's checkpoint, resumed from step 5's (the end of epoch 0); killed
+    # again mid-epoch after step 8 (step 6's checkpoint saved), resumed; killed during the validation that
+    # follows step 9 (whose step-triggered save is skipped, as a validation follows it), resumed to the end
+    exp, saved = tmp_path / "exp", []
+    faults = ["kill-mid-write@6", "kill@8", "kill-validating@9"]
+    for version, fault in enumerate(faults):
         killed = train(manifest, exp, *(["--resume"] if version else []), fault=fault)
         assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL: no cleanup ran
-        assert last(exp)["global_step"] == saved_step  # a whole checkpoint, never the half-written one
+        saved.append(last(exp)["global_step"])
         if fault.startswith("kill-mid-write"):  # the half it wrote lies beside it, unread
             half = exp / "checkpoints" / "last.ckpt.partial"
             assert 0 < half.stat().st_size < (exp / "checkpoints" / "last.ckpt").stat().st_size
@@ -66,6 +81,10 @@ def test_sigkill_mid_epoch_and_mid_write_then_resume_ends_as_an_uninterrupted_ru
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stderr  # Lightning's warning: asr's data module resumes the epoch
 
+    # every validation run, at the same step, with the same scores; hence the same best model, exported
+    assert validations(exp) == validations(tmp_path / "reference")
+    assert (exp / "model.safetensors").read_bytes() == (tmp_path / "reference" / "model.safetensors").read_bytes()
+    assert saved == [5, 6, 6]  # whole checkpoints, never the half-written one nor one a validation follows
     final = last(exp)
     assert (final["epoch"], final["global_step"]) == (expected["epoch"], STEPS)
     # the same batches in the same order with the same dropout masks: the very same weights and moments
@@ -73,7 +92,7 @@ def test_sigkill_mid_epoch_and_mid_write_then_resume_ends_as_an_uninterrupted_ru
         assert torch.equal(final["state_dict"][name], tensor), name
     moments = zip(expected["optimizer_states"][0]["state"].values(), final["optimizer_states"][0]["state"].values())
     assert all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) and a["step"] == b["step"] for a, b in moments)
-    rows = list(csv.DictReader((exp / "csv" / "version_2" / "metrics.csv").open()))
+    rows = list(csv.DictReader((exp / "csv" / f"version_{len(faults)}" / "metrics.csv").open()))
     assert {r["epoch"] for r in rows if r["epoch"]} == {"1"}  # epoch 1 finished once, as epoch 1
 
     bundle = tmp_path / "resumed.safetensors"

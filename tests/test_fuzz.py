@@ -1,18 +1,25 @@
-"""Fuzzing the audio path with hypothesis: random bytes as files and random audio-like arrays (as files and
+"""Fuzzing with hypothesis. The audio path: random bytes as files and random audio-like arrays (as files and
 as arrays) go through load_audio, the front-ends and Recognizer.transcribe; the only exception allowed is
-AudioError."""
+AudioError. Model files: random JSON of any shape and size as the bundle's config, tokenizer and safetensors
+header go through load_bundle under a cap on memory; the only exception allowed is BundleError."""
 
+import json
+import resource
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from safetensors.torch import save_file
+
 from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_duration, load_audio
+from asr.bundle import BundleError, load_bundle, save_bundle
 from asr.features import Frontend, FrontendConfig, frame_lengths
 from asr.model import DeepSpeech2
 from asr.text import CharTokenizer
@@ -105,3 +112,88 @@ def test_front_ends_give_finite_features_for_any_finite_audio(wave, kind):
     assert frames.item() == frame_lengths(lengths, cfg).item()
     assert torch.isfinite(feats).all()
     assert feats.shape[1] == cfg.n_features
+
+
+# JSON values of every kind and size: numbers past any layer size (and NaN, infinities), strings, nesting
+NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.tuples(
+    st.integers(-2, 2), st.sampled_from([1, 10**3, 10**6, 10**9, 2**63, 10**30])).map(lambda pair: pair[0] * pair[1]))
+JSON = st.recursive(st.none() | st.booleans() | NUMBERS | st.text(max_size=30), lambda inner: st.lists(
+    inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=30)
+SETTINGS = ["rnn_layers", "rnn_hidden", "rnn_merge", "conv_channels", "conv_kernels", "conv_strides", "vocab_size",
+            "dropout", "frontend", "frontend.kind", "frontend.n_mels", "frontend.n_mfcc", "frontend.win_ms",
+            "frontend.hop_ms", "frontend.freq_masks", "frontend.time_masks"]
+DTYPES = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "C64", "X9"]
+
+
+@contextmanager
+def memory_cap(extra: int = 2**30):
+    """At most `extra` bytes of address space past what the process holds now: a loader that believed a file's
+    metadata would fail here, rather than fill the machine's memory."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    size = int(Path("/proc/self/status").read_text().split("VmSize:")[1].split()[0]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """(metadata, tensors) of a tiny model's bundle, to tamper with."""
+    torch.manual_seed(0)
+    model = DeepSpeech2(load_experiment_config("tiny").model)
+    path = save_bundle(tmp_path_factory.mktemp("bundle") / "tiny.safetensors", model, CharTokenizer())
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata(), {name: f.get_tensor(name) for name in f.keys()}
+
+
+def loads_or_is_refused(path: Path) -> None:
+    """load_bundle gives a model or a BundleError naming the file, under the memory cap."""
+    with memory_cap():
+        try:
+            model, tokenizer = load_bundle(path)
+        except BundleError as err:
+            assert str(err).startswith(f"{path}: ")
+            return
+    assert model.head.out_features == len(tokenizer)
+
+
+@settings(FUZZ, max_examples=150)
+@example(changes=[("rnn_hidden", 3 * 10**4)], config=None, tokenizer=None)  # each one a case once seen to fail
+@example(changes=[("frontend.win_ms", 1e308), ("rnn_layers", 10**6)], config=None, tokenizer=None)
+@example(changes=[("rnn_hidden", 10**30)], config=None, tokenizer=["char"])
+@given(changes=st.lists(st.tuples(st.sampled_from(SETTINGS), NUMBERS | JSON), max_size=4), config=st.none() | JSON,
+       tokenizer=st.none() | JSON)
+def test_random_json_as_a_bundle_config_or_tokenizer_loads_or_is_refused(tiny_bundle, changes, config, tokenizer):
+    metadata, tensors = tiny_bundle
+    settings = json.loads(metadata["model_config"]) if config is None else config
+    for key, value in changes if isinstance(settings, dict) else []:
+        *section, leaf = key.split(".")
+        node = settings.get(section[0]) if section else settings
+        if isinstance(node, dict):
+            node[leaf] = value
+    crafted = metadata | {"model_config": json.dumps(settings)}
+    if tokenizer is not None:
+        crafted["tokenizer"] = json.dumps(tokenizer)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.safetensors"
+        save_file(tensors, str(path), metadata=crafted)
+        loads_or_is_refused(path)
+
+
+@FUZZ
+@given(header=st.dictionaries(st.text(max_size=12), JSON, max_size=4), tensors=st.dictionaries(
+    st.text(max_size=30), st.fixed_dictionaries({"dtype": st.sampled_from(DTYPES) | JSON, "shape": st.lists(
+        NUMBERS, max_size=4) | JSON, "data_offsets": st.lists(NUMBERS, min_size=2, max_size=2) | JSON}), max_size=4),
+       metadata=st.none() | st.dictionaries(st.text(max_size=12), st.text(max_size=30) | JSON, max_size=4),
+       data=st.binary(max_size=2048), padding=st.integers(0, 16))
+def test_a_random_safetensors_header_is_refused(header, tensors, metadata, data, padding):
+    text = json.dumps({**header, **tensors, **({} if metadata is None else {"__metadata__": metadata})})
+    raw = text.encode() + b" " * padding
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.safetensors"
+        path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+        loads_or_is_refused(path)

@@ -4,6 +4,8 @@ loads one, without running it, and a bundle whose config and weights disagree is
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from asr.audio import SAMPLE_RATE, write_audio
+from asr import config
 from asr.bundle import BundleError, load_bundle, save_bundle
 from asr.cli import main
 from asr.model import DeepSpeech2
@@ -110,13 +113,18 @@ def changed_vocabulary(metadata):
 
 
 @pytest.mark.parametrize("tamper, message", [
-    (lambda m, t: t.pop("rnns.1.forward_lstm.weight_hh_l0"), 'Missing key(s) in state_dict: "rnns.1.forward_lstm'),
-    (lambda m, t: extra(t), 'Unexpected key(s) in state_dict: "head.extra"'),
-    (lambda m, t: changed_config(m), "size mismatch for rnns.0.forward_lstm.weight_ih_l0"),
+    (lambda m, t: t.pop("rnns.1.forward_lstm.weight_hh_l0"), "missing tensor rnns.1.forward_lstm.weight_hh_l0"),
+    (lambda m, t: extra(t), "unexpected tensor head.extra"),
+    (lambda m, t: changed_config(m), "size mismatch for head.weight: the config makes it [29, 64], the file holds "
+                                     "[29, 128]"),
     (lambda m, t: changed_vocabulary(m), "the model predicts 40 tokens but the tokenizer has 29"),
     (lambda m, t: m.update(model_config="{not json"), "damaged bundle metadata"),
     (lambda m, t: m.update(model_config='{"rnn_layers": "five"}'), "config key 'rnn_layers' must be int"),
-], ids=["missing-tensor", "extra-tensor", "config-shapes", "vocabulary", "config-not-json", "config-wrong-type"])
+    (lambda m, t: m.update(tokenizer='["char"]'), "damaged bundle metadata: a tokenizer is described by a JSON object"),
+    (lambda m, t: m.update(tokenizer='{"kind": "sentencepiece", "model": 3}'), "needs its model as a base64 string"),
+    (lambda m, t: m.update(model_config="[" * 100000 + "]" * 100000), "damaged bundle metadata"),
+], ids=["missing-tensor", "extra-tensor", "config-shapes", "vocabulary", "config-not-json", "config-wrong-type",
+        "tokenizer-a-list", "tokenizer-model-a-number", "config-nested-deeply"])
 def test_a_bundle_whose_config_and_weights_disagree_is_refused(bundle, tamper, message):
     path, metadata, tensors = bundle
     tamper(metadata, tensors)
@@ -124,3 +132,55 @@ def test_a_bundle_whose_config_and_weights_disagree_is_refused(bundle, tamper, m
     with pytest.raises(BundleError) as err:
         load_bundle(path)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+# loads the bundles (or exports the checkpoints) named on the command line under a cap on address space of 1 GiB
+# over what the imports took, printing each one's BundleError as a JSON string (anything else is a traceback and
+# a failed run)
+CAPPED_LOAD = """
+import json, resource, sys
+import torch
+torch.set_num_threads(1)
+from asr.bundle import BundleError, bundle_from_checkpoint, load_bundle
+import asr.training  # what exporting a checkpoint imports
+size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+for path in sys.argv[1:]:
+    try:
+        load_bundle(path) if path.endswith(".safetensors") else bundle_from_checkpoint(path, path + ".safetensors")
+        print(json.dumps("loaded"))
+    except BundleError as err:
+        print(json.dumps(str(err)))
+"""
+
+# config settings that would make the model ask for up to 308 TB, and the refusal each must get, before any of it
+HUGE = {
+    "rnn_hidden": (10**6, "size mismatch for head.weight: the config makes it [29, 1000000], the file holds [29, 128]"),
+    "rnn_hidden ": (3 * 10**4, "size mismatch for head.weight: the config makes it [29, 30000]"),
+    "conv_channels": ([10**6, 16], "size mismatch for convs.0.conv.weight: the config makes it [1000000, 1, 11, 11]"),
+    "frontend": ({"kind": "log_mel", "n_mels": 10**6, "freq_masks": 0, "time_masks": 0},
+                 "the config's front-end (log_mel, n_mels 1000000, win_ms 20) needs 257000320 values, the weights "
+                 "hold 10600"),
+    "rnn_layers": (10**6, "the config asks for 1000000 rnn_layers, the weights hold 2"),
+}
+
+
+@pytest.mark.parametrize("kind", ["bundle", "checkpoint"])
+def test_a_config_asking_for_huge_layers_is_refused_by_the_weights_shapes_within_a_memory_cap(bundle, tmp_path, kind):
+    path, metadata, tensors = bundle
+    crafted = []
+    for key, (value, _) in HUGE.items():
+        settings = json.loads(metadata["model_config"]) | {key.strip(): value}
+        if kind == "bundle":
+            crafted.append(tmp_path / f"{len(crafted)}.safetensors")
+            save_file(tensors, str(crafted[-1]), metadata=metadata | {"model_config": json.dumps(settings)})
+        else:  # as `asr train` writes it: the experiment config and the LightningModule's state
+            crafted.append(tmp_path / f"{len(crafted)}.ckpt")
+            experiment = config.to_dict(load_experiment_config("tiny")) | {"model": settings}
+            torch.save({"hyper_parameters": {"experiment": experiment, "tokenizer": json.loads(metadata["tokenizer"])},
+                        "state_dict": {f"model.{name}": t for name, t in tensors.items()}}, crafted[-1])
+    done = subprocess.run([sys.executable, "-c", CAPPED_LOAD, *map(str, crafted)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    for path, line, (_, message) in zip(crafted, done.stdout.splitlines(), HUGE.values()):
+        assert json.loads(line).startswith(f"{path}: the weights do not match the model config: {message}")
