@@ -1,6 +1,6 @@
 """Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch, mid-checkpoint-write and
-mid-validation, then --resume ends exactly where an uninterrupted run ends, with the same validations logged
-and the same best model exported; a NaN loss is skipped and counted; an
+mid-validation, then --resume ends exactly where an uninterrupted run ends (two corpora mixed, every augmentation
+on), with the same validations logged and the same best model exported; a NaN loss is skipped and counted; an
 out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/faults.py) picks the fault's step.
 """
 
@@ -16,6 +16,7 @@ import torch
 from asr import config
 from asr.data import SpeechDataModule
 from asr.faults import BatchFaults, BatchSize, all_finite, is_out_of_memory, out_of_memory_error
+from asr.manifest import read_manifest, write_manifest
 from asr.text import build_tokenizer
 from asr.training import ASRModule, build_trainer, load_experiment_config
 from conftest import run_asr
@@ -58,8 +59,21 @@ def validations(exp) -> dict[tuple[str, str], tuple[str, str]]:
     return logged
 
 
+def mixed_and_augmented(manifest, folder) -> list[str]:
+    """Overrides that train on the manifest's halves as two corpora, with speed perturbation and every augmentation
+    on: each draw's random choices must replay exactly on resume."""
+    utterances = read_manifest(manifest)
+    halves = [folder / "first.jsonl", folder / "second.jsonl"]
+    write_manifest(halves[0], utterances[: len(utterances) // 2])
+    write_manifest(halves[1], utterances[len(utterances) // 2:])
+    return [f"data.train_manifests=[{halves[0]},{halves[1]}]", "data.train_weights=[1,1]",
+            "data.speed_perturb=[0.9,1.0,1.1]", "data.augment.rooms=2",
+            *[f"data.augment.{effect}=0.5" for effect in ("reverb", "noise", "babble", "telephone", "gain", "clip")]]
+
+
 def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_uninterrupted_run(manifest, tmp_path):
-    reference = train(manifest, tmp_path / "reference")
+    mix = mixed_and_augmented(manifest, tmp_path)
+    reference = train(manifest, tmp_path / "reference", *mix)
     assert reference.returncode == 0, reference.stderr[-3000:]
     expected = last(tmp_path / "reference")
     assert expected["global_step"] == STEPS
@@ -71,13 +85,13 @@ def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_u
     exp, saved = tmp_path / "exp", []
     faults = ["kill-mid-write@6", "kill@8", "kill-validating@9"]
     for version, fault in enumerate(faults):
-        killed = train(manifest, exp, *(["--resume"] if version else []), fault=fault)
+        killed = train(manifest, exp, *mix, *(["--resume"] if version else []), fault=fault)
         assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL: no cleanup ran
         saved.append(last(exp)["global_step"])
         if fault.startswith("kill-mid-write"):  # the half it wrote lies beside it, unread
             half = exp / "checkpoints" / "last.ckpt.partial"
             assert 0 < half.stat().st_size < (exp / "checkpoints" / "last.ckpt").stat().st_size
-    resumed = train(manifest, exp, "--resume")
+    resumed = train(manifest, exp, *mix, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stderr  # Lightning's warning: asr's data module resumes the epoch
 
