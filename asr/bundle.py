@@ -5,6 +5,7 @@ and the tokenizer, the last two as JSON in the file's metadata. Loading one neve
 import json
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -77,7 +78,24 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}, {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise BundleError(f"{path}: not a model bundle (expected a safetensors file: {err})") from None
+        raise BundleError(f"{path}: not a model bundle ({other_model_file(path) or f'expected a safetensors file: {err}'})") from None
+
+
+def other_model_file(path: Path) -> str | None:
+    """What a model file that is not a bundle is, and how to use it, when it is a TorchScript module, a PyTorch
+    checkpoint or an ONNX graph; else None."""
+    if zipfile.is_zipfile(path):  # torch.jit.save and torch.save both write zip archives
+        names = zipfile.ZipFile(path).namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return ("a TorchScript module, as `asr export --format torchscript` writes, for torch.jit.load or "
+                    "libtorch; asr runs bundles and ONNX exports: give the bundle it was exported from, or "
+                    "`asr export SOURCE model.onnx --format onnx`")
+        if any(n.endswith("/data.pkl") for n in names):
+            return f"a PyTorch checkpoint; make a bundle of it with `asr export {path} model.safetensors`"
+    if path.suffix == ".onnx":
+        return (f"an ONNX model without the {path.name}.json that `asr export --format onnx` writes beside it, "
+                "which asr needs to run it: keep the two together")
+    return None
 
 
 def bundle_from_checkpoint(ckpt_path, out_path, dtype: torch.dtype = torch.float32) -> Path:

@@ -239,8 +239,23 @@ def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
+def check_manifests_given(data: DataConfig) -> None:
+    """ConfigError, before a Trainer starts, if the config names no training or no validation manifest, or one
+    that is not there."""
+    for key, use in (("train_manifests", "to train on"), ("val_manifests", "to pick checkpoints by")):
+        if not getattr(data, key):
+            raise config.ConfigError(
+                f"no data.{key}: name the manifests {use} (JSON lines made by `asr prepare` or by hand; see the "
+                "README's Data section), e.g. `asr train tiny data.train_manifests=[train.jsonl] "
+                "data.val_manifests=[dev.jsonl]`")
+        for manifest in getattr(data, key):
+            if not Path(manifest).is_file():
+                raise config.ConfigError(f"data.{key}: {manifest}: no such manifest (check the path)")
+
+
 def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one."""
+    check_manifests_given(cfg.data)
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
