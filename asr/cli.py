@@ -1,6 +1,7 @@
 """The `asr` command. Results go to stdout (`--format json` for machines), progress and errors to stderr."""
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -402,7 +403,7 @@ def run_transcribe(args) -> int:
                                             words=args.format != "text" or bool(args.plot),
                                             progress=progress) if recognizer else ():
             if args.output_dir:
-                write_output(args.output_dir, result, args.format, written)
+                write_output(args.output_dir, result, args.format, written, args.inputs)
             elif args.format == "text" and len(found) > 1:  # several: path <TAB> text
                 print(f"{result.audio_filepath}\t{result.text}", flush=True)
             else:
@@ -462,15 +463,41 @@ def progress_bar(files: list, quiet: bool):
         yield lambda done: bar.advance(task, done)
 
 
-def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None:
-    """FOLDER/NAME.EXT for the audio file NAME.wav; NAME-2.EXT, ... when inputs share a name."""
+def write_output(folder: Path, transcript, fmt: str, written: set[Path], inputs: list[str]) -> None:
+    """FOLDER/REL/NAME.EXT for the audio file NAME.wav found at REL/ under an input folder (output_stem);
+    NAME-2.EXT, ... when outputs would share a name."""
     from .writers import EXTENSIONS, render
 
-    stem, n = Path(transcript.audio_filepath).stem.strip("<>"), 1  # "<stdin>" -> stdin.txt
+    stem, n = output_stem(transcript.audio_filepath, inputs), 1
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
         n += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(transcript, fmt), encoding="utf-8")
     written.add(path)
+
+
+def output_stem(audio: str, inputs: list[str]) -> str:
+    """An audio file's output path without extension, relative to --output-dir: its path under the input folder,
+    glob pattern's fixed folder or manifest's folder that holds it, so that tree/s1/u.wav and tree/s2/u.wav give
+    s1/u and s2/u; else (a file named alone, stdin) its bare name."""
+    import glob
+
+    if audio.startswith("<"):  # "<stdin>" -> stdin
+        return audio.strip("<>")
+    path = os.path.abspath(audio)
+    for item in map(str, inputs):
+        if os.path.isdir(item):
+            root = item
+        elif glob.has_magic(item):  # calls/**/*.wav -> calls
+            root = os.path.join(*itertools.takewhile(lambda part: not glob.has_magic(part), Path(item).parts), "")
+        elif item.endswith(".jsonl"):
+            root = os.path.dirname(item)
+        else:
+            continue
+        relative = os.path.relpath(path, os.path.abspath(root))
+        if Path(relative).parts[0] != os.pardir:
+            return str(Path(relative).with_suffix(""))
+    return Path(audio).stem
 
 
 def run_synth(args) -> None:

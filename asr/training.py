@@ -239,6 +239,11 @@ def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
+def no_advert(record: logging.LogRecord) -> bool:
+    """False for Lightning's tips to install its cloud services (litlogger, litmodels) at every run."""
+    return not str(record.msg).startswith("💡 Tip:")
+
+
 def check_manifests_given(data: DataConfig) -> None:
     """ConfigError, before a Trainer starts, if the config names no training or no validation manifest, or one
     that is not there."""
@@ -256,6 +261,8 @@ def check_manifests_given(data: DataConfig) -> None:
 def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one."""
     check_manifests_given(cfg.data)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(no_advert)
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
@@ -273,6 +280,8 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
             # on a mid-epoch resume Lightning warns that the DataLoader is not resumable: it looks only at the
             # DataLoader, but the place in the epoch is restored by SpeechDataModule.load_state_dict
             warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
+            # Lightning 2.6 calls torch's deprecated LeafSpec(): nothing a user of asr can change
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except pickle.UnpicklingError as err:  # only the resumed checkpoint is unpickled
         raise refused_pickle(ckpt_path, err) from None
