@@ -73,17 +73,21 @@ def test_run_sh_refuses_overrides_it_would_not_use(tmp_path):
     assert not (tmp_path / "exp").exists()  # refused before any stage ran
 
 
-def test_run_sh_runs_one_stage_with_the_python_it_is_given(fsdd, tmp_path):
+@pytest.mark.parametrize("dataset", ["manifest.jsonl", "recordings"])
+def test_run_sh_runs_one_stage_with_the_python_it_is_given(fsdd, tmp_path, dataset):
     elsewhere = tmp_path / "bin"  # a python3 first on the PATH that is not the one asr is installed in
     elsewhere.mkdir()
     (elsewhere / "python3").write_text("#!/bin/sh\necho 'not the Python asr is installed in' >&2\nexit 3\n")
     (elsewhere / "python3").chmod(0o755)
-    env = os.environ | {"FSDD": str(fsdd), "DATA": str(tmp_path / "data"), "EXP": str(tmp_path / "exp"),
-                        "PYTHON": sys.executable, "PATH": f"{elsewhere}:{os.environ['PATH']}"}
+    env = os.environ | {"FSDD": str(fsdd.with_name(dataset)), "DATA": str(tmp_path / "data"),
+                        "EXP": str(tmp_path / "exp"), "PYTHON": sys.executable, "PATH": f"{elsewhere}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(RUN), "prepare", "prepare"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(read_manifest(tmp_path / "data" / "train.jsonl")) == 20
+    splits = {name: read_manifest(tmp_path / "data" / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    assert {name: sorted((u.audio_filepath.name, u.text) for u in rows) for name, rows in splits.items()} == {
+        name: sorted((f"{digit}_{speaker}_{take}.wav", word) for digit, word in enumerate(DIGITS) for speaker in VOICES)
+        for name, take in (("train", 10), ("dev", 5), ("test", 0))}
     assert "== stage train" not in result.stderr and not (tmp_path / "exp").exists()  # prepare alone
 
 
@@ -92,5 +96,5 @@ def test_run_sh_without_the_dataset_says_where_it_looked_and_which_variable_to_s
     result = subprocess.run(["bash", str(RUN), "prepare", "prepare"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"no FSDD manifest at {tmp_path / 'fsdd' / 'manifest.jsonl'}" in result.stderr
+    assert f"no FSDD dataset at {tmp_path / 'fsdd' / 'manifest.jsonl'}" in result.stderr
     assert "set FSDD=" in result.stderr and not (tmp_path / "data").exists()

@@ -6,7 +6,8 @@
 #                                   KEY=VALUE: config overrides for the train stage
 #
 # CONFIG picks the experiment (digits.yaml: from scratch; digits-finetune.yaml: from the default model), EXP its
-# folder, FSDD the dataset's manifest (default ../shared/data/fsdd/manifest.jsonl: see README.md), DATA the folder
+# folder, FSDD the dataset: its manifest or its recordings/ folder (default ../shared/data/fsdd/manifest.jsonl;
+# README.md says where to get it), DATA the folder
 # of the split manifests, PYTHON the Python that asr is installed in (default: python3 on the PATH).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,10 +32,10 @@ if [ $# -gt 0 ] && { [ "$FIRST" = evaluate ] || [ "$LAST" = prepare ]; }; then
     echo "run.sh: $1: config overrides are for the train stage, which this run does not reach" >&2
     exit 2
 fi
-if [ "$FIRST" = prepare ] && [ ! -f "$FSDD" ]; then
-    echo "run.sh: no FSDD manifest at $FSDD. This recipe needs the Free Spoken Digit Dataset's recordings and a" \
-         "manifest of them with a split field (recipes/digits/README.md says how to make one); set" \
-         "FSDD=/path/to/manifest.jsonl" >&2
+if [ "$FIRST" = prepare ] && [ ! -e "$FSDD" ]; then
+    echo "run.sh: no FSDD dataset at $FSDD. This recipe needs the Free Spoken Digit Dataset (recipes/digits/README.md" \
+         "says where to get it); set FSDD=/path/to/free-spoken-digit-dataset/recordings (its folder of" \
+         "recordings) or FSDD=/path/to/manifest.jsonl" >&2
     exit 2
 fi
 
