@@ -78,7 +78,8 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}, {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise BundleError(f"{path}: not a model bundle ({other_model_file(path) or f'expected a safetensors file: {err}'})") from None
+        what = other_model_file(path) or f"expected a safetensors file: {err}"
+        raise BundleError(f"{path}: not a model bundle ({what})") from None
 
 
 def other_model_file(path: Path) -> str | None:

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_download)
 
     p = commands.add_parser("tokenizer", help="train a SentencePiece tokenizer on manifest transcripts")
-    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSON-lines manifests whose transcripts it learns from")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST",
+                   help="JSON-lines manifests whose transcripts it learns from")
     p.add_argument("--out", required=True, help="the .model file to write")
     p.add_argument("--vocab-size", type=number(int, 2), default=256,
                    help="pieces in the vocabulary, the CTC blank not counted (default: 256)")
@@ -138,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an audio file (wav, flac, ogg, mp3, ...), a folder (its audio files, recursively), a "
                         "glob pattern in quotes (\"calls/**/*.wav\"), a manifest (.jsonl) or - (audio on stdin)")
     add_model_arguments(p, formats=TRANSCRIPT_FORMATS)
-    p.add_argument("--output-dir", type=Path, help="write one file per input here (NAME.txt, .json, .srt, ...)")
+    p.add_argument("--output-dir", type=Path, metavar="DIR",
+                   help="write one file per input here (NAME.txt, .json, .srt, ...), in the folders it lies in under "
+                        "an input folder, glob pattern or manifest: `tree/s1/u.wav` of input `tree` -> DIR/s1/u.txt")
     p.add_argument("--plot", type=Path, metavar="OUT.png",
                    help="draw the features, CTC posteriors and word alignment of the one input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no info messages; errors still print")
@@ -180,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=number(int, 0), default=0, help="the BiLSTM layer, counted from 0 (default: 0)")
     p.add_argument("--direction", choices=["forward", "backward"], default="forward",
                    help="the LSTM reading the utterance forward (default) or backward")
-    p.add_argument("--units", type=number(int, 1), default=32, help="units in the heat map, the most active ones (default: 32)")
+    p.add_argument("--units", type=number(int, 1), default=32,
+                   help="units in the heat map, the most active ones (default: 32)")
     p.add_argument("--out", default="gates.png", help="the PNG to write (default: gates.png)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--format", choices=["text", "json"], default="text",
@@ -190,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) -> None:
-    p.add_argument("--model", help="model bundle (default: the model shipped with asr)")
+    p.add_argument("--model", help="model bundle, or an ONNX export with its .json beside it (default: the model "
+                                   "shipped with asr)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--batch-size", type=number(int, 1), default=8,
                    help="files, or 20-30 s chunks of long ones, run through the model at a time (default: 8)")

@@ -1,5 +1,5 @@
-"""scripts/bench_infer.py, bench_train.py, bench_flops.py, bench_step.py and bench_startup.py run on tiny settings and print
-their tables (timings are never asserted, only that each row was measured)."""
+"""scripts/bench_infer.py, bench_train.py, bench_flops.py, bench_step.py and bench_startup.py run on tiny settings
+and print their tables (timings are never asserted, only that each row was measured)."""
 
 import importlib.util
 import shutil

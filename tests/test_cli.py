@@ -56,7 +56,8 @@ def test_every_numeric_option_is_checked_at_parse_time():
     (["tune-lm", "--manifest", "d", "--lm", "l", "--jobs", "0"], "argument --jobs: expected an integer >= 1"),
     (["tune-lm", "--manifest", "d", "--lm", "l", "--lm-weights", "0,nan"], "argument --lm-weights: expected comma"),
     (["lm", "build", "t.txt", "--out", "lm.arpa", "--order", "0"], "argument --order: expected an integer >= 1"),
-    (["tokenizer", "m.jsonl", "--out", "sp.model", "--vocab-size", "1.5"], "argument --vocab-size: expected an integer"),
+    (["tokenizer", "m.jsonl", "--out", "sp.model", "--vocab-size", "1.5"],
+     "argument --vocab-size: expected an integer"),
     (["transcribe", "a.wav", "--threads", "0"], "argument --threads: expected an integer >= 1"),
 ])
 def test_an_out_of_range_number_is_a_usage_error_naming_the_option_and_its_range(argv, message, capsys):

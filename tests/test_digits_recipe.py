@@ -80,7 +80,8 @@ def test_run_sh_runs_one_stage_with_the_python_it_is_given(fsdd, tmp_path, datas
     (elsewhere / "python3").write_text("#!/bin/sh\necho 'not the Python asr is installed in' >&2\nexit 3\n")
     (elsewhere / "python3").chmod(0o755)
     env = os.environ | {"FSDD": str(fsdd.with_name(dataset)), "DATA": str(tmp_path / "data"),
-                        "EXP": str(tmp_path / "exp"), "PYTHON": sys.executable, "PATH": f"{elsewhere}:{os.environ['PATH']}"}
+                        "EXP": str(tmp_path / "exp"), "PYTHON": sys.executable,
+                        "PATH": f"{elsewhere}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(RUN), "prepare", "prepare"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

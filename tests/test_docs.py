@@ -14,8 +14,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"<!-- docs-test: (\S+) -->\n```(\w+)\n(.*?)```\n(?:\nprints[^\n]*(?:\n[^\n`]+)*\n\n```text\n(.*?)```)?",
-                   re.S)
+BLOCK = re.compile(r"<!-- docs-test: (\S+) -->\n```(\w+)\n(.*?)```\n"  # the block, then maybe what it prints:
+                   r"(?:\nprints[^\n]*(?:\n[^\n`]+)*\n\n```text\n(.*?)```)?", re.S)
 NEEDS = {"python-api": "quick-start", "lm": "quick-start", "export": "quick-start", "onnxruntime": "export",
          "gates": "quick-start"}  # the blocks whose files a block reads
 
@@ -38,7 +38,8 @@ def run(tmp_path_factory):
             if name in NEEDS:
                 run_block(NEEDS[name])
             language, code, _ = blocks()[name]
-            command = ["bash", "-euo", "pipefail", "-c", asr + code] if language == "bash" else [sys.executable, "-c", code]
+            command = (["bash", "-euo", "pipefail", "-c", asr + code] if language == "bash"
+                       else [sys.executable, "-c", code])
             result = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True, timeout=600)
             assert result.returncode == 0, f"README block {name} failed:\n{result.stderr[-3000:]}"
             done[name] = result.stdout

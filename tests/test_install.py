@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-RECORDER = "#!/bin/sh\necho \"$@\" >> \"{log}\"\necho 'E: Could not get lock /var/lib/dpkg/lock-frontend' >&2\nexit 100\n"
+RECORDER = ("#!/bin/sh\necho \"$@\" >> \"{log}\"\n"
+            "echo 'E: Could not get lock /var/lib/dpkg/lock-frontend' >&2\nexit 100\n")
 
 
 @pytest.mark.parametrize("script", ["install.sh", "build_kenlm.sh"])

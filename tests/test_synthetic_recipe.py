@@ -124,5 +124,6 @@ def test_the_recipe_without_its_data_says_which_variable_points_to_it(tmp_path, 
 
 
 def test_run_sh_names_its_stages_when_given_one_it_lacks():
-    result = subprocess.run(["bash", str(RECIPE / "run.sh"), "lm", "corpus"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", str(RECIPE / "run.sh"), "lm", "corpus"], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 2 and "the stages are, in order: corpus train continue" in result.stderr

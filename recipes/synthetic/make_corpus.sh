@@ -6,8 +6,8 @@
 # Environment: SEED (0), JOBS (all cores), VOICES (every training voice installed, e.g. "espeak-ng mbrola"),
 # TEXT_DIR (../shared/data/text), DEV_SHARE and TEST_SHARE (0.05 of the hours each), HELD_OUT (manifests whose
 # sentences are never read; default $REAL_DEV, else ../shared/data/real-dev/manifest.jsonl, which shares
-# sentences with the text; HELD_OUT="" for none), PYTHON (the Python that asr is installed in; python3). Install the engines first with scripts/install_tts.sh; engines that
-# are missing are skipped with a warning. A corpus already in OUT is kept: delete OUT to make a new one.
+# sentences with the text; HELD_OUT="" for none), PYTHON (the Python that asr is installed in; python3).
+# Install the engines first with scripts/install_tts.sh; engines that are missing are skipped with a warning. A corpus already in OUT is kept: delete OUT to make a new one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
