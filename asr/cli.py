@@ -398,6 +398,7 @@ def run_transcribe(args) -> int:
         from .plot import check_plottable
 
         check_plottable(found)
+        check_not_onnx(args.model, "--plot")
     files, failed = readable_at_first_sight(found)
     if args.output_dir:  # before the model loads: an unusable folder fails at once
         args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -551,10 +552,20 @@ def run_tune_lm(args) -> None:
               f"(greedy {100 * greedy.wer:.2f}%)\t-> {path}")
 
 
+def check_not_onnx(model: str | None, what: str) -> None:
+    """ValueError if `model` is an ONNX export: `what` looks inside the PyTorch network."""
+    from .transcribe import exported_format
+
+    if model and exported_format(model) == "onnx":
+        raise ValueError(f"{what} looks inside the PyTorch network: give the model bundle that {model} was "
+                         "exported from")
+
+
 def run_inspect_gates(args) -> None:
     from .gates import gate_curves, plot_gates
     from .transcribe import load_model
 
+    check_not_onnx(args.model, "asr inspect gates")
     recognizer = load_model(args.model, args.device)
     curves, features = gate_curves(recognizer.model, recognizer.tokenizer, args.file, args.layer, args.direction,
                                    args.units, recognizer.device)

@@ -103,6 +103,8 @@ def test_an_onnx_export_runs_from_the_command_line_and_torchscript_is_refused_sa
     by_bundle = json.loads(run_asr(*args, "--model", DEFAULT_MODEL, "--device", "cpu").stdout)
     assert by_onnx["text"] == by_bundle["text"] and "WORLD THIS IS A TEST" in by_onnx["text"]
     assert [w["word"] for w in by_onnx["words"]] == [w["word"] for w in by_bundle["words"]]
+    refused = run_asr(*args, "--model", onnx, "--plot", tmp_path / "plot.png", check=False)
+    assert refused.returncode == 2 and "--plot looks inside the PyTorch network" in refused.stderr
 
     (tmp_path / "model.onnx.json").unlink()  # the graph alone: asr lacks its vocabulary
     result = run_asr("transcribe", hello, "--model", onnx, check=False)
