@@ -7,6 +7,7 @@ import math
 import pickle
 import re
 from contextlib import contextmanager
+import zipfile
 from pathlib import Path
 
 import torch
@@ -93,7 +94,25 @@ def safetensors_file(path: Path):
         with safe_open(str(path), framework="pt") as f:
             yield f
     except (SafetensorError, OSError, ValueError) as err:
-        raise BundleError(f"{path}: not a model bundle (expected a safetensors file: {err})") from None
+        what = other_model_file(path) or f"expected a safetensors file: {err}"
+        raise BundleError(f"{path}: not a model bundle ({what})") from None
+
+
+def other_model_file(path: Path) -> str | None:
+    """What a model file that is not a bundle is, and how to use it, when it is a TorchScript module, a PyTorch
+    checkpoint or an ONNX graph; else None."""
+    if zipfile.is_zipfile(path):  # torch.jit.save and torch.save both write zip archives
+        names = zipfile.ZipFile(path).namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return ("a TorchScript module, as `asr export --format torchscript` writes, for torch.jit.load or "
+                    "libtorch; asr runs bundles and ONNX exports: give the bundle it was exported from, or "
+                    "`asr export SOURCE model.onnx --format onnx`")
+        if any(n.endswith("/data.pkl") for n in names):
+            return f"a PyTorch checkpoint; make a bundle of it with `asr export {path} model.safetensors`"
+    if path.suffix == ".onnx":
+        return (f"an ONNX model without the {path.name}.json that `asr export --format onnx` writes beside it, "
+                "which asr needs to run it: keep the two together")
+    return None
 
 
 def read_metadata(path: Path, metadata: dict[str, str]) -> tuple[ModelConfig, Tokenizer]:

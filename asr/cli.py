@@ -1,8 +1,10 @@
 """The `asr` command. Results go to stdout (`--format json` for machines), progress and errors to stderr."""
 
 import argparse
+import itertools
 import json
 import logging
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -46,16 +48,17 @@ def setup_logging() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr", description="Train, evaluate and run speech recognizers.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("prepare", help="make manifests from a corpus on disk")
-    p.add_argument("corpus", choices=["librispeech"])
+    p.add_argument("corpus", choices=["librispeech"], help="the corpus's layout: librispeech")
     p.add_argument("root", help="folder in LibriSpeech layout (SUBSET/SPEAKER/CHAPTER/*.flac + *.trans.txt)")
     p.add_argument("out", help="folder for the manifests, one SUBSET.jsonl per subset")
     p.set_defaults(run=run_prepare)
 
     p = commands.add_parser("download", help="download, verify and extract a corpus")
-    p.add_argument("corpus", choices=["librispeech"])
+    p.add_argument("corpus", choices=["librispeech"], help="the corpus to fetch: librispeech (OpenSLR 12)")
     p.add_argument("out", help="folder for the archives and what they hold (OUT/LibriSpeech/SUBSET/...)")
     p.add_argument("--subsets", nargs="+", default=["dev-clean", "dev-other", "test-clean", "test-other",
                                                     "train-clean-100"], help="default: the 100 h set + dev + test")
@@ -65,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_download)
 
     p = commands.add_parser("tokenizer", help="train a SentencePiece tokenizer on manifest transcripts")
-    p.add_argument("manifests", nargs="+")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST",
+                   help="JSON-lines manifests whose transcripts it learns from")
     p.add_argument("--out", required=True, help="the .model file to write")
-    p.add_argument("--vocab-size", type=int, default=256)
-    p.add_argument("--type", choices=["unigram", "bpe"], default="unigram")
+    p.add_argument("--vocab-size", type=number(int, 2), default=256,
+                   help="pieces in the vocabulary, the CTC blank not counted (default: 256)")
+    p.add_argument("--type", choices=["unigram", "bpe"], default="unigram",
+                   help="SentencePiece's algorithm: unigram (default) or bpe")
     p.set_defaults(run=run_tokenizer)
 
     p = commands.add_parser("train", help="train a model from a YAML config")
@@ -92,16 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_export)
 
     p = commands.add_parser("check-manifest", help="list every problem of manifests: format, audio, transcripts")
-    p.add_argument("manifests", nargs="+")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSON-lines manifests to check")
     p.add_argument("--config", default="small",
                    help="the training config whose tokenizer and model the transcripts must suit (default: small)")
     p.add_argument("--decode", action="store_true",
                    help="decode all the audio, not just the headers (slower; finds corruption past the header)")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text (default): a line per problem, then a summary; json: a JSON object per line")
     p.set_defaults(run=run_check_manifest)
 
     p = commands.add_parser("evaluate", help="WER and CER of a model on manifests")
-    p.add_argument("manifests", nargs="+")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST",
+                   help="JSON-lines manifests of audio and reference transcripts")
     add_model_arguments(p)
     add_decoder_arguments(p)
     p.add_argument("--out", help="write one JSON line per utterance: reference, hypothesis, errors")
@@ -110,24 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("synth", help="synthesize a speech corpus in LibriSpeech's layout")
     p.add_argument("text_files", nargs="+", metavar="TEXT_FILE", help="sentences, one per line")
     p.add_argument("--out", required=True, help="folder for the corpus (SPLIT/SPEAKER/CHAPTER/...) and manifests")
-    p.add_argument("--hours", type=float, required=True, help="hours of speech over all splits")
+    p.add_argument("--hours", type=number(float, above=0), required=True, help="hours of speech over all splits")
     p.add_argument("--voices", nargs="+", metavar="VOICE",
                    help="engines (espeak-ng, mbrola, flite, festival, pico), ENGINE:VOICE ids or globs such as "
                         "'espeak-ng:en-gb*' (default: every training voice installed); the voices reserved for "
                         "evaluation are refused")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
-    p.add_argument("--augment-share", type=float, default=0.3, help="share of utterances augmented with sox")
-    p.add_argument("--dev-share", type=float, default=0.05)
-    p.add_argument("--test-share", type=float, default=0.05)
+    p.add_argument("--seed", type=number(int, 0), default=0, help="of the voices, sentences and splits (default: 0)")
+    p.add_argument("--jobs", type=number(int, 1), default=os.cpu_count() or 1,
+                   help="worker processes (default: one per core)")
+    p.add_argument("--augment-share", type=number(float, 0, 1), default=0.3,
+                   help="share of utterances augmented with sox (default: 0.3)")
+    p.add_argument("--dev-share", type=number(float, 0, 1), default=0.05, help="share of the hours (default: 0.05)")
+    p.add_argument("--test-share", type=number(float, 0, 1), default=0.05, help="share of the hours (default: 0.05)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="MANIFEST",
                    help="manifests whose sentences are never read (held-out evaluation sets)")
     p.set_defaults(run=run_synth)
 
     p = commands.add_parser("transcribe", help="transcribe audio files or folders")
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="an audio file (wav, flac, ogg, mp3, ...), a folder (its audio files, recursively), a "
+                        "glob pattern in quotes (\"calls/**/*.wav\"), a manifest (.jsonl) or - (audio on stdin)")
     add_model_arguments(p, formats=TRANSCRIPT_FORMATS)
-    p.add_argument("--output-dir", type=Path, help="write one file per input here (NAME.txt, .json, .srt, ...)")
+    p.add_argument("--output-dir", type=Path, metavar="DIR",
+                   help="write one file per input here (NAME.txt, .json, .srt, ...), in the folders it lies in under "
+                        "an input folder, glob pattern or manifest: `tree/s1/u.wav` of input `tree` -> DIR/s1/u.txt")
     p.add_argument("--plot", type=Path, metavar="OUT.png",
                    help="draw the features, CTC posteriors and word alignment of the one input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no info messages; errors still print")
@@ -138,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("build", help="estimate a word n-gram LM and its lexicon from text")
     p.add_argument("texts", nargs="+", metavar="TEXT", help="text files, one sentence a line (normalised here)")
-    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--order", type=number(int, 1), default=3, help="the n of the n-grams (default: 3)")
     p.add_argument("--out", required=True, help="lm.arpa, or lm.bin for a KenLM binary; the lexicon goes beside it")
     p.add_argument("--estimator", choices=["auto", "kenlm", "kaldingram"], default="auto",
                    help="kenlm: lmplz, modified Kneser-Ney (scripts/build_kenlm.sh); kaldingram: Kneser-Ney in "
@@ -149,13 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="the dev set")
     p.add_argument("--lm", required=True, help="the LM; the best values go to LM.tuned.json beside it")
     p.add_argument("--lexicon", help="words to spell (default: LM.lexicon.txt)")
-    p.add_argument("--beam-size", type=int, default=50)
-    p.add_argument("--beam-threshold", type=float, default=25.0)
+    p.add_argument("--beam-size", type=number(int, 1), default=50, help="hypotheses kept at each step (default: 50)")
+    p.add_argument("--beam-threshold", type=number(float, 0), default=25.0,
+                   help="prune hypotheses this far below the best (default: 25)")
     p.add_argument("--lm-weights", type=floats, help="grid values, e.g. 0,0.5,1,2 (default: 0 to 3)")
     p.add_argument("--word-scores", type=floats, help="grid values, e.g. -1,0,1 (default: -2 to 2)")
-    p.add_argument("--random", type=int, metavar="N", help="N random points instead of the grid")
-    p.add_argument("--seed", type=int, default=0, help="of the random points")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    p.add_argument("--random", type=number(int, 1), metavar="N", help="N random points instead of the grid")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="of the random points")
+    p.add_argument("--jobs", type=number(int, 1), default=os.cpu_count() or 1,
+                   help="processes (default: one per core)")
     add_model_arguments(p)
     p.set_defaults(run=run_tune_lm)
 
@@ -164,9 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = views.add_parser("gates", help="plot one LSTM layer's gates and cell state over an utterance")
     p.add_argument("file", help="an audio file")
     p.add_argument("--model", help="model bundle (default: the model shipped with asr)")
-    p.add_argument("--layer", type=int, default=0, help="the BiLSTM layer, counted from 0 (default: 0)")
-    p.add_argument("--direction", choices=["forward", "backward"], default="forward")
-    p.add_argument("--units", type=int, default=32, help="units in the heat map, the most active ones (default: 32)")
+    p.add_argument("--layer", type=number(int, 0), default=0, help="the BiLSTM layer, counted from 0 (default: 0)")
+    p.add_argument("--direction", choices=["forward", "backward"], default="forward",
+                   help="the LSTM reading the utterance forward (default) or backward")
+    p.add_argument("--units", type=number(int, 1), default=32,
+                   help="units in the heat map, the most active ones (default: 32)")
     p.add_argument("--out", default="gates.png", help="the PNG to write (default: gates.png)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--format", choices=["text", "json"], default="text",
@@ -176,24 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) -> None:
-    p.add_argument("--model", help="model bundle (default: the model shipped with asr)")
+    p.add_argument("--model", help="model bundle, or an ONNX export with its .json beside it (default: the model "
+                                   "shipped with asr)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--format", choices=formats, default="text")
+    p.add_argument("--batch-size", type=number(int, 1), default=8,
+                   help="files, or 20-30 s chunks of long ones, run through the model at a time (default: 8)")
+    p.add_argument("--format", choices=formats, default="text", help=f"{', '.join(formats)} (default: text)")
     p.add_argument("--quantize", choices=QUANTIZE, help="int8: LSTM and linear layers with int8 weights, for "
                                                         "CPU inference (faster, slightly less accurate)")
+    p.add_argument("--threads", type=number(int, 1), metavar="N",
+                   help="CPU threads for the model (default: one per core; on a machine shared with other jobs "
+                        "fewer are often faster)")
 
 
 def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=["greedy", "beam", "choice"],
-                   help="default: greedy, beam if --lm or a beam option is given, choice with --choices")
+                   help="default: for the shipped model beam search with its own LM, for other models greedy; "
+                        "beam if --lm or a beam option is given, choice with --choices")
     p.add_argument("--lm", help="KenLM word n-gram, ARPA or binary, from `asr lm build` (implies --decoder beam)")
     p.add_argument("--lexicon", help="words beam search may spell (default with --lm: LM.lexicon.txt)")
-    p.add_argument("--beam-size", type=int)
-    p.add_argument("--beam-threshold", type=float)
-    p.add_argument("--lm-weight", type=float, help="default: the value `asr tune-lm` found, else 2")
-    p.add_argument("--word-score", type=float, help="default: the value `asr tune-lm` found, else 0")
-    p.add_argument("--unk-score", type=float, help="score of a word outside the lexicon (default: -inf, none)")
+    p.add_argument("--beam-size", type=number(int, 1), help="hypotheses kept at each step (default: 50)")
+    p.add_argument("--beam-threshold", type=number(float, 0),
+                   help="prune hypotheses this far below the best (default: 25)")
+    p.add_argument("--lm-weight", type=number(float), help="default: the value `asr tune-lm` found, else 2")
+    p.add_argument("--word-score", type=number(float), help="default: the value `asr tune-lm` found, else 0")
+    p.add_argument("--unk-score", type=number(float, infinite=True),
+                   help="score of a word outside the lexicon (default: -inf, none)")
     p.add_argument("--choices", help="closed-set recognition: a file of the transcripts (words, commands) every "
                                      "utterance is one of, one per line; each gets the likeliest (implies "
                                      "--decoder choice)")
@@ -215,11 +241,44 @@ def decoder_config(args):
     return DecoderConfig(kind, choices=args.choices, **options) if kind else None
 
 
+def number(kind: type = float, low: float | None = None, high: float | None = None, above: float | None = None,
+           infinite: bool = False):
+    """An argparse type: a `kind` (int or float) in [low, high] (and > above), finite unless `infinite`; a value
+    outside is a usage error that argparse prefixes with the option's name."""
+    wanted = " and ".join(filter(None, [f">= {low}" if low is not None else "",
+                                        f"<= {high}" if high is not None else "",
+                                        f"> {above}" if above is not None else ""]))
+    what = f"{'an integer' if kind is int else 'a number'}{' ' + wanted if wanted else ''}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) or infinite and math.isinf(value)) or (
+                low is not None and value < low or high is not None and value > high
+                or above is not None and value <= above):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
 def floats(text: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
+        return [number(float)(x) for x in text.split(",")]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def package_version() -> str:
+    """asr's version as installed (pyproject.toml's), without importing anything heavy."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("asr")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def run_prepare(args) -> None:
@@ -290,15 +349,25 @@ def run_check_manifest(args) -> int:
     return 1 if bad else 0
 
 
+def load_recognizer(args, decoder=None):
+    """The Recognizer that the model options ask for, its CPU work on --threads threads."""
+    import torch
+
+    from .transcribe import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return load_model(args.model, args.device, decoder, args.quantize)
+
+
 def run_evaluate(args) -> int:
     from .manifest import read_manifest
     from .evaluate import evaluate
-    from .transcribe import load_model
 
-    manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]
+    manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]  # before the model loads
     if empty := [manifest for manifest, utterances in manifests if not utterances]:
         raise ValueError(f"{empty[0]}: no utterances in the manifest, nothing to score")
-    recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
+    recognizer = load_recognizer(args, decoder_config(args))
     rows, skipped = [], 0
     for manifest, utterances in manifests:
         report = evaluate(recognizer, utterances, args.batch_size)
@@ -319,28 +388,31 @@ def run_evaluate(args) -> int:
 
 
 def run_transcribe(args) -> int:
-    from .transcribe import find_audio, load_model
+    from .transcribe import find_audio
     from .writers import SUBTITLES, render, tab_line
 
     if args.quiet:
         log.setLevel(logging.WARNING)
-    files = list(find_audio(args.inputs))
-    if args.format in SUBTITLES and len(files) > 1 and not args.output_dir:
-        raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(files)} files")
+    found = list(find_audio(args.inputs))
+    if args.format in SUBTITLES and len(found) > 1 and not args.output_dir:
+        raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(found)} files")
     if args.plot:  # before the model loads
         from .plot import check_plottable
 
-        check_plottable(files)
+        check_plottable(found)
+        check_not_onnx(args.model, "--plot")
+    files, failed = readable_at_first_sight(found)
     if args.output_dir:  # before the model loads: an unusable folder fails at once
         args.output_dir.mkdir(parents=True, exist_ok=True)
-    recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
-    failed, written, result = [], set(), None
+    recognizer = load_recognizer(args, decoder_config(args)) if files else None  # none readable: no model to wait for
+    written, result = set(), None
     with progress_bar(files, args.quiet) as progress:
         for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append,
-                                            words=args.format != "text" or bool(args.plot), progress=progress):
+                                            words=args.format != "text" or bool(args.plot),
+                                            progress=progress) if recognizer else ():
             if args.output_dir:
-                write_output(args.output_dir, result, args.format, written)
-            elif args.format == "text" and len(files) > 1:  # several: path <TAB> text
+                write_output(args.output_dir, result, args.format, written, args.inputs)
+            elif args.format == "text" and len(found) > 1:  # several: path <TAB> text
                 print(tab_line(result), end="", flush=True)
             else:
                 print(render(result, args.format), end="", flush=True)
@@ -353,6 +425,22 @@ def run_transcribe(args) -> int:
     if failed:
         print(f"asr transcribe: {len(failed)} file(s) could not be transcribed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def readable_at_first_sight(files: list) -> tuple[list, list]:
+    """(the files whose headers read, the AudioErrors of those missing, empty or unreadable at the header), found
+    in milliseconds before a model takes seconds to load; streams (stdin) are taken as they come."""
+    from .audio import AudioError, audio_duration
+
+    good, bad = [], []
+    for file in files:
+        try:
+            if isinstance(file, (str, os.PathLike)):
+                audio_duration(file)
+            good.append(file)
+        except AudioError as err:
+            bad.append(err)
+    return good, bad
 
 
 @contextmanager
@@ -383,15 +471,41 @@ def progress_bar(files: list, quiet: bool):
         yield lambda done: bar.advance(task, done)
 
 
-def write_output(folder: Path, transcript, fmt: str, written: set[Path]) -> None:
-    """FOLDER/NAME.EXT for the audio file NAME.wav; NAME-2.EXT, ... when inputs share a name."""
+def write_output(folder: Path, transcript, fmt: str, written: set[Path], inputs: list[str]) -> None:
+    """FOLDER/REL/NAME.EXT for the audio file NAME.wav found at REL/ under an input folder (output_stem);
+    NAME-2.EXT, ... when outputs would share a name."""
     from .writers import EXTENSIONS, render, write_atomically
 
-    stem, n = Path(transcript.audio_filepath).stem.strip("<>"), 1  # "<stdin>" -> stdin.txt
+    stem, n = output_stem(transcript.audio_filepath, inputs), 1
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
         n += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, render(transcript, fmt))
     written.add(path)
+
+
+def output_stem(audio: str, inputs: list[str]) -> str:
+    """An audio file's output path without extension, relative to --output-dir: its path under the input folder,
+    glob pattern's fixed folder or manifest's folder that holds it, so that tree/s1/u.wav and tree/s2/u.wav give
+    s1/u and s2/u; else (a file named alone, stdin) its bare name."""
+    import glob
+
+    if audio.startswith("<"):  # "<stdin>" -> stdin
+        return audio.strip("<>")
+    path = os.path.abspath(audio)
+    for item in map(str, inputs):
+        if os.path.isdir(item):
+            root = item
+        elif glob.has_magic(item):  # calls/**/*.wav -> calls
+            root = os.path.join(*itertools.takewhile(lambda part: not glob.has_magic(part), Path(item).parts), "")
+        elif item.endswith(".jsonl"):
+            root = os.path.dirname(item)
+        else:
+            continue
+        relative = os.path.relpath(path, os.path.abspath(root))
+        if Path(relative).parts[0] != os.pardir:
+            return str(Path(relative).with_suffix(""))
+    return Path(audio).stem
 
 
 def run_synth(args) -> None:
@@ -417,10 +531,9 @@ def run_tune_lm(args) -> None:
     from .manifest import read_manifest
     from .decoding import BeamSearchDecoder, DecoderConfig
     from .lm import write_tuned
-    from .transcribe import load_model
     from .tuning import LM_WEIGHTS, WORD_SCORES, best, dev_log_probs, greedy_counts, grid, random_points, tune
 
-    recognizer = load_model(args.model, args.device, quantize=args.quantize)
+    recognizer = load_recognizer(args)
     decoder = BeamSearchDecoder(recognizer.tokenizer, DecoderConfig(
         "beam", beam_size=args.beam_size, beam_threshold=args.beam_threshold, lm=args.lm, lexicon=args.lexicon))
     dev = dev_log_probs(recognizer, read_manifest(args.manifest), args.batch_size)
@@ -441,10 +554,20 @@ def run_tune_lm(args) -> None:
               f"(greedy {100 * greedy.wer:.2f}%)\t-> {path}")
 
 
+def check_not_onnx(model: str | None, what: str) -> None:
+    """ValueError if `model` is an ONNX export: `what` looks inside the PyTorch network."""
+    from .transcribe import exported_format
+
+    if model and exported_format(model) == "onnx":
+        raise ValueError(f"{what} looks inside the PyTorch network: give the model bundle that {model} was "
+                         "exported from")
+
+
 def run_inspect_gates(args) -> None:
     from .gates import gate_curves, plot_gates
     from .transcribe import load_model
 
+    check_not_onnx(args.model, "asr inspect gates")
     recognizer = load_model(args.model, args.device)
     curves, features = gate_curves(recognizer.model, recognizer.tokenizer, args.file, args.layer, args.direction,
                                    args.units, recognizer.device)

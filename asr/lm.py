@@ -9,6 +9,7 @@ the lexicon (every word of the text, spelled in characters) and, after `asr tune
 
 import itertools
 import json
+import functools
 import logging
 import shutil
 import subprocess
@@ -103,9 +104,11 @@ def build_lm(texts: list, out, order: int = 3, estimator: str = "auto") -> Path:
 
 def kaldingram_lm(sentences: Iterable[str], order: int, arpa: Path, tmp: Path) -> None:
     """Back-off Kneser-Ney as SRILM's `ngram-count -ukndiscount` (kaldingram), in this process."""
-    from kaldingram.train import NgramCounts
+    from kaldingram import train
 
-    ngrams = NgramCounts(order)
+    if not isinstance(train.tqdm, functools.partial):  # its progress bars: tqdm's disable=None, a terminal only
+        train.tqdm = functools.partial(train.tqdm, disable=None)
+    ngrams = train.NgramCounts(order)
     for sentence in sentences:
         ngrams.add_raw_counts_from_line(sentence)
     ngrams.cal_discounting_constants()

@@ -59,7 +59,7 @@ def manifest_rows(path: str | os.PathLike) -> Iterator[tuple[str, Utterance | Ma
     try:
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest (check the path in the data config)") from None
+        raise ManifestError(f"{path}: no such manifest (check the path)") from None
     except OSError as err:
         raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
     for n, line in enumerate(lines, 1):

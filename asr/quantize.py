@@ -8,6 +8,7 @@ nn.Linear only; torch.ao's dynamic quantization is still the one that makes an i
 """
 
 import importlib.util
+import logging
 import warnings
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def quantize_onnx(model_input: Path, model_output: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     front_end = [node.name for node in onnx.load(str(model_input)).graph.node if node.name.startswith("/frontend/")]
-    quantize_dynamic(model_input, model_output, op_types_to_quantize=["LSTM", "MatMul"], nodes_to_exclude=front_end,
-                     weight_type=QuantType.QInt8)
+    root = logging.getLogger()  # onnxruntime logs its advice to pre-process the graph (shape inference) there
+    root.addFilter(no_preprocessing_advice)
+    try:
+        quantize_dynamic(model_input, model_output, op_types_to_quantize=["LSTM", "MatMul"],
+                         nodes_to_exclude=front_end, weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(no_preprocessing_advice)
     return model_output
+
+
+def no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """False for onnxruntime's advice to run its pre-processing first, which quantizing this graph does not need."""
+    return "pre-processing before quantization" not in record.getMessage()

@@ -255,6 +255,7 @@ def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
 def check_before_writing(cfg: ExperimentConfig) -> None:
     """What would stop a run at its start once its log folders are made: every manifest readable, and exp_dir a
     folder or a path where one can be made."""
+    check_manifests_given(cfg.data)
     for manifest in cfg.data.train_manifests + cfg.data.val_manifests:
         read_manifest(manifest)
     exp_dir = Path(cfg.exp_dir)
@@ -263,8 +264,29 @@ def check_before_writing(cfg: ExperimentConfig) -> None:
         raise config.ConfigError(f"exp_dir={cfg.exp_dir}: {existing} is a file, not a folder")
 
 
+def no_advert(record: logging.LogRecord) -> bool:
+    """False for Lightning's tips to install its cloud services (litlogger, litmodels) at every run."""
+    return not str(record.msg).startswith("💡 Tip:")
+
+
+def check_manifests_given(data: DataConfig) -> None:
+    """ConfigError, before a Trainer starts, if the config names no training or no validation manifest, or one
+    that is not there."""
+    for key, use in (("train_manifests", "to train on"), ("val_manifests", "to pick checkpoints by")):
+        if not getattr(data, key):
+            raise config.ConfigError(
+                f"no data.{key}: name the manifests {use} (JSON lines made by `asr prepare` or by hand; see the "
+                "README's Data section), e.g. `asr train tiny data.train_manifests=[train.jsonl] "
+                "data.val_manifests=[dev.jsonl]`")
+        for manifest in getattr(data, key):
+            if not Path(manifest).is_file():
+                raise config.ConfigError(f"data.{key}: {manifest}: no such manifest (check the path)")
+
+
 def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(no_advert)
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
@@ -286,6 +308,8 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
             # on a mid-epoch resume Lightning warns that the DataLoader is not resumable: it looks only at the
             # DataLoader, but the place in the epoch is restored by SpeechDataModule.load_state_dict
             warnings.filterwarnings("ignore", message=".*your dataloader is not resumable")
+            # Lightning 2.6 calls torch's deprecated LeafSpec(): nothing a user of asr can change
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except pickle.UnpicklingError as err:  # only the resumed checkpoint is unpickled
         raise refused_pickle(ckpt_path, err) from None

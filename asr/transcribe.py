@@ -4,6 +4,7 @@ import ctypes
 import functools
 import glob
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_duration, load_audio, source_name, stream_audio
-from .bundle import DEFAULT_MODEL, load_bundle
+from .bundle import DEFAULT_MODEL, BundleError, load_bundle
 from .chunking import MAX_CHUNK_SECONDS, Chunk, chunks
 from .decoding import DecoderConfig, Word, build_decoder, word_timestamps
 from .quantize import quantize_model
@@ -41,6 +42,30 @@ class Transcript:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def available_devices() -> list[str]:
+    """The devices torch can run on here: cpu, cuda:0, ..., mps."""
+    return (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            + (["mps"] if torch.backends.mps.is_available() else []))
+
+
+def check_device(name: str) -> torch.device:
+    """torch.device(name) if this machine has that device; else ValueError naming the ones it has."""
+    here = f"devices here: {', '.join(available_devices())}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: not a device name ({here})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: no CUDA device is available (no GPU, or a CPU-only torch); {here}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: there is no CUDA device {device.index}; {here}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: MPS is not available; {here}")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r}: asr runs on cpu, cuda or mps; {here}")
+    return device
 
 
 class Recognizer:
@@ -173,6 +198,8 @@ def as_wave(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
     """Lists of `size` consecutive items, the last one shorter (itertools.batched from Python 3.12)."""
+    if size < 1:
+        raise ValueError(f"the batch size must be at least 1, not {size}")
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
@@ -206,7 +233,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
     beam search there always uses unless given another LM or a lexicon) or beam search, e.g.
     DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
     `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.quantize).
+    An ONNX export (`asr export --format onnx`, with its JSON beside it) runs in onnxruntime on the CPU.
     """
+    if path is not None and exported_format(path) == "onnx":
+        return load_onnx(path, device, decoder, quantize)
     if path is None:
         if not DEFAULT_MODEL.exists():
             raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
@@ -214,9 +244,35 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
         path = DEFAULT_MODEL
         if DEFAULT_LM.exists() and (decoder is None or (decoder.kind == "beam" and not decoder.lm and not decoder.lexicon)):
             decoder = replace(decoder or DecoderConfig("beam"), lm=str(DEFAULT_LM))  # beam search with its LM
-    device = device or ("cpu" if quantize else default_device())  # int8 runs on the CPU only
+    device = check_device(device or ("cpu" if quantize else default_device()))  # int8 runs on the CPU only
     model, tokenizer = load_bundle(path, device)
     return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)
+
+
+def exported_format(path: str | os.PathLike) -> str | None:
+    """"onnx" or "torchscript" for a model `asr export` wrote (its JSON beside it says which), else None."""
+    from .export import info_path
+
+    try:
+        return json.loads(info_path(Path(path)).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize: str | None) -> Recognizer:
+    """A Recognizer running an ONNX export in onnxruntime, on the CPU."""
+    if quantize:
+        raise ValueError(f"{path}: an ONNX export is quantized when it is exported (`asr export SOURCE OUT.onnx "
+                         "--format onnx --quantize int8`), not when it is loaded")
+    if device not in (None, "cpu"):
+        raise ValueError(f"{path}: an ONNX export runs on the CPU, in onnxruntime (asked for device {device!r})")
+    try:
+        from .export import OnnxModel
+
+        model = OnnxModel(path)
+    except ImportError:
+        raise BundleError(f"{path}: an ONNX model needs onnxruntime: pip install -e '.[export]'") from None
+    return Recognizer(model, model.tokenizer, "cpu", decoder)
 
 
 def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:

@@ -6,7 +6,8 @@
 # missing). About a minute on 2 cores; does nothing if they are there.
 #   bash scripts/build_kenlm.sh [PREFIX]
 set -euo pipefail
-PREFIX="${1:-$(python3 -c 'import sys; print(sys.prefix)')}"
+PYTHON=${PYTHON:-python3}  # the Python whose environment gets the tools (default: the first python3 on the PATH)
+PREFIX="${1:-$("$PYTHON" -c 'import sys; print(sys.prefix)')}"
 KENLM_VERSION="0.3.0"
 if [ -x "$PREFIX/bin/lmplz" ] && [ -x "$PREFIX/bin/build_binary" ]; then
     echo "KenLM's lmplz and build_binary are already in $PREFIX/bin"
@@ -17,13 +18,14 @@ SYSTEM_PACKAGES=(cmake g++ make zlib1g-dev libbz2-dev liblzma-dev
                  libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev)
 if ! dpkg -s "${SYSTEM_PACKAGES[@]}" >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}"
+    APT=(apt-get -o DPkg::Lock::Timeout=600)  # wait for another apt-get (up to 10 min) instead of failing
+    $sudo "${APT[@]}" update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}"
 fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation -d "$work" "kenlm==$KENLM_VERSION"
+"$PYTHON" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation -d "$work" "kenlm==$KENLM_VERSION"
 tar -xzf "$work"/kenlm-*.tar.gz -C "$work"
 if ! { cmake -S "$work/kenlm-$KENLM_VERSION" -B "$work/build" -DCMAKE_BUILD_TYPE=Release &&
        cmake --build "$work/build" --target lmplz build_binary -j "$(nproc)"; } >"$work/build.log" 2>&1; then

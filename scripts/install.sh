@@ -6,13 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(espeak-ng sox)
+APT=(apt-get -o DPkg::Lock::Timeout=600)  # wait for another apt-get (up to 10 min) instead of failing
+PYTHON=${PYTHON:-python3}  # the Python to install into (default: the first python3 on the PATH)
 if ! dpkg -s "${SYSTEM_PACKAGES[@]}" >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}"
+    $sudo "${APT[@]}" update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}"
 fi
 
-python3 -m pip install -e ".[dev]"
+"$PYTHON" -m pip install -e ".[dev]"
 
 # KenLM's lmplz (modified Kneser-Ney LMs from large text) and build_binary (binary LMs): `asr lm build`
-bash scripts/build_kenlm.sh
+PYTHON="$PYTHON" bash scripts/build_kenlm.sh

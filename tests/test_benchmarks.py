@@ -1,5 +1,5 @@
-"""scripts/bench_infer.py, bench_train.py, bench_flops.py and bench_step.py run on tiny settings and print
-their tables (timings are never asserted, only that each row was measured)."""
+"""scripts/bench_infer.py, bench_train.py, bench_flops.py, bench_step.py and bench_startup.py run on tiny settings
+and print their tables (timings are never asserted, only that each row was measured)."""
 
 import importlib.util
 import shutil
@@ -24,9 +24,12 @@ def runs(tmp_path_factory) -> dict:
         "flops": ["bench_flops.py", "--configs", "tiny", "--seconds", "1", "--batch", "2", "--repeats", "1",
                   "--matmul-sizes", "128", "256", "--profile", "tiny", "--threads", "1"],
         "step": ["bench_step.py", "--configs", "tiny", "--batch", "2", "--seconds", "1", "--steps", "1"],
+        "startup": ["bench_startup.py", "--runs", "1"],
     }
     if not shutil.which("espeak-ng") or importlib.util.find_spec("pocketsphinx") is None:
         del commands["infer"]  # its test is skipped
+    if not shutil.which("espeak-ng"):
+        del commands["startup"]  # its test is skipped
     started = {name: subprocess.Popen([sys.executable, str(SCRIPTS / script), *args], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
                for name, (script, *args) in commands.items()}
@@ -96,3 +99,13 @@ def test_bench_step_times_float32_beside_bf16(runs):
     assert rows[0][1] == rows[1][1]  # the same network
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)  # step seconds, audio s / s
     assert rows[0][5] == "1.00"  # speed is relative to float32
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed: run scripts/install.sh")
+def test_bench_startup_times_the_floor_greedy_and_the_default_and_the_default_s_stages(runs):
+    text = "\n".join(" ".join(cells) for cells in output(runs, "startup"))
+    assert "asr transcribe hello.wav --decoder greedy" in text and "HELLO WORLD THIS IS A TEST" in text
+    stages = [line.rsplit(" ", 1) for line in text.split("stages of the default, in one process\n")[1].splitlines()]
+    assert [name for name, _ in stages] == ["import torch", "import asr", "load the model bundle",
+                                            "build the decoder (lexicon, LM, trie)", "transcribe hello.wav"]
+    assert all(float(seconds) > 0 for _, seconds in stages)

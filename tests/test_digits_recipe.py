@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def fsdd(tmp_path_factory) -> Path:
 
 def test_run_sh_splits_trains_and_scores_greedy_and_by_choice(fsdd, tmp_path):
     data, exp = tmp_path / "data", tmp_path / "exp"
-    env = os.environ | {"FSDD": str(fsdd), "DATA": str(data), "EXP": str(exp)}
+    env = os.environ | {"FSDD": str(fsdd), "DATA": str(data), "EXP": str(exp), "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(RUN), "prepare", "trainer.max_epochs=2", "data.max_batch_seconds=5"],
                             env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -70,3 +71,31 @@ def test_run_sh_refuses_overrides_it_would_not_use(tmp_path):
     assert result.returncode == 2
     assert "trainer.max_epochs=2: config overrides are for the train stage" in result.stderr
     assert not (tmp_path / "exp").exists()  # refused before any stage ran
+
+
+@pytest.mark.parametrize("dataset", ["manifest.jsonl", "recordings"])
+def test_run_sh_runs_one_stage_with_the_python_it_is_given(fsdd, tmp_path, dataset):
+    elsewhere = tmp_path / "bin"  # a python3 first on the PATH that is not the one asr is installed in
+    elsewhere.mkdir()
+    (elsewhere / "python3").write_text("#!/bin/sh\necho 'not the Python asr is installed in' >&2\nexit 3\n")
+    (elsewhere / "python3").chmod(0o755)
+    env = os.environ | {"FSDD": str(fsdd.with_name(dataset)), "DATA": str(tmp_path / "data"),
+                        "EXP": str(tmp_path / "exp"), "PYTHON": sys.executable,
+                        "PATH": f"{elsewhere}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(RUN), "prepare", "prepare"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    splits = {name: read_manifest(tmp_path / "data" / f"{name}.jsonl") for name in ("train", "dev", "test")}
+    assert {name: sorted((u.audio_filepath.name, u.text) for u in rows) for name, rows in splits.items()} == {
+        name: sorted((f"{digit}_{speaker}_{take}.wav", word) for digit, word in enumerate(DIGITS) for speaker in VOICES)
+        for name, take in (("train", 10), ("dev", 5), ("test", 0))}
+    assert "== stage train" not in result.stderr and not (tmp_path / "exp").exists()  # prepare alone
+
+
+def test_run_sh_without_the_dataset_says_where_it_looked_and_which_variable_to_set(tmp_path):
+    env = os.environ | {"FSDD": str(tmp_path / "fsdd" / "manifest.jsonl"), "DATA": str(tmp_path / "data")}
+    result = subprocess.run(["bash", str(RUN), "prepare", "prepare"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"no FSDD dataset at {tmp_path / 'fsdd' / 'manifest.jsonl'}" in result.stderr
+    assert "set FSDD=" in result.stderr and not (tmp_path / "data").exists()

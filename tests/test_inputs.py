@@ -54,3 +54,16 @@ def test_audio_on_standard_input(recordings):
                                 text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == expected and expected.strip()
+
+
+def test_output_dir_mirrors_the_folders_under_each_input(recordings, tmp_path):
+    tree = tmp_path / "tree"
+    for speaker in ("s1", "s2"):
+        (tree / speaker).mkdir(parents=True)
+        (tree / speaker / "u.wav").write_bytes((recordings / "one.wav").read_bytes())
+    run_asr("transcribe", tree, recordings / "two.wav", "--decoder", "greedy", "--output-dir", tmp_path / "out")
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.txt"))
+    assert written == ["s1/u.txt", "s2/u.txt", "two.txt"]  # a file named alone goes to the top
+    run_asr("transcribe", f"{tmp_path}/*/**/*.wav", "--decoder", "greedy", "--output-dir", tmp_path / "by-glob")
+    written = sorted(str(p.relative_to(tmp_path / "by-glob")) for p in (tmp_path / "by-glob").rglob("*.txt"))
+    assert written == ["tree/s1/u.txt", "tree/s2/u.txt"]  # under the pattern's fixed folder

@@ -8,6 +8,7 @@ import http.server
 import logging
 import os
 import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -120,7 +121,8 @@ def test_wrong_checksum_is_refused_and_nothing_is_kept(mirror, tmp_path):
 
 
 def run_recipe(*stages: str, env: dict) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(REPO / "recipes/librispeech/run.sh"), *stages], env={**os.environ, **env},
+    env = {**os.environ, "PYTHON": sys.executable, **env}  # the Python asr is installed in, not python3 on the PATH
+    result = subprocess.run([str(REPO / "recipes/librispeech/run.sh"), *stages], env=env,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     return result

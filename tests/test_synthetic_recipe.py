@@ -2,6 +2,7 @@
 that a corpus trained on shares no sentence or speaker with the dev and test splits scored on."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -103,3 +104,26 @@ def test_check_disjoint_names_a_missing_or_malformed_listing(legs, listing, tmp_
     result = check_disjoint(trained, legs[1])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("script, env, message", [
+    ("run.sh", {"TEXT_DIR": "{tmp}/text"}, "the corpus stage reads sentences from TEXT_DIR={tmp}/text"),
+    ("make_corpus.sh", {"TEXT_DIR": "{tmp}/text"}, "no sentences in TEXT_DIR={tmp}/text"),
+    ("make_corpus.sh", {"HELD_OUT": "{tmp}/real.jsonl"}, "HELD_OUT names {tmp}/real.jsonl, which is not there"),
+    ("make_corpus.sh", {"REAL_DEV": "{tmp}/real.jsonl"}, "HELD_OUT names {tmp}/real.jsonl, which is not there"),
+])
+def test_the_recipe_without_its_data_says_which_variable_points_to_it(tmp_path, script, env, message):
+    (tmp_path / "sentences").mkdir()  # where TEXT_DIR points unless the case says otherwise
+    (tmp_path / "sentences" / "a.txt").write_text("the cat sat on the mat\n")
+    env = {"TEXT_DIR": str(tmp_path / "sentences")} | {key: value.format(tmp=tmp_path) for key, value in env.items()}
+    args = [] if script == "run.sh" else ["0.001", str(tmp_path / "corpus")]  # run.sh: the corpus stage first
+    result = subprocess.run(["bash", str(RECIPE / script), *args], env=os.environ | env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and message.format(tmp=tmp_path) in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "corpus").exists()
+
+
+def test_run_sh_names_its_stages_when_given_one_it_lacks():
+    result = subprocess.run(["bash", str(RECIPE / "run.sh"), "lm", "corpus"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "the stages are, in order: corpus train continue" in result.stderr

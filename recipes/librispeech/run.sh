@@ -8,7 +8,8 @@
 # experiment in $EXP. Settings (environment):
 #   SUBSETS   what to download and prepare (default: all seven subsets); TRAIN: the training subsets
 #   CONFIG    recipes/librispeech/ds2.yaml (960 h) or small-100h.yaml (with TRAIN=train-clean-100)
-#   LAUNCH    how to start training: python3 (default), "torchrun --nproc-per-node 8 ...", "srun python3"
+#   PYTHON    the Python that asr is installed in (default: python3 on the PATH)
+#   LAUNCH    how to start training: $PYTHON (default), "torchrun --nproc-per-node 8 ...", "srun python3"
 #   TRAIN_ARGS  extra config overrides for asr train, e.g. "trainer.devices=8 trainer.num_nodes=2"
 #   MIRROR    base URL with 12/SUBSET.tar.gz and 11/librispeech-lm-norm.txt.gz (default: OpenSLR)
 #   CHECKSUMS a `sha256sum` file for a mirror's own archives (default: the official sums)
@@ -24,7 +25,8 @@ SUBSETS=${SUBSETS:-train-clean-100 train-clean-360 train-other-500 dev-clean dev
 TRAIN=${TRAIN:-train-clean-100 train-clean-360 train-other-500}
 CONFIG=${CONFIG:-recipes/librispeech/ds2.yaml}
 EXP=${EXP:-exp/librispeech-$(basename "$CONFIG" .yaml)}
-LAUNCH=${LAUNCH:-python3}
+PYTHON=${PYTHON:-python3}
+LAUNCH=${LAUNCH:-$PYTHON}
 LM_TEXT=${LM_TEXT:-1}
 LM_ORDER=${LM_ORDER:-3}
 VOCAB=${VOCAB:-256}
@@ -41,26 +43,26 @@ for stage in "${stages[@]}"; do
     $started || continue
     echo "== stage $stage" >&2
     case $stage in
-        download)  python3 -m asr download librispeech "$CORPUS" --subsets $SUBSETS \
+        download)  "$PYTHON" -m asr download librispeech "$CORPUS" --subsets $SUBSETS \
                        $([ "$LM_TEXT" = 1 ] && echo --lm-text) ${MIRROR:+--mirror "$MIRROR"} \
                        ${CHECKSUMS:+--checksums "$CHECKSUMS"} ;;
-        prepare)   python3 -m asr prepare librispeech "$CORPUS/LibriSpeech" "$DATA" ;;
-        tokenizer) python3 -m asr tokenizer $(manifests $TRAIN | tr , ' ') --out "$SP" --vocab-size "$VOCAB" ;;
+        prepare)   "$PYTHON" -m asr prepare librispeech "$CORPUS/LibriSpeech" "$DATA" ;;
+        tokenizer) "$PYTHON" -m asr tokenizer $(manifests $TRAIN | tr , ' ') --out "$SP" --vocab-size "$VOCAB" ;;
         lm)        if [ "$LM_TEXT" = 1 ]; then
-                       python3 -m asr lm build "$CORPUS/librispeech-lm-norm.txt" --order "$LM_ORDER" --out "$LM"
+                       "$PYTHON" -m asr lm build "$CORPUS/librispeech-lm-norm.txt" --order "$LM_ORDER" --out "$LM"
                    fi ;;
         train)     $LAUNCH -m asr train "$CONFIG" exp_dir="$EXP" tokenizer.model="$SP" \
                        data.train_manifests="[$(manifests $TRAIN)]" \
                        data.val_manifests="[$(manifests dev-clean dev-other)]" ${TRAIN_ARGS:-} --resume ;;
         evaluate)  decoders=("--decoder greedy")
                    if [ -f "$LM" ]; then
-                       python3 -m asr tune-lm --model "$EXP/model.safetensors" --manifest "$DATA/dev-clean.jsonl" \
+                       "$PYTHON" -m asr tune-lm --model "$EXP/model.safetensors" --manifest "$DATA/dev-clean.jsonl" \
                            --lm "$LM" --random 30
                        decoders+=("--lm $LM")
                    fi
                    for decoder in "${decoders[@]}"; do
                        echo "# asr evaluate $decoder"
-                       python3 -m asr evaluate --model "$EXP/model.safetensors" \
+                       "$PYTHON" -m asr evaluate --model "$EXP/model.safetensors" \
                            $(manifests "${SCORED[@]}" | tr , ' ') $decoder
                    done | tee "$EXP/scores.txt" ;;
     esac

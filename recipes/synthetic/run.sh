@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The default model, end to end: corpora -> six training legs -> bundle -> LM -> scores -> asr/assets/default.*
 #
-#   recipes/synthetic/run.sh [STAGE]     stages: corpus train continue export lm tune evaluate install
-#                                        (default: corpus, then all that follow)
+#   recipes/synthetic/run.sh [FIRST [LAST]]   stages: corpus train continue export lm tune evaluate install
+#                                             (default: from corpus to the end; LAST stops after it)
 #
 # Leg 1 (train) learns from scratch on an 11.5 h corpus (~10.3 h of training speech). Legs 2 to 4 (continue)
 # train on a 32 h corpus (~30.8 h), whose dev and test splits every score is taken on: leg 2 from leg 1's
@@ -11,12 +11,19 @@
 # has: 48 h (~46.3 h of training speech), then 30 h. Each leg runs a learning-rate cycle of its own. All corpora
 # come from seed 0 and the same shares where it matters, so they deal the speakers into the splits alike;
 # check_disjoint.py checks that no corpus trained on shares a sentence or speaker with the 32 h corpus's dev and test.
-# Run from anywhere; paths are relative to the repository root.
+# Run from anywhere; paths are relative to the repository root. Data from outside the checkout (README.md):
+#   TEXT_DIR  sentences, *.txt, one a line (default ../shared/data/text), for the corpus and lm stages
+#   REAL_DEV  a manifest of real read speech, held out of the corpora and the LM text and scored beside the
+#             synthetic dev and test sets (default ../shared/data/real-dev/manifest.jsonl; REAL_DEV="" for none)
+#   PYTHON    the Python that asr is installed in (default: python3 on the PATH)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-STAGE=${1:-corpus}
+FIRST=${1:-corpus}
+LAST=${2:-install}
 export TEXT_DIR=${TEXT_DIR:-../shared/data/text}  # the sentences, for every stage and make_corpus.sh
+export REAL_DEV=${REAL_DEV-../shared/data/real-dev/manifest.jsonl}
+export PYTHON=${PYTHON:-python3}
 LEG1=exp/synthetic
 LEG2=exp/synthetic-continue
 LEG3=exp/synthetic-leg3
@@ -25,7 +32,7 @@ LEG5=exp/synthetic-leg5
 EXP=exp/synthetic-leg6
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
-SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ../shared/data/real-dev/manifest.jsonl)
+SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ${REAL_DEV:+"$REAL_DEV"})
 NO_REGULARISATION=(model.dropout=0 model.frontend.freq_masks=0 model.frontend.time_masks=0)  # legs 4 to 6
 stages=(corpus train continue export lm tune evaluate install)
 
@@ -33,13 +40,35 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     local best
     best=$(ls -t "$1"/checkpoints/best-*.ckpt 2>/dev/null | head -1 || true)
     [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that leg has not been trained" >&2; exit 1; }
-    python3 -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
+    "$PYTHON" -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
+check_data() {  # STAGE: stop before any stage runs if the data STAGE reads from outside the checkout is missing
+    if [[ " corpus lm " == *" $1 "* ]] && ! compgen -G "$TEXT_DIR/*.txt" >/dev/null; then
+        echo "run.sh: the $1 stage reads sentences from TEXT_DIR=$TEXT_DIR (*.txt, one a line), which holds none;" \
+             "set TEXT_DIR to such a folder (recipes/synthetic/README.md)" >&2
+        exit 2
+    fi
+    if [[ " corpus lm evaluate " == *" $1 "* ]] && [ -n "$REAL_DEV" ] && [ ! -f "$REAL_DEV" ]; then
+        echo "run.sh: the $1 stage reads the real speech manifest REAL_DEV=$REAL_DEV, which is not there; set" \
+             "REAL_DEV to one, or REAL_DEV=\"\" to go without (recipes/synthetic/README.md)" >&2
+        exit 2
+    fi
+}
+
+todo=()  # the stages from FIRST to LAST
 started=false
 for stage in "${stages[@]}"; do
-    [ "$stage" = "$STAGE" ] && started=true
-    $started || continue
+    [ "$stage" = "$FIRST" ] && started=true
+    $started && todo+=("$stage")
+    $started && [ "$stage" = "$LAST" ] && break
+done
+if [ "${todo[-1]:-}" != "$LAST" ]; then
+    echo "run.sh: no stages from '$FIRST' to '$LAST'; the stages are, in order: ${stages[*]}" >&2
+    exit 2
+fi
+for stage in "${todo[@]}"; do check_data "$stage"; done
+for stage in "${todo[@]}"; do
     echo "== stage $stage" >&2
     case $stage in
         corpus)   HELD_OUT="" recipes/synthetic/make_corpus.sh 11.5 data/synthetic-11h
@@ -50,34 +79,34 @@ for stage in "${stages[@]}"; do
                       data/synthetic-fresh/test.jsonl ${SPLITS[*]}" DEV_SHARE=0.018 TEST_SHARE=0.018 \
                       recipes/synthetic/make_corpus.sh 30 data/synthetic-fresh2
                   for corpus in data/synthetic-11h data/synthetic-fresh data/synthetic-fresh2; do
-                      python3 recipes/synthetic/check_disjoint.py $corpus data/synthetic
+                      "$PYTHON" recipes/synthetic/check_disjoint.py $corpus data/synthetic
                   done ;;
-        train)    python3 -m asr train recipes/synthetic/synthetic.yaml exp_dir=$LEG1 --resume
+        train)    "$PYTHON" -m asr train recipes/synthetic/synthetic.yaml exp_dir=$LEG1 --resume
                   export_best $LEG1 ;;
-        continue) python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG2 --resume
+        continue) "$PYTHON" -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG2 --resume
                   export_best $LEG2
-                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG3 \
+                  "$PYTHON" -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG3 \
                       init_from=$LEG2/model-fp16.safetensors trainer.max_epochs=2 --resume
                   export_best $LEG3
-                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG4 \
+                  "$PYTHON" -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG4 \
                       init_from=$LEG3/model-fp16.safetensors trainer.max_epochs=2 "${NO_REGULARISATION[@]}" --resume
                   export_best $LEG4
-                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG5 \
+                  "$PYTHON" -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$LEG5 \
                       init_from=$LEG4/model-fp16.safetensors trainer.max_epochs=1 "${NO_REGULARISATION[@]}" \
                       "data.train_manifests=[data/synthetic-fresh/train.jsonl]" --resume
                   export_best $LEG5
-                  python3 -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP \
+                  "$PYTHON" -m asr train recipes/synthetic/synthetic-continue.yaml exp_dir=$EXP \
                       init_from=$LEG5/model-fp16.safetensors trainer.max_epochs=1 "${NO_REGULARISATION[@]}" \
                       "data.train_manifests=[data/synthetic-fresh2/train.jsonl]" --resume ;;
         export)   export_best $EXP ;;
         lm)       # every sentence of the text corpora except those read in the scored sets
-                  python3 recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${SPLITS[@]}" \
+                  "$PYTHON" recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${SPLITS[@]}" \
                       --out $EXP/lm-text.txt
-                  python3 -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
-        tune)     python3 -m asr tune-lm --model $MODEL --manifest data/synthetic/dev.jsonl --lm $LM ;;
+                  "$PYTHON" -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
+        tune)     "$PYTHON" -m asr tune-lm --model $MODEL --manifest data/synthetic/dev.jsonl --lm $LM ;;
         evaluate) for decoder in "--decoder greedy" "--decoder beam" "--lm $LM"; do
                       echo "# asr evaluate $decoder"
-                      python3 -m asr evaluate --model $MODEL "${SPLITS[@]}" $decoder
+                      "$PYTHON" -m asr evaluate --model $MODEL "${SPLITS[@]}" $decoder
                   done | tee $EXP/scores.txt ;;
         install)  mkdir -p asr/assets && cp $MODEL asr/assets/default.safetensors
                   for part in bin lexicon.txt tuned.json; do cp $EXP/lm.$part asr/assets/default.lm.$part; done ;;
