@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -32,7 +33,7 @@ from starlette.routing import Route
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
 from .chunking import Chunk, chunks
-from .transcribe import Recognizer, Transcript, stitch
+from .transcribe import Recognizer, Transcript, map_large_allocations, stitch
 from .writers import cues, render
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 TIMED_FORMATS = ("srt", "vtt", "verbose_json")  # the formats that need the words' times
 MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+MAX_PADDING = 0.25  # a batch is run in groups that pad at most this share of their samples
 RETRY_AFTER_SECONDS = 1  # what a client turned away by a full queue is told to wait
 CLIENT_CLOSED = 499  # nginx's status for a request whose client hung up first; no one receives it
 
@@ -66,6 +68,10 @@ class Metrics:
     batched_chunks: int = 0  # chunks in those batches
     largest_batch: int = 0
 
+    def count_batch(self, size: int) -> None:
+        self.batches, self.batched_chunks = self.batches + 1, self.batched_chunks + size
+        self.largest_batch = max(self.largest_batch, size)
+
 
 class Job:
     """One request's chunks on their way through the Batcher; `future` gets their (text, words) in order."""
@@ -88,13 +94,23 @@ class Batcher:
     def __init__(self, recognizer: Recognizer, max_batch: int, max_wait: float, metrics: Metrics):
         self.recognizer, self.max_batch, self.max_wait, self.metrics = recognizer, max_batch, max_wait, metrics
         self.queue: asyncio.Queue[tuple[Job, int]] = asyncio.Queue()  # (job, chunk index), bounded by admission
+        self.active = 0  # requests whose chunks are queued or being decoded
+
+    def coming(self) -> int:
+        """Requests admitted (metrics.queue_depth) whose chunks are not queued yet: uploading, or their audio
+        being read. A batch waits for them, for no others."""
+        return self.metrics.queue_depth - self.active
 
     async def recognize(self, chunks: list[Chunk], words: bool) -> list:
         """(text, words) for each chunk, decoded in batches with other requests' chunks."""
         job = Job(chunks, words)
         for index in range(len(chunks)):
             self.queue.put_nowait((job, index))
-        return await job.future  # cancelling the caller cancels the job: its chunks left are skipped
+        self.active += 1
+        try:
+            return await job.future  # cancelling the caller cancels the job: its chunks left are skipped
+        finally:
+            self.active -= 1
 
     async def run(self) -> None:
         """Forever: take a batch, decode it on a worker thread, hand out the results."""
@@ -102,9 +118,8 @@ class Batcher:
             batch = [(job, i) for job, i in await self.next_batch() if not job.future.done()]
             if not batch:
                 continue
-            waves = [job.chunks[i].wave for job, i in batch]
             try:
-                results = await asyncio.to_thread(self.recognizer.recognize, waves,
+                results = await asyncio.to_thread(self.decode, [job.chunks[i].wave for job, i in batch],
                                                   any(job.words for job, _ in batch))
             except Exception as err:  # e.g. MemoryError: these requests fail, the service goes on
                 for job, _ in batch:
@@ -113,23 +128,47 @@ class Batcher:
                 continue
             for (job, i), result in zip(batch, results):
                 job.finish(i, result)
-            m = self.metrics
-            m.batches, m.batched_chunks, m.largest_batch = m.batches + 1, m.batched_chunks + len(batch), max(
-                m.largest_batch, len(batch))
+            self.metrics.count_batch(len(batch))
 
     async def next_batch(self) -> list[tuple[Job, int]]:
-        """The first chunk to come, and those that come within `max_wait` of it, up to `max_batch`."""
+        """The first chunk to come, and those that come within `max_wait` of it while other requests are on
+        their way, up to `max_batch`."""
         batch = [await self.queue.get()]
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while len(batch) < self.max_batch:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
                 continue
+            if self.coming() <= 0:
+                break
             try:
                 batch.append(await asyncio.wait_for(self.queue.get(), deadline - asyncio.get_running_loop().time()))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
                 break
         return batch
+
+    def decode(self, waves: list[torch.Tensor], words: bool) -> list:
+        """(text, words) for each waveform (S_i,), run in groups of similar length (see length_groups)."""
+        results = [None] * len(waves)
+        for group in length_groups([len(w) for w in waves]):
+            for i, result in zip(group, self.recognizer.recognize([waves[i] for i in group], words)):
+                results[i] = result
+        return results
+
+
+def length_groups(lengths: list[int], padding: float = MAX_PADDING) -> list[list[int]]:
+    """The indices of `lengths`, longest first, in runs that pad at most the fraction `padding` of their
+    samples when batched: a batch costs its longest member times its size, so a 2 s chunk padded to 15 s
+    beside a long one wastes what batching saves."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group and lengths[group[0]] * (len(group) + 1) <= (1 + padding) * sum(lengths[j] for j in [*group, i]):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def read_upload(data: bytes, filename: str) -> list[Chunk]:
@@ -148,13 +187,12 @@ def read_upload(data: bytes, filename: str) -> list[Chunk]:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body; RequestError 413 past `limit` bytes. The rest of an upload that is too large is
-    read and dropped, not kept, so that its client, still sending, receives the answer."""
+    """The request's body; RequestError 413 past `limit` bytes."""
     body, size = bytearray(), 0
     async for piece in request.stream():
         size += len(piece)
-        if size <= limit:
-            body += piece
+        if size <= limit:  # the rest of an upload that is too large is read and dropped, so that its client,
+            body += piece  # still sending, receives the answer
     if size > limit:
         raise RequestError(413, f"the upload is {size / 1e6:.1f} MB, over this service's limit of {limit / 1e6:g} MB "
                                 "(asr serve --max-upload-mb); send a shorter or compressed recording (.flac, .opus)",
@@ -212,17 +250,20 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
     """The service around a loaded model; `max_wait` in seconds, `max_upload` in bytes."""
     if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0:
         raise ValueError("--max-batch, --max-queue and --max-upload-mb must be positive, --max-wait-ms at least 0")
+    map_large_allocations()  # chunks of every length come and go: keep the heap from fragmenting
     metrics, started = Metrics(), time.monotonic()
     batcher = Batcher(recognizer, max_batch, max_wait, metrics)
 
     async def transcriptions(request: Request) -> Response:
-        data, filename, fmt = await form_fields(request, await read_body(request, max_upload))
-        if metrics.queue_depth >= max_queue:
+        if metrics.queue_depth >= max_queue:  # admitted first: at most max_queue uploads are held in memory
             metrics.rejected += 1
-            raise RequestError(503, f"busy: {max_queue} requests are waiting (asr serve --max-queue); retry "
+            async for _ in request.stream():  # read and dropped, so that the client, still sending, gets the answer
+                pass
+            raise RequestError(503, f"busy: {max_queue} requests are being served (asr serve --max-queue); retry "
                                     f"in {RETRY_AFTER_SECONDS} s")
         metrics.queue_depth += 1
         try:
+            data, filename, fmt = await form_fields(request, await read_body(request, max_upload))
             transcript = await until_disconnect(request, transcribe(data, filename, fmt in TIMED_FORMATS))
         finally:
             metrics.queue_depth -= 1
@@ -242,7 +283,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
         return JSONResponse({"status": "ok", "model": model_name})  # the model is loaded before the service starts
 
     async def metrics_json(request: Request) -> Response:
-        return JSONResponse({**asdict(metrics), "chunks_waiting": batcher.queue.qsize(),
+        return JSONResponse({**asdict(metrics), "decoding": batcher.active, "chunks_waiting": batcher.queue.qsize(),
                              "uptime_seconds": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
 
     async def request_error(request: Request, err: Exception) -> Response:

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import torch
 
 import asr
 from asr.audio import SAMPLE_RATE, load_audio, write_audio
+from asr.serve import length_groups
 from asr.writers import cues, render
 
 TEN_SECONDS = ("the quick brown fox jumps over the lazy dog while my brother reads a long book about green apples "
@@ -173,59 +173,88 @@ def test_requests_that_arrive_together_are_decoded_in_one_batch(server, recordin
     assert after["queue_depth"] == 0 and after["audio_seconds"] > before["audio_seconds"]
 
 
+def test_a_batch_is_run_in_groups_of_similar_length():
+    assert length_groups([16000] * 4) == [[0, 1, 2, 3]]
+    seconds = [2, 15, 14, 3, 2.5, 10]
+    groups = length_groups([int(s * SAMPLE_RATE) for s in seconds])
+    assert groups == [[1, 2, 5], [3, 4, 0]]  # longest first; 2 s is not padded to 15 s
+    for group in groups:  # each pads at most a quarter of its samples
+        assert max(seconds[i] for i in group) * len(group) <= 1.25 * sum(seconds[i] for i in group)
+
+
 @pytest.fixture(scope="module")
 def slow_server():
-    """One request admitted at a time, whose batch waits 1.5 s for company."""
-    with running("--max-queue", "1", "--max-wait-ms", "1500") as process:
+    """Two requests admitted at a time; a batch waits up to 1.5 s for requests still on their way."""
+    with running("--max-queue", "2", "--max-wait-ms", "1500") as process:
         yield process.url
 
 
+class HeldUpload:
+    """A POST of an audio file over a socket of its own, its last bytes held back until finish()."""
+
+    def __init__(self, url: str, path):
+        files = {"file": (path.name, path.read_bytes())}
+        request = httpx.Request("POST", f"{url}/v1/audio/transcriptions", files=files)
+        body = request.read()
+        head = ["POST /v1/audio/transcriptions HTTP/1.1", f"Host: {request.url.netloc.decode()}", "Connection: close",
+                f"Content-Type: {request.headers['content-type']}", f"Content-Length: {len(body)}"]
+        self.data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        self.socket = socket.create_connection((request.url.host, request.url.port), timeout=TIMEOUT)
+        self.socket.sendall(self.data[:-100])
+
+    def finish(self) -> "HeldUpload":
+        self.socket.sendall(self.data[-100:])
+        return self
+
+    def answer(self) -> tuple[int, dict]:
+        """The status and JSON of the answer."""
+        received = b""
+        while piece := self.socket.recv(1 << 16):
+            received += piece
+        head, body = received.split(b"\r\n\r\n", 1)
+        return int(head.split()[1]), json.loads(body)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
 def test_a_full_queue_answers_503_with_retry_after(slow_server, recordings, expected):
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(post, slow_server, recordings / "short.wav")
-        wait_until(lambda: metrics(slow_server)["queue_depth"] == 1)
-        turned_away = list(pool.map(lambda _: post(slow_server, recordings / "short.wav"), range(3)))
-        assert first.result().json()["text"] == expected["short.wav"].text
+    before, short = metrics(slow_server), recordings / "short.wav"
+    held = [HeldUpload(slow_server, short), HeldUpload(slow_server, short)]  # admitted, still uploading
+    wait_until(lambda: metrics(slow_server)["queue_depth"] == 2)
+    turned_away = [post(slow_server, short) for _ in range(3)]
+    answers = [upload.finish() for upload in held]
+    assert [upload.answer() for upload in answers] == [(200, {"text": expected["short.wav"].text})] * 2
     for answer in turned_away:
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
-        assert "busy" in answer.json()["error"]["message"]
-    assert metrics(slow_server)["rejected"] == 3
-    assert post(slow_server, recordings / "short.wav").json()["text"] == expected["short.wav"].text
-
-
-def upload_request(url: str, path, length: int | None = None) -> bytes:
-    """The bytes of a multipart POST of `path`; `length`: the Content-Length to claim."""
-    request = httpx.Request("POST", f"{url}/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())})
-    body = request.read()
-    head = [f"POST /v1/audio/transcriptions HTTP/1.1", f"Host: {request.url.netloc.decode()}",
-            f"Content-Type: {request.headers['content-type']}", f"Content-Length: {length or len(body)}"]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        assert "busy: 2 requests are being served" in answer.json()["error"]["message"]
+    assert metrics(slow_server)["rejected"] == before["rejected"] + 3
+    assert post(slow_server, short).json()["text"] == expected["short.wav"].text
 
 
 def test_a_client_that_hangs_up_frees_its_slot(slow_server, recordings, expected):
-    host, port = slow_server.removeprefix("http://").split(":")
     before = metrics(slow_server)
-    with socket.create_connection((host, int(port))) as client:  # hangs up while its request waits in a batch
-        client.sendall(upload_request(slow_server, recordings / "long.flac"))
-        wait_until(lambda: metrics(slow_server)["queue_depth"] == 1)
-    wait_until(lambda: metrics(slow_server)["queue_depth"] == 0)
-    with socket.create_connection((host, int(port))) as client:  # hangs up in the middle of its upload
-        client.sendall(upload_request(slow_server, recordings / "short.wav", length=10**6)[:5000])
+    held = HeldUpload(slow_server, recordings / "short.wav")  # the batch below waits for it
+    gone = HeldUpload(slow_server, recordings / "long.flac").finish()
+    wait_until(lambda: metrics(slow_server)["decoding"] == 1)  # its chunks wait in a batch
+    gone.close()
+    wait_until(lambda: metrics(slow_server)["disconnects"] == before["disconnects"] + 1)
+    HeldUpload(slow_server, recordings / "ten.wav").close()  # hangs up in the middle of its upload
     wait_until(lambda: metrics(slow_server)["disconnects"] == before["disconnects"] + 2)
-    assert post(slow_server, recordings / "short.wav").json()["text"] == expected["short.wav"].text
+    assert metrics(slow_server)["queue_depth"] == 1  # the held upload's slot only
+    assert held.finish().answer() == (200, {"text": expected["short.wav"].text})
     after = metrics(slow_server)
     assert after["requests"] == before["requests"] + 1 and after["errors"] == before["errors"]
     assert after["batched_chunks"] == before["batched_chunks"] + 1  # the long upload's three chunks never ran
+    assert after["queue_depth"] == after["decoding"] == 0
 
 
 def test_sigterm_finishes_the_requests_in_flight_then_stops(recordings, expected):
     with running("--max-wait-ms", "1500") as process:
-        answers = []
-        client = threading.Thread(target=lambda: answers.append(post(process.url, recordings / "long.flac")))
-        client.start()
-        wait_until(lambda: metrics(process.url)["queue_depth"] == 1)
+        uploading = HeldUpload(process.url, recordings / "short.wav")
+        waiting = HeldUpload(process.url, recordings / "long.flac").finish()
+        wait_until(lambda: metrics(process.url)["decoding"] == 1)  # in a batch that waits for the other
         process.send_signal(signal.SIGTERM)
-        client.join(TIMEOUT)
-        [answer] = answers
-        assert answer.status_code == 200 and answer.json()["text"] == expected["long.flac"].text
+        assert uploading.finish().answer() == (200, {"text": expected["short.wav"].text})
+        assert waiting.answer() == (200, {"text": expected["long.flac"].text})
         assert process.wait(timeout=TIMEOUT) == -signal.SIGTERM  # uvicorn ends by the signal it caught, once done
