@@ -323,10 +323,17 @@ def rss_mb() -> float | None:
         return None
 
 
+# uvicorn's logging with its access log on stderr, not stdout: stdout holds only the URL, for the caller
+LOG_CONFIG = {**uvicorn.config.LOGGING_CONFIG,
+              "handlers": {name: {**handler, "stream": "ext://sys.stderr"}
+                           for name, handler in uvicorn.config.LOGGING_CONFIG["handlers"].items()}}
+
+
 def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, model_name: str = "default",
           **limits) -> None:
     """Serve until SIGTERM or Ctrl-C; print the service's URL (port 0: a free port) once it is bound."""
-    config = uvicorn.Config(create_app(recognizer, model_name=model_name, **limits), host=host, port=port)
+    config = uvicorn.Config(create_app(recognizer, model_name=model_name, **limits), host=host, port=port,
+                            log_config=LOG_CONFIG)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: whoever can reach this machine can use the service (it has no "
                     "authentication)", host)

@@ -258,3 +258,4 @@ def test_sigterm_finishes_the_requests_in_flight_then_stops(recordings, expected
         assert uploading.finish().answer() == (200, {"text": expected["short.wav"].text})
         assert waiting.answer() == (200, {"text": expected["long.flac"].text})
         assert process.wait(timeout=TIMEOUT) == -signal.SIGTERM  # uvicorn ends by the signal it caught, once done
+        assert process.stdout.read() == ""  # the URL was all: the access log goes to stderr, not to a full pipe
