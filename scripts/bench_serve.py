@@ -2,13 +2,14 @@
 time (no batching), in one run; and a soak: a few minutes of good and bad uploads, memory watched.
 
     python scripts/bench_serve.py                                 # 1, 4 and 16 clients (a few minutes)
-    python scripts/bench_serve.py --clients 1 4 --requests 8      # a quick check
+    python scripts/bench_serve.py --clients 1 4 --requests 8 --rounds 1   # a quick check
     python scripts/bench_serve.py --soak 3                        # 3 minutes at 4 clients, 1 upload in 4 bad
 
 The utterances are espeak-ng reading 1 to 6 sentences at once: 2-15 s each, sent as the 22.05 kHz WAV
 espeak-ng writes. Each server is `asr serve --port 0` in its own process, with the same model and decoder:
 "batched" (--max-batch 16 --max-wait-ms W) and "one at a time" (--max-batch 1: every request is decoded
-alone, in order; uploads are still read concurrently). At each number of clients, every client (a thread
+alone, in order; uploads are still read concurrently), both running throughout and taking turns, round
+after round, so that other load on the machine falls on both alike. In a round every client (a thread
 with its own HTTP connection, httpx) sends its share of the requests one after another; a request's latency
 runs from sending the upload to receiving the whole answer. Requests per second and audio seconds per
 second are over the wall time of all the requests; "p95 ~10 s" is the 95th percentile latency of the
@@ -40,7 +41,8 @@ BAD_UPLOADS = [("empty.wav", b""), ("noise.wav", b"RIFF\x24\x00\x00\x00WAVEfmt "
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--requests", type=int, default=48, help="requests at each number of clients (default: 48)")
+    p.add_argument("--requests", type=int, default=48, help="requests in a round (default: 48)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds at each number of clients (default: 2)")
     p.add_argument("--utterances", type=int, default=24, help="distinct utterances, sent in turn (default: 24)")
     p.add_argument("--max-wait-ms", type=float, default=20.0, help="the batched server's (default: 20)")
     p.add_argument("--threads", type=int, default=1, help="the servers' torch threads (OMP_NUM_THREADS; default: 1)")
@@ -86,7 +88,7 @@ class Server:
         return client.post(f"{self.url}/v1/audio/transcriptions", files={"file": (name, data)}, timeout=300)
 
     def metrics(self) -> dict:
-        return httpx.get(f"{self.url}/metrics").json()
+        return httpx.get(f"{self.url}/metrics", timeout=60).json()
 
     def close(self) -> None:
         self.process.terminate()
@@ -126,31 +128,37 @@ def bench(args, speech) -> None:
     requests = [speech[i % len(speech)] for i in range(args.requests)]
     modes = {"batched": ["--max-batch", "16", "--max-wait-ms", str(args.max_wait_ms)],
              "one at a time": ["--max-batch", "1"]}
-    rows, texts = [], {}
-    for mode, options in modes.items():
-        server = Server(options + args.server_options, args.threads)
-        try:
+    servers = {mode: Server(options + args.server_options, args.threads) for mode, options in modes.items()}
+    runs, texts = {}, {mode: {} for mode in modes}
+    try:
+        for server in servers.values():
             load(server, 1, speech[:2])  # warm up
-            for clients in args.clients:
-                run = load(server, clients, requests)
-                rows.append((mode, clients, len(requests), summary(run)))
-                texts.setdefault(mode, {}).update({name: text for _, _, name, text in run["results"]})
-            batches = server.metrics()
-        finally:
+        for clients in args.clients:
+            for _ in range(args.rounds):  # the two take turns, so that the machine's other load hits both alike
+                for mode, server in servers.items():
+                    run = load(server, clients, requests)
+                    done = runs.setdefault((mode, clients), {"wall": 0.0, "results": []})
+                    done["wall"] += run["wall"]
+                    done["results"] += run["results"]
+                    texts[mode].update({name: text for _, _, name, text in run["results"]})
+        for mode, server in servers.items():
+            m = server.metrics()
+            print(f"{mode}: {m['batches']} batches, mean {m['batched_chunks'] / m['batches']:.1f} chunks, largest "
+                  f"{m['largest_batch']}", file=sys.stderr)
+    finally:
+        for server in servers.values():
             server.close()
-        print(f"{mode}: {batches['batches']} batches, mean {batches['batched_chunks'] / batches['batches']:.1f} "
-              f"chunks, largest {batches['largest_batch']}", file=sys.stderr)
-    differ = sum(texts["batched"][n] != texts["one at a time"][n] for n in texts["batched"])
     print(f"{'serving':<14} {'clients':>7} {'requests':>8} {'req/s':>7} {'audio s/s':>9} {'p50 s':>6} {'p95 s':>6} "
           f"{'p95 ~10 s':>9}")
     print("-" * 74)
-    for mode, clients, count, s in rows:
-        print(f"{mode:<14} {clients:>7} {count:>8} {s['rps']:>7.2f} {s['audio/s']:>9.1f} {s['p50']:>6.2f} "
-              f"{s['p95']:>6.2f} {s['p95 ~10 s']:>9.2f}")
+    for (mode, clients), run in runs.items():
+        s = summary(run)
+        print(f"{mode:<14} {clients:>7} {len(run['results']):>8} {s['rps']:>7.2f} {s['audio/s']:>9.1f} "
+              f"{s['p50']:>6.2f} {s['p95']:>6.2f} {s['p95 ~10 s']:>9.2f}")
     for clients in args.clients:
-        batched, alone = (next(s for m, c, _, s in rows if m == mode and c == clients) for mode in modes)
-        print(f"{clients} clients: batched serves {batched['audio/s'] / alone['audio/s']:.2f}x the audio per second "
-              f"of one at a time")
+        batched, alone = (summary(runs[mode, clients])["audio/s"] for mode in modes)
+        print(f"{clients} clients: batched serves {batched / alone:.2f}x the audio per second of one at a time")
+    differ = sum(texts["batched"][name] != texts["one at a time"][name] for name in texts["batched"])
     print(f"transcripts that differ between the two servers: {differ} of {len(texts['batched'])}")
     print(f"audio: {len(speech)} utterances, {min(s for *_, s in speech):.1f}-{max(s for *_, s in speech):.1f} s; "
           f"load average while running: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -167,14 +175,14 @@ def soak(args, speech) -> None:
 
         def client(seed):
             with httpx.Client() as http:
-                for i in range(seed, 1 << 30, args.soak_clients):
+                for i in range(1 << 30):  # every client sends a bad upload after three good ones
                     if time.monotonic() > stop:
                         return
                     if i % 4 == 3:
-                        answer = server.transcribe(http, *BAD_UPLOADS[i // 4 % len(BAD_UPLOADS)])
+                        answer = server.transcribe(http, *BAD_UPLOADS[(seed + i // 4) % len(BAD_UPLOADS)])
                         ok, kind = 400 <= answer.status_code < 500, "bad"
                     else:
-                        name, data, _ = speech[i % len(speech)]
+                        name, data, _ = speech[(seed * 7 + i) % len(speech)]
                         answer = server.transcribe(http, name, data)
                         ok, kind = answer.status_code == 200 and answer.json()["text"] == reference[name], "good"
                     with lock:

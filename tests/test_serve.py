@@ -51,7 +51,7 @@ def expected(recordings):
 
 @contextmanager
 def running(*options):
-    """The URL of `asr serve --port 0 OPTIONS` once its /health answers; the server is ended after."""
+    """`asr serve --port 0 OPTIONS` in a subprocess, its URL as `.url`, once its /health answers; ended after."""
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen([sys.executable, "-m", "asr", "serve", "--port", "0", "--decoder", "greedy",
                                     *options], stdout=subprocess.PIPE, stderr=log, text=True,
@@ -88,9 +88,9 @@ def server():
         yield process.url
 
 
-def post(url: str, path=None, timeout: float = TIMEOUT, **data) -> httpx.Response:
-    files = {"file": (path.name, path.read_bytes())} if path else None
-    return httpx.post(f"{url}/v1/audio/transcriptions", files=files, data=data, timeout=timeout)
+def post(url: str, path, **data) -> httpx.Response:
+    files = {"file": (path.name, path.read_bytes())}
+    return httpx.post(f"{url}/v1/audio/transcriptions", files=files, data=data, timeout=TIMEOUT)
 
 
 def metrics(url: str) -> dict:
