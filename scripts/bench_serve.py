@@ -175,10 +175,10 @@ def soak(args, speech) -> None:
 
         def client(seed):
             with httpx.Client() as http:
-                for i in range(1 << 30):  # every client sends a bad upload after three good ones
+                for i in range(1 << 30):  # every client sends a bad upload, then three good ones, and again
                     if time.monotonic() > stop:
                         return
-                    if i % 4 == 3:
+                    if i % 4 == 0:
                         answer = server.transcribe(http, *BAD_UPLOADS[(seed + i // 4) % len(BAD_UPLOADS)])
                         ok, kind = 400 <= answer.status_code < 500, "bad"
                     else:
