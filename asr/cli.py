@@ -148,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoder_arguments(p)
     p.set_defaults(run=run_transcribe)
 
+    p = commands.add_parser("serve", help="an HTTP transcription service with OpenAI's API "
+                                          "(POST /v1/audio/transcriptions, GET /health, GET /metrics)")
+    add_load_arguments(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every network, "
+                        "with no authentication)")
+    p.add_argument("--port", type=number(int, 0, 65535), default=8000, help="default: 8000; 0: a free port. The URL is printed")
+    p.add_argument("--max-batch", type=number(int, 1), default=16, help="chunks decoded together at most (default: 16)")
+    p.add_argument("--max-wait-ms", type=number(float, 0), default=20.0,
+                   help="how long a batch waits for more requests to fill it (default: 20)")
+    p.add_argument("--max-queue", type=number(int, 1), default=64,
+                   help="requests admitted at once; more are answered 503 with Retry-After (default: 64)")
+    p.add_argument("--max-upload-mb", type=number(float, above=0), default=25.0, help="larger uploads get 413 (default: 25)")
+    add_decoder_arguments(p)
+    p.set_defaults(run=run_serve)
+
     p = commands.add_parser("lm", help="n-gram language models for beam search")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("build", help="estimate a word n-gram LM and its lexicon from text")
@@ -194,12 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) -> None:
-    p.add_argument("--model", help="model bundle, or an ONNX export with its .json beside it (default: the model "
-                                   "shipped with asr)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_load_arguments(p)
     p.add_argument("--batch-size", type=number(int, 1), default=8,
                    help="files, or 20-30 s chunks of long ones, run through the model at a time (default: 8)")
     p.add_argument("--format", choices=formats, default="text", help=f"{', '.join(formats)} (default: text)")
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model bundle, or an ONNX export with its .json beside it (default: the model "
+                                   "shipped with asr)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--quantize", choices=QUANTIZE, help="int8: LSTM and linear layers with int8 weights, for "
                                                         "CPU inference (faster, slightly less accurate)")
     p.add_argument("--threads", type=number(int, 1), metavar="N",
@@ -519,6 +539,15 @@ def run_synth(args) -> None:
     )
     for split, path in manifests.items():
         print(f"{split}\t{path}")
+
+
+def run_serve(args) -> None:
+    from .serve import serve
+    from .transcribe import load_model
+
+    recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
+    serve(recognizer, args.host, args.port, str(args.model or "default"), max_batch=args.max_batch,
+          max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_upload=round(args.max_upload_mb * 1e6))
 
 
 def run_lm_build(args) -> None:

@@ -29,7 +29,7 @@ from .quantize import quantize_model
 log = logging.getLogger(__name__)
 
 DEFAULT_LM = DEFAULT_MODEL.with_name("default.lm.bin")  # shipped beside the default model where it helps it
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers in glibc's malloc.h
 
 
 @dataclass
@@ -141,11 +141,16 @@ def map_large_allocations(threshold: int = 1 << 20) -> None:
     freed, rather than from its heap, which the varied sizes of chunks' tensors fragment: peak RSS over
     1 h of audio then stays at that of the first minutes (measured: 966 -> about 740 MB). Process-wide,
     once; a no-op where the C library is not glibc."""
+    mallopt(M_MMAP_THRESHOLD, threshold)
+
+
+def mallopt(parameter: int, value: int) -> None:
+    """Set one of glibc malloc's parameters for the whole process; a no-op where the C library is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    libc.mallopt(M_MMAP_THRESHOLD, threshold)
+    libc.mallopt(parameter, value)
 
 
 def numbered_chunks(sources: Iterable, sample_rate: int,

@@ -444,7 +444,8 @@ def test_reading_manifests_loads_no_torch():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["synth", "--help"], ["transcribe", "--no-such-option"]])
+@pytest.mark.parametrize("argv", [["--help"], ["synth", "--help"], ["serve", "--help"],
+                                  ["transcribe", "--no-such-option"]])
 def test_the_command_line_answers_help_and_usage_errors_without_torch(argv):
     # the parser's choices come from asr.formats, and each command imports what it runs only when it runs
     code = ("import sys\nfrom asr.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n"

@@ -1,0 +1,261 @@
+"""`asr serve` as its clients call it: the real server in a subprocess on a free loopback port, over HTTP,
+with httpx, curl's form fields and the `openai` package."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import httpx
+import openai
+import pytest
+import torch
+
+import asr
+from asr.audio import SAMPLE_RATE, load_audio, write_audio
+from asr.serve import length_groups
+from asr.writers import cues, render
+
+TEN_SECONDS = ("the quick brown fox jumps over the lazy dog while my brother reads a long book about green apples "
+               "and the cold weather outside today in the old town")
+TIMEOUT = 60  # seconds for any one call
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """short.wav and ten.wav as espeak-ng writes them (22.05 kHz), and long.flac: three sentences with pauses,
+    repeated to 75 s (three chunks)."""
+    folder = tmp_path_factory.mktemp("serve")
+    for name, sentence in {"short": "open the door", "ten": TEN_SECONDS}.items():
+        subprocess.run(["espeak-ng", "-w", str(folder / f"{name}.wav"), sentence], check=True)
+    pause = torch.zeros(SAMPLE_RATE // 2)
+    pieces = [torch.cat([load_audio(folder / f"{n}.wav"), pause]) for n in ("short", "ten", "short")]
+    write_audio(folder / "long.flac", torch.cat(pieces * 10)[:75 * SAMPLE_RATE])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def expected(recordings):
+    """What `asr transcribe` makes of each recording, with the same model and decoder as the servers."""
+    model = asr.load_model(None, "cpu", asr.DecoderConfig("greedy"))
+    return {path.name: transcript for path, transcript in
+            zip(sorted(recordings.iterdir()), model.transcribe(sorted(recordings.iterdir())))}
+
+
+@contextmanager
+def running(*options):
+    """`asr serve --port 0 OPTIONS` in a subprocess, its URL as `.url`, once its /health answers; ended after."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen([sys.executable, "-m", "asr", "serve", "--port", "0", "--decoder", "greedy",
+                                    *options], stdout=subprocess.PIPE, stderr=log, text=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            url = process.stdout.readline().strip()
+            if not url.startswith("http://127.0.0.1:"):
+                log.seek(0)
+                raise AssertionError(f"asr serve did not start:\n{log.read()[-3000:]}")
+            wait_until(lambda: httpx.get(f"{url}/health").json()["status"] == "ok")
+            process.url = url
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=TIMEOUT)
+
+
+def wait_until(condition, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.TransportError:  # not listening yet
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running("--max-upload-mb", "2", "--max-wait-ms", "300") as process:
+        yield process.url
+
+
+def post(url: str, path, **data) -> httpx.Response:
+    files = {"file": (path.name, path.read_bytes())}
+    return httpx.post(f"{url}/v1/audio/transcriptions", files=files, data=data, timeout=TIMEOUT)
+
+
+def metrics(url: str) -> dict:
+    return httpx.get(f"{url}/metrics", timeout=TIMEOUT).json()
+
+
+def test_each_response_format_is_what_asr_transcribe_writes(server, recordings, expected):
+    ten = expected["ten.wav"]
+    assert ten.text and ten.words
+    answer = post(server, recordings / "ten.wav")
+    assert answer.status_code == 200 and answer.json() == {"text": ten.text}
+    for fmt, media_type in (("text", "text/plain"), ("srt", "application/x-subrip"), ("vtt", "text/vtt")):
+        answer = post(server, recordings / "ten.wav", response_format=fmt)
+        assert answer.text == render(ten, fmt) and answer.headers["content-type"].startswith(media_type)
+    verbose = post(server, recordings / "ten.wav", response_format="verbose_json").json()
+    assert verbose["text"] == ten.text and verbose["duration"] == ten.duration
+    assert verbose["words"] == [asdict(w) for w in ten.words]
+    assert [s["text"] for s in verbose["segments"]] == [c.text for c in cues(ten.words)]
+
+
+def test_a_long_upload_is_cut_in_chunks_as_asr_transcribe_cuts_it(server, recordings, expected):
+    long = expected["long.flac"]
+    verbose = post(server, recordings / "long.flac", response_format="verbose_json").json()
+    assert verbose["duration"] == long.duration == 75.0 and verbose["text"] == long.text
+    assert verbose["words"] == [asdict(w) for w in long.words] and long.words[-1].end > 60
+
+
+def test_the_openai_client_works_unchanged(server, recordings, expected):
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="not-needed", timeout=TIMEOUT)
+    with open(recordings / "ten.wav", "rb") as audio:
+        assert client.audio.transcriptions.create(model="asr", file=audio).text == expected["ten.wav"].text
+    with open(recordings / "short.wav", "rb") as audio:
+        verbose = client.audio.transcriptions.create(model="asr", file=audio, response_format="verbose_json")
+    assert verbose.duration == expected["short.wav"].duration
+    assert [w.word for w in verbose.words] == [w.word for w in expected["short.wav"].words]
+    with pytest.raises(openai.BadRequestError, match="empty.wav: is an empty file"):
+        client.audio.transcriptions.create(model="asr", file=("empty.wav", b""))
+
+
+def bad_uploads(tmp_path, recordings):
+    """(what is sent, the status it gets, words its error message has)"""
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(3000))
+    text = tmp_path / "notes.txt"
+    text.write_text("not audio\n")
+    large = tmp_path / "large.wav"  # over the server's 2 MB
+    large.write_bytes((recordings / "ten.wav").read_bytes() * 7)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    return [
+        (dict(files={"file": ("empty.wav", b"")}), 400, "empty.wav: is an empty file"),
+        (dict(files={"file": ("noise.wav", noise.read_bytes())}), 400, "noise.wav: not a readable audio file"),
+        (dict(files={"file": ("notes.txt", text.read_bytes())}), 415, "notes.txt: an unsupported format"),
+        (dict(files={"file": ("large.wav", large.read_bytes())}), 413, "over this service's limit of 2 MB"),
+        (dict(data={"model": "asr"}), 400, "no audio: send it as the file field"),
+        (dict(json={"file": "ten.wav"}), 400, "no audio: send it as the file field"),
+        (dict(files={"file": ("ten.wav", b"RIFF")}, data={"response_format": "xml"}), 400, "response_format 'xml'"),
+    ]
+
+
+def test_bad_input_gets_a_json_error_naming_the_problem_and_the_service_goes_on(server, recordings, expected,
+                                                                               tmp_path):
+    errors = metrics(server)["errors"]
+    for request, status, message in bad_uploads(tmp_path, recordings):
+        answer = httpx.post(f"{server}/v1/audio/transcriptions", timeout=TIMEOUT, **request)
+        assert answer.status_code == status, answer.text
+        assert message in answer.json()["error"]["message"]
+        assert httpx.get(f"{server}/health").status_code == 200
+    assert metrics(server)["errors"] == errors + 7
+    assert post(server, recordings / "short.wav").json()["text"] == expected["short.wav"].text
+
+
+def test_requests_that_arrive_together_are_decoded_in_one_batch(server, recordings, expected):
+    before = metrics(server)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: post(server, recordings / "short.wav"), range(6)))
+    assert [a.json()["text"] for a in answers] == [expected["short.wav"].text] * 6
+    after = metrics(server)
+    assert after["requests"] == before["requests"] + 6 and after["batched_chunks"] == before["batched_chunks"] + 6
+    assert after["batches"] - before["batches"] < 6 and after["largest_batch"] > 1
+    assert after["queue_depth"] == 0 and after["audio_seconds"] > before["audio_seconds"]
+
+
+def test_a_batch_is_run_in_groups_of_similar_length():
+    assert length_groups([16000] * 4) == [[0, 1, 2, 3]]
+    seconds = [2, 15, 14, 3, 2.5, 10]
+    groups = length_groups([int(s * SAMPLE_RATE) for s in seconds])
+    assert groups == [[1, 2, 5], [3, 4, 0]]  # longest first; 2 s is not padded to 15 s
+    for group in groups:  # each pads at most a quarter of its samples
+        assert max(seconds[i] for i in group) * len(group) <= 1.25 * sum(seconds[i] for i in group)
+
+
+@pytest.fixture(scope="module")
+def slow_server():
+    """Two requests admitted at a time; a batch waits up to 1.5 s for requests still on their way."""
+    with running("--max-queue", "2", "--max-wait-ms", "1500") as process:
+        yield process.url
+
+
+class HeldUpload:
+    """A POST of an audio file over a socket of its own, its last bytes held back until finish()."""
+
+    def __init__(self, url: str, path):
+        files = {"file": (path.name, path.read_bytes())}
+        request = httpx.Request("POST", f"{url}/v1/audio/transcriptions", files=files)
+        body = request.read()
+        head = ["POST /v1/audio/transcriptions HTTP/1.1", f"Host: {request.url.netloc.decode()}", "Connection: close",
+                f"Content-Type: {request.headers['content-type']}", f"Content-Length: {len(body)}"]
+        self.data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        self.socket = socket.create_connection((request.url.host, request.url.port), timeout=TIMEOUT)
+        self.socket.sendall(self.data[:-100])
+
+    def finish(self) -> "HeldUpload":
+        self.socket.sendall(self.data[-100:])
+        return self
+
+    def answer(self) -> tuple[int, dict]:
+        """The status and JSON of the answer."""
+        received = b""
+        while piece := self.socket.recv(1 << 16):
+            received += piece
+        head, body = received.split(b"\r\n\r\n", 1)
+        return int(head.split()[1]), json.loads(body)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_a_full_queue_answers_503_with_retry_after(slow_server, recordings, expected):
+    before, short = metrics(slow_server), recordings / "short.wav"
+    held = [HeldUpload(slow_server, short), HeldUpload(slow_server, short)]  # admitted, still uploading
+    wait_until(lambda: metrics(slow_server)["queue_depth"] == 2)
+    turned_away = [post(slow_server, short) for _ in range(3)]
+    answers = [upload.finish() for upload in held]
+    assert [upload.answer() for upload in answers] == [(200, {"text": expected["short.wav"].text})] * 2
+    for answer in turned_away:
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert "busy: 2 requests are being served" in answer.json()["error"]["message"]
+    assert metrics(slow_server)["rejected"] == before["rejected"] + 3
+    assert post(slow_server, short).json()["text"] == expected["short.wav"].text
+
+
+def test_a_client_that_hangs_up_frees_its_slot(slow_server, recordings, expected):
+    before = metrics(slow_server)
+    held = HeldUpload(slow_server, recordings / "short.wav")  # the batch below waits for it
+    gone = HeldUpload(slow_server, recordings / "long.flac").finish()
+    wait_until(lambda: metrics(slow_server)["decoding"] == 1)  # its chunks wait in a batch
+    gone.close()
+    wait_until(lambda: metrics(slow_server)["disconnects"] == before["disconnects"] + 1)
+    HeldUpload(slow_server, recordings / "ten.wav").close()  # hangs up in the middle of its upload
+    wait_until(lambda: metrics(slow_server)["disconnects"] == before["disconnects"] + 2)
+    assert metrics(slow_server)["queue_depth"] == 1  # the held upload's slot only
+    assert held.finish().answer() == (200, {"text": expected["short.wav"].text})
+    after = metrics(slow_server)
+    assert after["requests"] == before["requests"] + 1 and after["errors"] == before["errors"]
+    assert after["batched_chunks"] == before["batched_chunks"] + 1  # the long upload's three chunks never ran
+    assert after["queue_depth"] == after["decoding"] == 0
+
+
+def test_sigterm_finishes_the_requests_in_flight_then_stops(recordings, expected):
+    with running("--max-wait-ms", "1500") as process:
+        uploading = HeldUpload(process.url, recordings / "short.wav")
+        waiting = HeldUpload(process.url, recordings / "long.flac").finish()
+        wait_until(lambda: metrics(process.url)["decoding"] == 1)  # in a batch that waits for the other
+        process.send_signal(signal.SIGTERM)
+        assert uploading.finish().answer() == (200, {"text": expected["short.wav"].text})
+        assert waiting.answer() == (200, {"text": expected["long.flac"].text})
+        assert process.wait(timeout=TIMEOUT) == -signal.SIGTERM  # uvicorn ends by the signal it caught, once done
+        assert process.stdout.read() == ""  # the URL was all: the access log goes to stderr, not to a full pipe
