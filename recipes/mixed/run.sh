@@ -26,8 +26,9 @@ SPEECHOCEAN=${SPEECHOCEAN:-../shared/data/speechocean762}
 REAL_DEV=${REAL_DEV:-../shared/data/real-dev/manifest.jsonl}
 CURVE=${CURVE:-0h 1h 2.5h 4.5h}
 CURVE_STEPS=${CURVE_STEPS:-250}
-TRAIN_STEPS=${TRAIN_STEPS:-450}
+TRAIN_STEPS=${TRAIN_STEPS:-900}
 EXP=exp/mixed
+START_MODEL=exp/synthetic-leg6/model-fp16.safetensors  # the synthetic recipe's last leg, shipped until 193c9db
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl data/synthetic/dev.jsonl)
@@ -43,6 +44,16 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     best=$(ls -t "$1"/checkpoints/best-*.ckpt 2>/dev/null | head -1 || true)
     [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that run has not been trained" >&2; exit 1; }
     $PYTHON -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
+}
+
+start_model() {  # the synthetic recipe's model: from its run, else from the commit that shipped it
+    [ -f $START_MODEL ] && return
+    mkdir -p "$(dirname $START_MODEL)"
+    git show 193c9db:asr/assets/default.safetensors > $START_MODEL.partial && mv $START_MODEL.partial $START_MODEL || {
+        rm -f $START_MODEL.partial
+        echo "run.sh: no $START_MODEL: run recipes/synthetic/run.sh (its legs 1-6), or use a git clone of asr" >&2
+        exit 1
+    }
 }
 
 train() {  # EXP_DIR REAL_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on the synthetic corpus mixed with
@@ -80,7 +91,8 @@ for stage in "${stages[@]}"; do
         lm)       $PYTHON recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${DEV[@]}" "${TEST[@]}" \
                       --out $EXP/lm-text.txt
                   $PYTHON -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
-        curve)    for hours in $CURVE; do
+        curve)    start_model
+                  for hours in $CURVE; do
                       train exp/mixed-curve-$hours "$hours" "$CURVE_STEPS" "$CURVE_STEPS" >&2
                       echo "# real speech $hours, $CURVE_STEPS steps"
                       $PYTHON -m asr evaluate --model exp/mixed-curve-$hours/model-fp16.safetensors "${DEV[@]}" \
@@ -93,7 +105,7 @@ for stage in "${stages[@]}"; do
                       write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
                       $EXP/dev-all.jsonl "${DEV[@]}"
                   $PYTHON -m asr tune-lm --model $MODEL --manifest $EXP/dev-all.jsonl --lm $LM \
-                      --lm-weights 0.5,1,1.5,2 --word-scores -1,0,1,2 ;;
+                      --lm-weights 0.5,1,1.5,2 --word-scores=-1,0,1,2 ;;
         evaluate) for decoder in "--decoder greedy" "--lm $LM"; do
                       echo "# asr evaluate $decoder"
                       $PYTHON -m asr evaluate --model $MODEL "${DEV[@]}" "${TEST[@]}" $decoder
