@@ -496,3 +496,25 @@ def test_a_draw_of_the_same_utterance_twice_in_an_epoch_is_augmented_differently
 def test_bad_mixing_weights_are_refused(weights, message):
     with pytest.raises(ValueError, match=message):
         DataConfig(train_manifests=["a.jsonl", "b.jsonl"], train_weights=weights)
+
+
+def test_a_resumed_epoch_replays_the_augmentation_of_the_uninterrupted_one_with_workers(tmp_path):
+    """DataLoader workers' own RNGs are not in a checkpoint: the draws' seeds must carry every random choice."""
+    utts = make_corpus(tmp_path / "wav", [(0.3 + 0.02 * i, "A TONE") for i in range(12)])
+    write_manifest(tmp_path / "m.jsonl", utts)
+    cfg = DataConfig(train_manifests=[str(tmp_path / "m.jsonl")], train_weights=[1.5], max_batch_seconds=1.0,
+                     num_workers=2, sorta_grad=False, speed_perturb=[0.9, 1.0, 1.1],
+                     augment=AugmentConfig(noise=0.5, gain=0.5, clip=0.3, telephone=0.3))
+
+    def batches(resume_at=None):
+        dm = SpeechDataModule(cfg, CharTokenizer())
+        dm.setup("fit")
+        dm.load_state_dict(resume_at or {})
+        loader = dm.train_dataloader()
+        loader.batch_sampler.set_epoch(3)
+        return [batch.waves for batch in loader]
+
+    whole = batches()
+    resumed = batches({"epoch": 3, "batches_done": 2})
+    assert len(resumed) == len(whole) - 2
+    assert all(torch.equal(a, b) for a, b in zip(whole[2:], resumed))
