@@ -163,8 +163,9 @@ class DurationBatchSampler(Sampler[list[Draw]]):
                 "some; use more data or fewer devices"
             )
         self.durations = torch.as_tensor(durations, dtype=torch.float64)  # (N,)
-        self.groups = torch.zeros(len(durations), dtype=torch.long) if groups is None else torch.as_tensor(groups)  # (N,)
-        self.weights = [1.0] * (int(self.groups.max()) + 1 if len(self.groups) else 1) if weights is None else list(weights)
+        groups = [0] * len(durations) if groups is None else list(groups)
+        self.groups = torch.as_tensor(groups, dtype=torch.long)  # (N,) corpus of each utterance
+        self.weights = [1.0] * (max(groups, default=0) + 1) if weights is None else list(weights)
         if len(self.groups) != len(durations) or any(g >= len(self.weights) for g in self.groups.unique().tolist()):
             raise ValueError("groups: one corpus index per utterance, each below the number of weights")
         self.cells = torch.ceil(self.durations / DURATION_GRID - 1e-6).clamp(min=1).long()  # (N,) grid cells
@@ -386,6 +387,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.train_groups: list[int] = []  # the train manifest of each training utterance
         self.val_set: list[Utterance] = []
         self.resume_at: dict | None = None  # the training sampler's place, from a checkpoint
+        self.augmenter: Augmenter | None = None  # made once per run in setup: its room simulation takes seconds
 
     def state_dict(self) -> dict:
         """The training sampler's place, saved in every checkpoint: the epoch and how many of its batches the
@@ -406,6 +408,8 @@ class SpeechDataModule(L.LightningDataModule):
             corpora = [self._read([m], speed) for m in self.cfg.train_manifests]
             self.train_set = [u for corpus in corpora for u in corpus]
             self.train_groups = [c for c, corpus in enumerate(corpora) for _ in corpus]
+            if self.augmenter is None and (self.cfg.augment.enabled or self.cfg.speed_perturb):
+                self.augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.cfg.seed)
             if self.cfg.train_weights:
                 log.info("training mix per epoch: %s", mix_summary(self.cfg.train_manifests, corpora,
                                                                    self.cfg.train_weights))
@@ -454,11 +458,8 @@ class SpeechDataModule(L.LightningDataModule):
         )
         if train and self.resume_at:
             sampler.load_state_dict(self.resume_at)
-        augmenter = None
-        if train and (self.cfg.augment.enabled or self.cfg.speed_perturb):
-            augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.cfg.seed)
         return DataLoader(
-            SpeechDataset(utterances, self.tokenizer, augmenter),
+            SpeechDataset(utterances, self.tokenizer, self.augmenter if train else None),
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.cfg.num_workers,
