@@ -3,11 +3,11 @@
 from importlib import import_module
 
 __all__ = ["DecoderConfig", "load_model"]
-HOMES = {"DecoderConfig": ".decoding", "load_model": ".transcribe"}
+HOMES = {"DecoderConfig": ".core.decoding", "load_model": ".inference.transcribe"}
 
 
 def __getattr__(name: str):
-    """The public names, imported on first use (PEP 562), so that `import asr.manifest` loads no torch."""
+    """The public names, imported on first use (PEP 562), so that `import asr.core.manifest` loads no torch."""
     if name not in HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(HOMES[name], __name__), name)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from .formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
+from asr.inference.formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
 
 log = logging.getLogger("asr")
 
@@ -20,10 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging()
-    from .audio import AudioError
-    from .bundle import BundleError
-    from .config import ConfigError
-    from .download import DownloadError
+    from asr.core.audio import AudioError
+    from asr.core.bundle import BundleError
+    from asr.core.config import ConfigError
+    from asr.corpora.librispeech import DownloadError
 
     try:
         return args.run(args) or 0
@@ -251,7 +251,7 @@ BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "wo
 def decoder_config(args):
     """The DecoderConfig the options ask for, or None for the model's default (greedy, or the default
     model's own LM)."""
-    from .decoding import DecoderConfig
+    from asr.core.decoding import DecoderConfig
 
     options = {name: getattr(args, name) for name in BEAM_OPTIONS if getattr(args, name) is not None}
     kind = args.decoder or ("choice" if args.choices else "beam" if options else None)
@@ -302,14 +302,14 @@ def package_version() -> str:
 
 
 def run_prepare(args) -> None:
-    from .data import prepare_librispeech
+    from asr.corpora.librispeech import prepare_librispeech
 
     for subset, path in prepare_librispeech(args.root, args.out).items():
         print(f"{subset}\t{path}")
 
 
 def run_download(args) -> None:
-    from .download import MIRROR, download_librispeech, read_checksums
+    from asr.corpora.librispeech import MIRROR, download_librispeech, read_checksums
 
     checksums = read_checksums(args.checksums) if args.checksums else None
     for path in download_librispeech(args.out, args.subsets, args.lm_text, args.mirror or MIRROR, checksums):
@@ -317,16 +317,17 @@ def run_download(args) -> None:
 
 
 def run_tokenizer(args) -> None:
-    from .manifest import read_manifest
-    from .text import train_sentencepiece
+    from asr.core.manifest import read_manifest
+    from asr.core.text import train_sentencepiece
 
     texts = [u.text for manifest in args.manifests for u in read_manifest(manifest)]
     print(train_sentencepiece(texts, args.out, vocab_size=args.vocab_size, model_type=args.type))
 
 
 def run_train(args) -> None:
-    from .bundle import bundle_from_checkpoint
-    from .training import load_experiment_config, train
+    from asr.core.bundle import bundle_from_checkpoint
+    from asr.training.config import load_experiment_config
+    from asr.training.train import train
 
     cfg = load_experiment_config(args.config, args.overrides)
     checkpoints = train(cfg, resume=args.resume)
@@ -344,7 +345,7 @@ def is_global_zero() -> bool:
 def run_export(args) -> None:
     import torch
 
-    from .export import export, load_source
+    from asr.inference.export import export, load_source
 
     if args.dtype != "float32" and args.format != "bundle":
         raise ValueError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks "
@@ -353,9 +354,9 @@ def run_export(args) -> None:
 
 
 def run_check_manifest(args) -> int:
-    from .check import WARNING, check_manifest, report_lines
-    from .text import build_tokenizer
-    from .training import load_experiment_config
+    from asr.core.text import build_tokenizer
+    from asr.inspection.check import WARNING, check_manifest, report_lines
+    from asr.training.config import load_experiment_config
 
     cfg = load_experiment_config(args.config)
     tokenizer = build_tokenizer(cfg.tokenizer)
@@ -373,7 +374,7 @@ def load_recognizer(args, decoder=None):
     """The Recognizer that the model options ask for, its CPU work on --threads threads."""
     import torch
 
-    from .transcribe import load_model
+    from asr.inference.transcribe import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -381,8 +382,8 @@ def load_recognizer(args, decoder=None):
 
 
 def run_evaluate(args) -> int:
-    from .manifest import read_manifest
-    from .evaluate import evaluate
+    from asr.core.manifest import read_manifest
+    from asr.inference.evaluate import evaluate
 
     manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]  # before the model loads
     if empty := [manifest for manifest, utterances in manifests if not utterances]:
@@ -408,8 +409,8 @@ def run_evaluate(args) -> int:
 
 
 def run_transcribe(args) -> int:
-    from .transcribe import find_audio
-    from .writers import SUBTITLES, render, tab_line
+    from asr.inference.transcribe import find_audio
+    from asr.inference.writers import SUBTITLES, render, tab_line
 
     if args.quiet:
         log.setLevel(logging.WARNING)
@@ -417,7 +418,7 @@ def run_transcribe(args) -> int:
     if args.format in SUBTITLES and len(found) > 1 and not args.output_dir:
         raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(found)} files")
     if args.plot:  # before the model loads
-        from .plot import check_plottable
+        from asr.inspection.plot import check_plottable
 
         check_plottable(found)
         check_not_onnx(args.model, "--plot")
@@ -437,7 +438,7 @@ def run_transcribe(args) -> int:
             else:
                 print(render(result, args.format), end="", flush=True)
     if args.plot and result:
-        from .plot import plot_file
+        from asr.inspection.plot import plot_file
 
         log.info("wrote %s", plot_file(recognizer, files[0], result, args.plot))
     for err in failed:
@@ -450,7 +451,7 @@ def run_transcribe(args) -> int:
 def readable_at_first_sight(files: list) -> tuple[list, list]:
     """(the files whose headers read, the AudioErrors of those missing, empty or unreadable at the header), found
     in milliseconds before a model takes seconds to load; streams (stdin) are taken as they come."""
-    from .audio import AudioError, audio_duration
+    from asr.core.audio import AudioError, audio_duration
 
     good, bad = [], []
     for file in files:
@@ -473,7 +474,7 @@ def progress_bar(files: list, quiet: bool):
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .audio import AudioError, audio_duration
+    from asr.core.audio import AudioError, audio_duration
 
     def seconds(source) -> float | None:
         try:
@@ -494,7 +495,7 @@ def progress_bar(files: list, quiet: bool):
 def write_output(folder: Path, transcript, fmt: str, written: set[Path], inputs: list[str]) -> None:
     """FOLDER/REL/NAME.EXT for the audio file NAME.wav found at REL/ under an input folder (output_stem);
     NAME-2.EXT, ... when outputs would share a name."""
-    from .writers import EXTENSIONS, render, write_atomically
+    from asr.inference.writers import EXTENSIONS, render, write_atomically
 
     stem, n = output_stem(transcript.audio_filepath, inputs), 1
     while (path := folder / f"{stem}{f'-{n}' if n > 1 else ''}.{EXTENSIONS[fmt]}") in written:
@@ -530,7 +531,7 @@ def output_stem(audio: str, inputs: list[str]) -> str:
 
 def run_synth(args) -> None:
     """Make the corpus; print "SPLIT<TAB>MANIFEST" lines."""
-    from .synth import synthesize_corpus
+    from asr.corpora.synth import synthesize_corpus
 
     manifests = synthesize_corpus(
         args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
@@ -542,8 +543,8 @@ def run_synth(args) -> None:
 
 
 def run_serve(args) -> None:
-    from .serve import serve
-    from .transcribe import load_model
+    from asr.inference.serve import serve
+    from asr.inference.transcribe import load_model
 
     recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
     serve(recognizer, args.host, args.port, str(args.model or "default"), max_batch=args.max_batch,
@@ -551,16 +552,25 @@ def run_serve(args) -> None:
 
 
 def run_lm_build(args) -> None:
-    from .lm import build_lm
+    from asr.core.lm import build_lm
 
     print(build_lm(args.texts, args.out, args.order, args.estimator))
 
 
 def run_tune_lm(args) -> None:
-    from .manifest import read_manifest
-    from .decoding import BeamSearchDecoder, DecoderConfig
-    from .lm import write_tuned
-    from .tuning import LM_WEIGHTS, WORD_SCORES, best, dev_log_probs, greedy_counts, grid, random_points, tune
+    from asr.core.decoding import BeamSearchDecoder, DecoderConfig
+    from asr.core.lm import write_tuned
+    from asr.core.manifest import read_manifest
+    from asr.inference.tuning import (
+        LM_WEIGHTS,
+        WORD_SCORES,
+        best,
+        dev_log_probs,
+        greedy_counts,
+        grid,
+        random_points,
+        tune,
+    )
 
     recognizer = load_recognizer(args)
     decoder = BeamSearchDecoder(recognizer.tokenizer, DecoderConfig(
@@ -585,7 +595,7 @@ def run_tune_lm(args) -> None:
 
 def check_not_onnx(model: str | None, what: str) -> None:
     """ValueError if `model` is an ONNX export: `what` looks inside the PyTorch network."""
-    from .transcribe import exported_format
+    from asr.inference.transcribe import exported_format
 
     if model and exported_format(model) == "onnx":
         raise ValueError(f"{what} looks inside the PyTorch network: give the model bundle that {model} was "
@@ -593,8 +603,8 @@ def check_not_onnx(model: str | None, what: str) -> None:
 
 
 def run_inspect_gates(args) -> None:
-    from .gates import gate_curves, plot_gates
-    from .transcribe import load_model
+    from asr.inference.transcribe import load_model
+    from asr.inspection.gates import gate_curves, plot_gates
 
     check_not_onnx(args.model, "asr inspect gates")
     recognizer = load_model(args.model, args.device)

@@ -18,10 +18,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 from torch.utils.data import DataLoader
 
-from asr.data import SpeechDataset
-from asr.features import Frontend
-from asr.model import DeepSpeech2, ModelConfig
-from asr.text import BLANK
+from asr.core.features import Frontend
+from asr.core.model import DeepSpeech2, ModelConfig
+from asr.core.text import BLANK
+from asr.training.dataset import SpeechDataset
 
 
 class FeatureDataset(SpeechDataset):

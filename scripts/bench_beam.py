@@ -1,4 +1,4 @@
-"""Beam search with an n-gram LM: our decoder (torchaudio's flashlight `ctc_decoder` + KenLM, asr/decoding.py)
+"""Beam search with an n-gram LM: our decoder (torchaudio's flashlight `ctc_decoder` + KenLM, asr/core/decoding.py)
 against pyctcdecode (pure Python over the kenlm module) on the same log-probabilities, with the same LM and
 beam size. Prints decoding time and WER side by side, with greedy and beam search without LM for reference.
 
@@ -31,10 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asr.decoding import BeamSearchDecoder, DecoderConfig, greedy_decode  # noqa: E402
-from asr.lm import build_lm, kenlm_tool, lexicon_path, read_lexicon, read_tuned  # noqa: E402
-from asr.metrics import ErrorCounts, error_counts  # noqa: E402
-from asr.text import BLANK, WORD_SEPARATOR, CharTokenizer, normalize  # noqa: E402
+from asr.core.decoding import BeamSearchDecoder, DecoderConfig, greedy_decode  # noqa: E402
+from asr.core.lm import build_lm, kenlm_tool, lexicon_path, read_lexicon, read_tuned  # noqa: E402
+from asr.core.metrics import ErrorCounts, error_counts  # noqa: E402
+from asr.core.text import BLANK, WORD_SEPARATOR, CharTokenizer, normalize  # noqa: E402
 
 TEXT = ROOT.parent / "shared" / "data" / "text" / "libritts_tc100.txt"
 PYCTCDECODE = ["pyctcdecode==0.5.0", "numpy<2", "ufal.kenlm"]
@@ -107,9 +107,9 @@ def simulated_set(args, work: Path):
 
 
 def model_set(args):
-    from asr.manifest import read_manifest
-    from asr.transcribe import load_model
-    from asr.tuning import dev_log_probs
+    from asr.core.manifest import read_manifest
+    from asr.inference.transcribe import load_model
+    from asr.inference.tuning import dev_log_probs
 
     if not (args.manifest and args.lm):
         sys.exit("bench_beam.py: --model needs --manifest and --lm")

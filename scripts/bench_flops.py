@@ -22,12 +22,12 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+from bench_transcribe import print_table
 from torch.utils.flop_counter import FlopCounterMode
 
-from asr.audio import SAMPLE_RATE
-from asr.model import DeepSpeech2, count_parameters, output_lengths
-from asr.training import load_experiment_config
-from bench_transcribe import print_table
+from asr.core.audio import SAMPLE_RATE
+from asr.core.model import DeepSpeech2, count_parameters, output_lengths
+from asr.training.config import load_experiment_config
 
 # profiler operator names -> kind of work, first match wins (self CPU time)
 KINDS = [("LSTM recurrence", ("rnn", "lstm")), ("convolution", ("conv",)), ("CTC loss", ("ctc",)),

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import jiwer
-
 from bench_transcribe import SENTENCES, print_table
 
 PLOT_TITLE = "asr transcribe, default model: RTF against batch size (lower is faster)"
@@ -51,7 +50,7 @@ def write_files(folder: Path, voices: list[str], sentences: list[str]) -> list[d
     """One 16 kHz WAV per (voice, sentence) in `folder` -> [{"path", "text", "duration"}]."""
     import soundfile as sf
 
-    from asr.audio import load_audio
+    from asr.core.audio import load_audio
 
     files = []
     for voice in voices:
@@ -65,7 +64,7 @@ def write_files(folder: Path, voices: list[str], sentences: list[str]) -> list[d
 
 
 def wer(files: list[dict], hypotheses: list[str]) -> float:
-    from asr.text import normalize
+    from asr.core.text import normalize
 
     return jiwer.wer([normalize(f["text"]) for f in files], [normalize(h) for h in hypotheses])
 
@@ -87,8 +86,8 @@ def asr_worker(files: list[dict], threads: int, weights: str, batch_sizes: list[
     files -> one result per measurement."""
     import torch
 
-    from asr.decoding import DecoderConfig
-    from asr.transcribe import load_model
+    from asr.core.decoding import DecoderConfig
+    from asr.inference.transcribe import load_model
 
     torch.set_num_threads(threads)
     recognizer = load_model(None, "cpu", None, "int8" if weights == "int8" else None)

@@ -30,7 +30,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile as sf
-
 from bench_transcribe import SENTENCES  # scripts/ is the script's own folder: first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,9 +30,9 @@ def lap(name):
     start = now
 import torch
 lap("import torch")
-import asr.transcribe as T
-from asr.bundle import load_bundle
-from asr.decoding import DecoderConfig, build_decoder
+import asr.inference.transcribe as T
+from asr.core.bundle import load_bundle
+from asr.core.decoding import DecoderConfig, build_decoder
 lap("import asr")
 model, tokenizer = load_bundle(T.DEFAULT_MODEL)
 lap("load the model bundle")

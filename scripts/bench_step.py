@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import torch
-
-from asr.audio import SAMPLE_RATE
-from asr.model import DeepSpeech2, count_parameters
-from asr.training import load_experiment_config
 from bench_transcribe import print_table
+
+from asr.core.audio import SAMPLE_RATE
+from asr.core.model import DeepSpeech2, count_parameters
+from asr.training.config import load_experiment_config
 
 PRECISIONS = {"float32": torch.float32, "bf16": torch.bfloat16}
 

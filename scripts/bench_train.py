@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_infer import run_worker
 from bench_transcribe import print_table
 
@@ -62,7 +61,7 @@ def write_data(folder: Path, n: int, max_duration: float, seed: int = 0) -> Path
     [2, max_duration]), random A-Z transcripts -> a manifest."""
     import soundfile as sf
 
-    from asr.manifest import Utterance, write_manifest
+    from asr.core.manifest import Utterance, write_manifest
 
     rng = np.random.default_rng(seed)
     durations = np.clip(rng.normal(12.3, 3.8, n), 2.0, max_duration)
@@ -83,11 +82,12 @@ def ours(manifest: Path, name: str, batch_size: int, steps: int, warmup: int, wo
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from asr import config
-    from asr.data import SpeechDataModule
-    from asr.manifest import read_manifest
-    from asr.text import build_tokenizer
-    from asr.training import ASRModule, load_experiment_config
+    from asr.core import config
+    from asr.core.manifest import read_manifest
+    from asr.core.text import build_tokenizer
+    from asr.training.config import load_experiment_config
+    from asr.training.datamodule import SpeechDataModule
+    from asr.training.module import ASRModule
 
     cfg = load_experiment_config(name)
     tokenizer = build_tokenizer(cfg.tokenizer)
@@ -127,9 +127,9 @@ def baseline(manifest: Path, name: str, batch_size: int, steps: int, warmup: int
     """scripts/baseline_ds2.py's loop on the same utterances and network size -> timings."""
     from baseline_ds2 import baseline_model, train_steps
 
-    from asr.manifest import read_manifest
-    from asr.text import build_tokenizer
-    from asr.training import load_experiment_config
+    from asr.core.manifest import read_manifest
+    from asr.core.text import build_tokenizer
+    from asr.training.config import load_experiment_config
 
     cfg = load_experiment_config(name)
     tokenizer = build_tokenizer(cfg.tokenizer)

@@ -9,7 +9,7 @@ The audio is espeak-ng speech of a dozen sentences, concatenated with short paus
 written once as a 16 kHz WAV. Each configuration runs in a fresh Python process (so peaks do not mix) that
 loads the model and transcribes the file with asr's Python API, the code behind `asr transcribe`: the model
 as asr runs it (torch), and its ONNX export (`asr export --format onnx [--quantize int8]`) in onnxruntime
-in the same Recognizer (asr.export.OnnxModel), so that both read and chunk the audio alike. The time
+in the same Recognizer (asr.inference.export.OnnxModel), so that both read and chunk the audio alike. The time
 covers reading, features, network and decoding, not the model load; "CPU seconds" is the process's CPU
 time over the same span, which other work on a shared machine disturbs less than the wall time. Peak RSS
 is the process's VmHWM: Python, torch and the model included. "CER vs fp32" compares each transcript with
@@ -65,7 +65,7 @@ def parse_args():
 
 def speech_pool() -> list[np.ndarray]:
     """espeak-ng's 16 kHz float32 waveform (S,) of each sentence, a pause appended."""
-    from asr.audio import load_audio
+    from asr.core.audio import load_audio
 
     if not shutil.which("espeak-ng"):
         sys.exit("bench_transcribe: espeak-ng is not installed (scripts/install.sh)")
@@ -95,9 +95,9 @@ def worker(audio: str, model: str, threads: int, batch_size: int) -> None:
     time, peak RSS and the text."""
     import torch
 
-    from asr.decoding import DecoderConfig
-    from asr.export import OnnxModel
-    from asr.transcribe import Recognizer, load_model
+    from asr.core.decoding import DecoderConfig
+    from asr.inference.export import OnnxModel
+    from asr.inference.transcribe import Recognizer, load_model
 
     torch.set_num_threads(threads)
     if model.endswith(".onnx"):
@@ -132,8 +132,8 @@ def run_worker(audio: Path, model: str, args) -> dict:
 def models(args, folder: Path) -> list[tuple[str, str, str]]:
     """(runtime, weights, worker's MODEL) of each configuration; ONNX exports of the default model are
     written to `folder`."""
-    from asr.bundle import DEFAULT_MODEL, load_bundle
-    from asr.export import export
+    from asr.core.bundle import DEFAULT_MODEL, load_bundle
+    from asr.inference.export import export
 
     configs = []
     for runtime in args.runtime:

@@ -11,7 +11,7 @@
 # mirror lacks are skipped with a warning; `asr synth` skips engines that are missing.
 # The voices reserved for evaluation are not installed where they are packages of their own (mbrola
 # us2, festival ked and cmu_us_slt_arctic_hts); flite's built-in slt/rms and pico's en-US come with
-# their engines, and asr.synth never uses them.
+# their engines, and asr.corpora.synth never uses them.
 set -euo pipefail
 
 SUDO=""

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.audio import SAMPLE_RATE, load_audio, write_audio
+from asr.core.audio import SAMPLE_RATE, load_audio, write_audio
 
 torch.set_num_threads(1)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 
-from asr import training
 from asr.cli import main
+from asr.training import train as training
 
 
 class Recorder(Callback):

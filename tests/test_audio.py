@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
 from conftest import non_finite, tone
+
+from asr.core.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
 
 torch.set_num_threads(1)
 

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from asr.audio import SAMPLE_RATE
-from asr.augment import AugmentConfig, Augmenter, room_impulse_responses, telephone
+from asr.core.audio import SAMPLE_RATE
+from asr.core.augment import AugmentConfig, Augmenter, room_impulse_responses, telephone
 
 torch.set_num_threads(1)
 

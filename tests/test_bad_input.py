@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from asr.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
-from asr.bundle import save_bundle
-from asr.cli import main
-from asr.decoding import DecoderConfig
-from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
-from asr.training import load_experiment_config
-from asr.transcribe import Recognizer, load_model
 from conftest import non_finite, tone
+
+from asr.cli import main
+from asr.core.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
+from asr.core.bundle import save_bundle
+from asr.core.decoding import DecoderConfig
+from asr.core.model import DeepSpeech2
+from asr.core.text import CharTokenizer
+from asr.inference.transcribe import Recognizer, load_model
+from asr.training.config import load_experiment_config
 
 torch.set_num_threads(1)
 
@@ -120,7 +120,7 @@ def test_random_bytes_named_mp3_are_refused_and_the_decoder_prints_nothing(tiny,
 # reads the file named on the command line as the user nobody when run as root (who may read any file)
 READ_AS_NOBODY = """
 import os, sys
-from asr.audio import AudioError, load_audio
+from asr.core.audio import AudioError, load_audio
 if os.geteuid() == 0:
     os.setgid(65534)
     os.setuid(65534)

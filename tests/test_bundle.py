@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from asr.bundle import BundleError, load_bundle, save_bundle
-from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
-from asr.training import load_experiment_config
+from asr.core.bundle import BundleError, load_bundle, save_bundle
+from asr.core.model import DeepSpeech2
+from asr.core.text import CharTokenizer
+from asr.training.config import load_experiment_config
 
 
 @pytest.fixture

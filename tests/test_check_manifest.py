@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from asr.audio import SAMPLE_RATE, write_audio
-from asr.check import check_manifest
 from asr.cli import main
-from asr.data import SpeechDataModule, ctc_problems
-from asr.manifest import ManifestError, Utterance, read_manifest
-from asr.model import output_lengths
-from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
-from asr.training import load_experiment_config
+from asr.core.audio import SAMPLE_RATE, write_audio
+from asr.core.ctc import ctc_problems
+from asr.core.manifest import ManifestError, Utterance, read_manifest
+from asr.core.model import output_lengths
+from asr.core.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
+from asr.inspection.check import check_manifest
+from asr.training.config import load_experiment_config
+from asr.training.datamodule import SpeechDataModule
 
 torch.set_num_threads(1)
 
@@ -140,7 +141,7 @@ def test_training_data_drops_what_ctc_cannot_align_and_missing_audio_with_a_coun
     good = [line for n, line in enumerate(corpus.read_bytes().splitlines(), 1) if n in (1, 5, 2, 10)]
     corpus.with_name("clean.jsonl").write_bytes(b"\n".join(good) + b"\n")  # lines 1 (good), 2, 5, 10 (good)
     data = SpeechDataModule(tiny.data, CharTokenizer(), tiny.model)
-    with caplog.at_level(logging.WARNING, logger="asr.data"):
+    with caplog.at_level(logging.WARNING, logger="asr.core.ctc"):
         data.setup("fit")
     assert [u.audio_filepath.name for u in data.train_set] == ["a.wav", "b.flac"]
     assert [u.text for u in data.val_set] == ["HELLO", "WORLD"]

@@ -1,4 +1,4 @@
-"""Cutting long recordings into chunks at pauses (asr/chunking.py): where the cuts land, and that no sample is
+"""Cutting long recordings into chunks at pauses (asr/inference/chunking.py): where the cuts land, and that no sample is
 lost or read twice."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.audio import SAMPLE_RATE, stream_audio
-from asr.chunking import MAX_CHUNK_SECONDS, SEARCH_SECONDS, chunks, quietest_point, split
+from asr.core.audio import SAMPLE_RATE, stream_audio
+from asr.inference.chunking import MAX_CHUNK_SECONDS, SEARCH_SECONDS, chunks, quietest_point, split
 
 RATE = 8000  # not SAMPLE_RATE, so that chunks() has to resample
 

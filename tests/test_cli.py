@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 import torch
-
-from asr.bundle import DEFAULT_MODEL
-from asr.cli import build_parser, main
-from asr.export import export, load_source
 from conftest import run_asr
+
+from asr.cli import build_parser, main
+from asr.core.bundle import DEFAULT_MODEL
+from asr.inference.export import export, load_source
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_version(capsys):
 
 
 def test_a_device_this_machine_lacks_is_named_with_the_ones_it_has(hello):
-    from asr.transcribe import available_devices
+    from asr.inference.transcribe import available_devices
 
     missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: cuda:0 on a machine without one
     result = run_asr("transcribe", hello, "--device", missing, check=False)

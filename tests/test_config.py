@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from asr.audio import SAMPLE_RATE, write_audio
 from asr.cli import main
-from asr.config import ConfigError
-from asr.training import default_precision, load_experiment_config
+from asr.core.audio import SAMPLE_RATE, write_audio
+from asr.core.config import ConfigError
+from asr.training.config import load_experiment_config
+from asr.training.train import check_trainer_keys, default_precision
 
 
 def test_named_configs_load_and_overrides_apply():
@@ -38,12 +39,13 @@ def test_named_configs_load_and_overrides_apply():
 ])
 def test_bad_keys_and_values_are_refused_with_the_key_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        load_experiment_config("tiny", [override])
+        check_trainer_keys(load_experiment_config("tiny", [override]).trainer)  # as `asr train` checks them
 
 
 def test_trainer_values_of_the_types_lightning_takes_pass():
     cfg = load_experiment_config("tiny", ["trainer.precision=bf16-mixed", "trainer.devices=[0, 1]",
                                           "trainer.limit_train_batches=0.5", "trainer.deterministic=warn"])
+    check_trainer_keys(cfg.trainer)
     assert cfg.trainer["devices"] == [0, 1] and cfg.trainer["precision"] == "bf16-mixed"
 
 

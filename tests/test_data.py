@@ -13,12 +13,15 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
-from asr.audio import SAMPLE_RATE, AudioError, write_audio
-from asr.augment import AugmentConfig, Augmenter
-from asr.data import (Batch, DataConfig, Draw, DurationBatchSampler, SpeechDataModule, SpeechDataset, collate,
-                      prepare_librispeech)
-from asr.manifest import ManifestError, Utterance, read_manifest, write_manifest
-from asr.text import CharTokenizer, normalize
+from asr.core.audio import SAMPLE_RATE, AudioError, write_audio
+from asr.core.augment import AugmentConfig, Augmenter
+from asr.core.manifest import ManifestError, Utterance, read_manifest, write_manifest
+from asr.core.text import CharTokenizer, normalize
+from asr.corpora.librispeech import prepare_librispeech
+from asr.training.config import DataConfig
+from asr.training.datamodule import SpeechDataModule
+from asr.training.dataset import Batch, SpeechDataset, collate
+from asr.training.sampler import Draw, DurationBatchSampler
 
 torch.set_num_threads(1)
 
@@ -101,7 +104,7 @@ def test_missing_manifest_is_a_manifest_error(tmp_path):
 
 
 def test_reading_manifests_and_the_commands_that_only_read_them_do_not_import_lightning():
-    code = ("import sys, asr.manifest, asr.synth, asr.evaluate, asr.tuning, asr.cli; "
+    code = ("import sys, asr.core.manifest, asr.corpora.synth, asr.inference.evaluate, asr.inference.tuning, asr.cli; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"  # Lightning takes seconds to import; only training needs it
@@ -134,7 +137,7 @@ def test_prepare_librispeech_single_subset(tmp_path, caplog):
             (174, 50561): [(0.75, "It's 2 o'clock")],
         },
     )
-    with caplog.at_level(logging.WARNING, logger="asr.data"):
+    with caplog.at_level(logging.WARNING, logger="asr.corpora.librispeech"):
         manifests = prepare_librispeech(subset, tmp_path / "manifests")
     assert manifests == {"dev-clean": tmp_path / "manifests" / "dev-clean.jsonl"}
     assert "84-121550-0000.flac" in caplog.text and "84-121550.trans.txt line 1" in caplog.text
@@ -338,7 +341,7 @@ def test_an_undecodable_file_in_training_is_reported_and_the_next_utterance_take
     utts = make_corpus(tmp_path / "wav", [(0.3, "one"), (0.3, "two"), (0.3, "three")])
     utts[1].audio_filepath.write_text("not audio, though its header was read when the manifest was")
     dataset = SpeechDataset(utts, CharTokenizer())
-    with caplog.at_level(logging.WARNING, logger="asr.data"):
+    with caplog.at_level(logging.WARNING, logger="asr.training.dataset"):
         wave, target, i = dataset[1]
     assert i == 2 and CharTokenizer().decode(target.tolist()) == "THREE"
     assert str(utts[1].audio_filepath) in caplog.text and "not a readable audio file" in caplog.text
@@ -385,7 +388,7 @@ def test_datamodule_concatenates_manifests_drops_out_of_range_and_builds_loaders
         max_duration=2.0,
     )
     dm = SpeechDataModule(cfg, CharTokenizer())
-    with caplog.at_level(logging.INFO, logger="asr.data"):
+    with caplog.at_level(logging.INFO, logger="asr.training.datamodule"):
         dm.setup("fit")
     assert [u.text for u in dm.train_set] == ["ONE", "TWO", "THREE"]
     assert "a.jsonl: dropped 1 of 3 utterances outside [0.1, 2] s" in caplog.text  # reported per manifest
@@ -438,7 +441,7 @@ def test_speed_perturbation_draws_every_speed_and_only_in_training(tmp_path):
 
 def test_reading_manifests_loads_no_torch():
     # asr/__init__.py imports its public names on first use, so tools that only read manifests stay light
-    code = ("import sys, asr.manifest; assert 'torch' not in sys.modules, 'import asr.manifest loaded torch'; "
+    code = ("import sys, asr.core.manifest; assert 'torch' not in sys.modules, 'import asr.core.manifest loaded torch'; "
             "import asr; assert asr.DecoderConfig().kind == 'greedy' and 'torch' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -447,7 +450,7 @@ def test_reading_manifests_loads_no_torch():
 @pytest.mark.parametrize("argv", [["--help"], ["synth", "--help"], ["serve", "--help"],
                                   ["transcribe", "--no-such-option"]])
 def test_the_command_line_answers_help_and_usage_errors_without_torch(argv):
-    # the parser's choices come from asr.formats, and each command imports what it runs only when it runs
+    # the parser's choices come from asr.inference.formats, and each command imports what it runs only when it runs
     code = ("import sys\nfrom asr.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n"
             "    print(done.code, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)

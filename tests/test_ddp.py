@@ -14,13 +14,13 @@ import pytest
 import torch
 import yaml
 
-from asr import config
-from asr.bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle
-from asr.data import prepare_librispeech
-from asr.evaluate import evaluate
-from asr.manifest import read_manifest
-from asr.metrics import ErrorCounts
-from asr.transcribe import load_model
+from asr.core import config
+from asr.core.bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle
+from asr.core.manifest import read_manifest
+from asr.core.metrics import ErrorCounts
+from asr.corpora.librispeech import prepare_librispeech
+from asr.inference.evaluate import evaluate
+from asr.inference.transcribe import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.decoding import (BeamSearchDecoder, ChoiceDecoder, DecoderConfig, build_decoder, greedy_decode,
-                          word_timestamps)
-from asr.lm import LMError, build_lm, tuned_path, write_tuned
-from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
+from asr.core.decoding import (
+    BeamSearchDecoder,
+    ChoiceDecoder,
+    DecoderConfig,
+    build_decoder,
+    greedy_decode,
+    word_timestamps,
+)
+from asr.core.lm import LMError, build_lm, tuned_path, write_tuned
+from asr.core.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 
 TEXT = ["THE CAT SAT ON THE MAT", "THE DOG BARKS AT THE CAT", "THE LOG BURNS IN THE FIRE", "A CAT IS HAPPY",
         "OPEN THE DOOR", "HELLO WORLD"]
@@ -156,7 +162,7 @@ def test_the_choices_are_scored_alike_in_blocks_of_any_size(tmp_path, monkeypatc
     log_probs = torch.randn(12, len(chars), generator=torch.Generator().manual_seed(0)).log_softmax(-1)  # (T, V)
     whole = decoder.scores(log_probs)  # (C,)
     for choices_per_block in (1, 3):  # 3: blocks of 3, 3 and 1
-        monkeypatch.setattr("asr.decoding.CHOICE_LATTICE", 12 * (2 * len("THREE") + 1) * choices_per_block)
+        monkeypatch.setattr("asr.core.decoding.CHOICE_LATTICE", 12 * (2 * len("THREE") + 1) * choices_per_block)
         assert torch.allclose(decoder.scores(log_probs), whole)
     assert whole.shape == (7,) and whole.isfinite().all()
 

@@ -3,8 +3,8 @@
 import shutil
 import subprocess
 
-from asr.bundle import DEFAULT_MODEL
-from asr.metrics import error_counts
+from asr.core.bundle import DEFAULT_MODEL
+from asr.core.metrics import error_counts
 
 SENTENCE = "HELLO WORLD THIS IS A TEST"
 
@@ -54,8 +54,8 @@ def test_asr_transcribe_chooses_among_known_sentences(tmp_path):
 
 
 def test_beam_options_on_the_default_model_keep_its_lm():
-    from asr.decoding import DecoderConfig
-    from asr.transcribe import DEFAULT_LM, load_model
+    from asr.core.decoding import DecoderConfig
+    from asr.inference.transcribe import DEFAULT_LM, load_model
 
     assert load_model(device="cpu").decoder_config.lm == str(DEFAULT_LM)
     assert load_model(device="cpu", decoder=DecoderConfig("beam", beam_size=8)).decoder_config.lm == str(DEFAULT_LM)

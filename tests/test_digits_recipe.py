@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asr.audio import load_audio, write_audio
-from asr.manifest import read_manifest
+from asr.core.audio import load_audio, write_audio
+from asr.core.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

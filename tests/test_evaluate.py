@@ -5,17 +5,17 @@ import json
 
 import pytest
 import torch
-
-from asr.audio import write_audio
-from asr.bundle import save_bundle
-from asr.cli import main
-from asr.manifest import read_manifest
-from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
-from asr.training import load_experiment_config
-from asr.transcribe import load_model
-from asr.tuning import dev_log_probs
 from conftest import tone
+
+from asr.cli import main
+from asr.core.audio import write_audio
+from asr.core.bundle import save_bundle
+from asr.core.manifest import read_manifest
+from asr.core.model import DeepSpeech2
+from asr.core.text import CharTokenizer
+from asr.inference.transcribe import load_model
+from asr.inference.tuning import dev_log_probs
+from asr.training.config import load_experiment_config
 
 torch.set_num_threads(1)
 TEXTS = ["ONE TWO THREE FOUR FIVE", "SIX", "SEVEN EIGHT"]

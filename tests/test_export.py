@@ -7,21 +7,22 @@ import jiwer
 import pytest
 import torch
 import torchaudio
+from conftest import run_asr, speak
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.nn.utils.rnn import pad_sequence
 
-from asr.audio import load_audio
-from asr.bundle import DEFAULT_MODEL, load_bundle
-from asr.decoding import greedy_decode
-from asr import config
-from asr.export import OnnxModel, export, info_path, load_source, with_conv_spectrograms
-from asr.model import DeepSpeech2
-from asr.quantize import quantize_model
-from asr.text import build_tokenizer
-from asr.transcribe import Recognizer
-from asr.training import ASRModule, load_experiment_config
-from conftest import run_asr, speak
+from asr.core import config
+from asr.core.audio import load_audio
+from asr.core.bundle import DEFAULT_MODEL, load_bundle
+from asr.core.decoding import greedy_decode
+from asr.core.model import DeepSpeech2
+from asr.core.text import build_tokenizer
+from asr.inference.export import OnnxModel, export, info_path, load_source, with_conv_spectrograms
+from asr.inference.quantize import quantize_model
+from asr.inference.transcribe import Recognizer
+from asr.training.config import load_experiment_config
+from asr.training.module import ASRModule
 
 SHORT, LONG = "hello world this is a test", "the quick brown fox jumps over the lazy dog near the river bank"
 

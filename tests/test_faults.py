@@ -1,7 +1,7 @@
 """Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch, mid-checkpoint-write and
 mid-validation, then --resume ends exactly where an uninterrupted run ends (two corpora mixed, every augmentation
 on), with the same validations logged and the same best model exported; a NaN loss is skipped and counted; an
-out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/faults.py) picks the fault's step.
+out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/training/faults.py) picks the fault's step.
 """
 
 import csv
@@ -12,14 +12,16 @@ import sys
 
 import pytest
 import torch
-
-from asr import config
-from asr.data import SpeechDataModule
-from asr.faults import BatchFaults, BatchSize, all_finite, is_out_of_memory, out_of_memory_error
-from asr.manifest import read_manifest, write_manifest
-from asr.text import build_tokenizer
-from asr.training import ASRModule, build_trainer, load_experiment_config
 from conftest import run_asr
+
+from asr.core import config
+from asr.core.manifest import read_manifest, write_manifest
+from asr.core.text import build_tokenizer
+from asr.training.config import load_experiment_config
+from asr.training.datamodule import SpeechDataModule
+from asr.training.faults import BatchFaults, BatchSize, all_finite, is_out_of_memory, out_of_memory_error
+from asr.training.module import ASRModule
+from asr.training.train import build_trainer
 
 STEPS = 10  # 2 epochs of 5 batches: 20 utterances, about 4 a batch
 

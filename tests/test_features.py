@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.features import Frontend, FrontendConfig, frame_lengths, normalize_features
+from asr.core.features import Frontend, FrontendConfig, frame_lengths, normalize_features
 
 
 def padded_batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

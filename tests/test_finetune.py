@@ -4,11 +4,12 @@
 import pytest
 import torch
 
-from asr import config
-from asr.bundle import save_bundle
-from asr.model import DeepSpeech2
-from asr.text import build_tokenizer, train_sentencepiece
-from asr.training import ASRModule, init_weights, load_experiment_config
+from asr.core import config
+from asr.core.bundle import save_bundle
+from asr.core.model import DeepSpeech2
+from asr.core.text import build_tokenizer, train_sentencepiece
+from asr.training.config import load_experiment_config
+from asr.training.module import ASRModule, init_weights
 
 
 def tiny_module(*overrides: str) -> ASRModule:

@@ -15,16 +15,15 @@ import soundfile as sf
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
 from safetensors.torch import save_file
 
-from asr.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, audio_duration, load_audio
-from asr.bundle import BundleError, load_bundle, save_bundle
-from asr.features import Frontend, FrontendConfig, frame_lengths
-from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
-from asr.training import load_experiment_config
-from asr.transcribe import Recognizer
+from asr.core.audio import AUDIO_EXTENSIONS, AudioError, audio_duration, load_audio
+from asr.core.bundle import BundleError, load_bundle, save_bundle
+from asr.core.features import Frontend, FrontendConfig, frame_lengths
+from asr.core.model import DeepSpeech2
+from asr.core.text import CharTokenizer
+from asr.inference.transcribe import Recognizer
+from asr.training.config import load_experiment_config
 
 torch.set_num_threads(1)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,15 +4,16 @@ import json
 
 import pytest
 import torch
-
-from asr.audio import write_audio
-from asr.bundle import save_bundle
-from asr.cli import main
-from asr.decoding import word_alignment
-from asr.model import DeepSpeech2, output_lengths
-from asr.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
-from asr.training import layer_grad_norms, load_experiment_config
 from conftest import SENTENCES
+
+from asr.cli import main
+from asr.core.audio import write_audio
+from asr.core.bundle import save_bundle
+from asr.core.decoding import word_alignment
+from asr.core.model import DeepSpeech2, output_lengths
+from asr.core.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
+from asr.training.config import load_experiment_config
+from asr.training.module import layer_grad_norms
 
 
 @pytest.fixture(scope="module")

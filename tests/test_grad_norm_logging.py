@@ -7,17 +7,19 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from asr import config, training
-from asr.data import collate
-from asr.text import CharTokenizer
-from asr.training import ASRModule, load_experiment_config
+from asr.core import config
+from asr.core.text import CharTokenizer
+from asr.training import module as training_module
+from asr.training.config import load_experiment_config
+from asr.training.dataset import collate
+from asr.training.module import ASRModule
 
 
 def test_grad_norms_computed_and_logged_only_on_logging_steps(tmp_path, monkeypatch):
     torch.manual_seed(0)
     calls = []
-    real = training.layer_grad_norms
-    monkeypatch.setattr(training, "layer_grad_norms", lambda model: calls.append(1) or real(model))
+    real = training_module.layer_grad_norms
+    monkeypatch.setattr(training_module, "layer_grad_norms", lambda model: calls.append(1) or real(model))
     cfg = load_experiment_config("tiny")
     tokenizer = CharTokenizer()
     cfg.model.vocab_size = len(tokenizer)

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-
-from asr.transcribe import find_audio
 from conftest import run_asr
+
+from asr.inference.transcribe import find_audio
 
 
 @pytest.fixture(scope="module")

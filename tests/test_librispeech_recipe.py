@@ -15,11 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from asr.download import (LIBRISPEECH_SHA256, DownloadError, download, download_librispeech, extract, read_checksums,
-                          verify)
-from asr.manifest import read_manifest
-from asr.text import SentencePieceTokenizer
-from asr.training import load_experiment_config
+from asr.core.manifest import read_manifest
+from asr.core.text import SentencePieceTokenizer
+from asr.corpora.librispeech import (
+    LIBRISPEECH_SHA256,
+    DownloadError,
+    download,
+    download_librispeech,
+    extract,
+    read_checksums,
+    verify,
+)
+from asr.training.config import load_experiment_config
 
 REPO = Path(__file__).resolve().parent.parent
 SUBSETS = {"train-clean-100": range(0, 16), "dev-clean": range(16, 20)}  # utterances of the fixture's 20
@@ -150,7 +157,7 @@ def test_recipe_downloads_prepares_and_trains_tokenizer_and_lm(mirror, tmp_path,
     assert "MAT M A T |" in (data / "lm-2gram.lexicon.txt").read_text()
 
     server.requests.clear()  # a rerun of the download stage skips every verified download and finished extraction
-    with caplog.at_level(logging.INFO, logger="asr.download"):
+    with caplog.at_level(logging.INFO, logger="asr.corpora.librispeech"):
         download_librispeech(data / "download", list(SUBSETS), True, url_of(server, ""),
                              read_checksums(root / "SHA256SUMS"))
     assert server.requests == []

@@ -5,16 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from asr.decoding import DecoderConfig, build_decoder
-from asr.evaluate import evaluate
-from asr.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon, tuned_path
-from asr.manifest import read_manifest
-from asr.text import CharTokenizer
-from asr.transcribe import load_model
-
 from conftest import SENTENCES, run_asr
 from test_decoding import emissions, spelled
+
+from asr.core.decoding import DecoderConfig, build_decoder
+from asr.core.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon, tuned_path
+from asr.core.manifest import read_manifest
+from asr.core.text import CharTokenizer
+from asr.inference.evaluate import evaluate
+from asr.inference.transcribe import load_model
 
 needs_kenlm = pytest.mark.skipif(not (kenlm_tool("lmplz") and kenlm_tool("build_binary")),
                                  reason="KenLM's tools are not built: run scripts/build_kenlm.sh")
@@ -71,7 +70,7 @@ def test_lm_build_errors_name_the_problem(text, tmp_path, monkeypatch):
         build_lm([text], tmp_path / "lm.arpa", order=1)
     with pytest.raises(LMError, match="unknown estimator 'srilm'"):
         build_lm([text], tmp_path / "lm.arpa", estimator="srilm")
-    monkeypatch.setattr("asr.lm.kenlm_tool", lambda name: None)
+    monkeypatch.setattr("asr.core.lm.kenlm_tool", lambda name: None)
     with pytest.raises(LMError, match=r"lm\.bin: a binary LM needs KenLM's build_binary.*scripts/build_kenlm\.sh"):
         build_lm([text], tmp_path / "lm.bin")
     with pytest.raises(LMError, match=r"lmplz is not on the PATH.*--estimator kaldingram"):

@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
-
-from asr.audio import SAMPLE_RATE, load_audio, write_audio
-from asr.metrics import ErrorCounts, error_counts
 from conftest import run_asr_peak_mb, speak
+
+from asr.core.audio import SAMPLE_RATE, load_audio, write_audio
+from asr.core.metrics import ErrorCounts, error_counts
 
 SENTENCES = ["OPEN THE DOOR AND TURN ON THE LIGHT", "IT IS COLD OUTSIDE TODAY", "THE CHILDREN PLAYED IN THE PARK",
              "MY BROTHER LIKES GREEN APPLES", "TURN LEFT AT THE NEXT CORNER"]  # ones greedy decoding gets nearly right

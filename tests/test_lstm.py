@@ -1,4 +1,4 @@
-"""The reference LSTM of asr/lstm.py against nn.LSTM and against the equations worked by hand."""
+"""The reference LSTM of asr/inspection/lstm.py against nn.LSTM and against the equations worked by hand."""
 
 import math
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from asr.lstm import lstm_step, lstm_weights, run_lstm
-from asr.model import BiLSTM, reverse_padded
+from asr.core.model import BiLSTM, reverse_padded
+from asr.inspection.lstm import lstm_step, lstm_weights, run_lstm
 
 
 def sigmoid(z: float) -> float:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from asr.audio import SAMPLE_RATE, load_audio
-from asr.manifest import read_manifest
-from asr.synth import ENGINES, select_voices, synthesize_corpus
+from asr.core.audio import SAMPLE_RATE, load_audio
+from asr.core.manifest import read_manifest
+from asr.corpora.synth import ENGINES, select_voices, synthesize_corpus
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "mixed"
 

@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from asr.config import from_dict
-from asr.features import FrontendConfig
-from asr.model import BiLSTM, DeepSpeech2, ModelConfig, count_parameters, output_lengths, reverse_padded
-from asr.training import load_experiment_config
+from asr.core.config import from_dict
+from asr.core.model import BiLSTM, DeepSpeech2, ModelConfig, count_parameters, output_lengths, reverse_padded
+from asr.training.config import load_experiment_config
 
 
 def tiny_config(**changes) -> ModelConfig:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SENTENCES, run_asr
 
 pytestmark = pytest.mark.slow
@@ -88,8 +87,8 @@ def test_bad_config_key_fails_before_training(manifest, tmp_path):
 
 
 def test_sentencepiece_tokenizer_is_trained_and_travels_in_the_bundle(manifest, tmp_path):
-    from asr.bundle import load_bundle
-    from asr.text import SentencePieceTokenizer
+    from asr.core.bundle import load_bundle
+    from asr.core.text import SentencePieceTokenizer
 
     sp = tmp_path / "sp.model"
     run_asr("tokenizer", manifest, "--out", sp, "--vocab-size", 40, "--type", "bpe")
@@ -102,7 +101,8 @@ def test_sentencepiece_tokenizer_is_trained_and_travels_in_the_bundle(manifest, 
 
 
 def test_resume_takes_the_newest_of_last_and_a_slurm_hpc_checkpoint(tmp_path):
-    from asr.training import ExperimentConfig, last_checkpoint
+    from asr.training.config import ExperimentConfig
+    from asr.training.train import last_checkpoint
 
     cfg = ExperimentConfig(exp_dir=str(tmp_path))
     assert last_checkpoint(cfg) is None

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 import asr
-from asr.audio import SAMPLE_RATE, load_audio, write_audio
-from asr.serve import length_groups
-from asr.writers import cues, render
+from asr.core.audio import SAMPLE_RATE, load_audio, write_audio
+from asr.inference.serve import length_groups
+from asr.inference.writers import cues, render
 
 TEN_SECONDS = ("the quick brown fox jumps over the lazy dog while my brother reads a long book about green apples "
                "and the cold weather outside today in the old town")

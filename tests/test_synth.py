@@ -11,10 +11,23 @@ import pytest
 import soundfile as sf
 
 from asr.cli import main
-from asr.data import prepare_librispeech
-from asr.synth import (BAND_HIGH_HZ, RESERVED_VOICES, SAMPLE_RATE, SPEAKER_PITCH, SPLITS, Job, Speaker, Voice,
-                       apply_effects, available_voices, pitch_effect, report_failures, synthesize_corpus)
-from asr.text import normalize
+from asr.core.text import normalize
+from asr.corpora.librispeech import prepare_librispeech
+from asr.corpora.synth import (
+    BAND_HIGH_HZ,
+    RESERVED_VOICES,
+    SAMPLE_RATE,
+    SPEAKER_PITCH,
+    SPLITS,
+    Job,
+    Speaker,
+    Voice,
+    apply_effects,
+    available_voices,
+    pitch_effect,
+    report_failures,
+    synthesize_corpus,
+)
 
 HOURS = 0.02  # 72 s over the three splits: about 30 utterances
 OPTIONS = dict(voices=["espeak-ng"], augment_share=0.5, dev_share=0.2, test_share=0.2)

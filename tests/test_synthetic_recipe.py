@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.synth import synthesize_corpus
+from asr.corpora.synth import synthesize_corpus
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "synthetic"
 SEEN_WORDS = RECIPE / "seen_words.py"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.text import (
+from asr.core.text import (
     BLANK,
     CharTokenizer,
     SentencePieceTokenizer,

@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from asr.audio import SAMPLE_RATE
-
 from test_bad_input import three_hour_wav
+
+from asr.core.audio import SAMPLE_RATE
 
 # Transcribes a 60 s file (the baseline: model loaded, streaming and chunking warmed up), then the
 # 3-hour one, and prints the peak resident memory after each. The model is real but as small as the
@@ -16,10 +16,10 @@ RECOGNIZER = """
 import json, resource, sys
 import torch
 torch.set_num_threads(1)
-from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
-from asr.training import load_experiment_config
-from asr.transcribe import Recognizer
+from asr.core.model import DeepSpeech2
+from asr.core.text import CharTokenizer
+from asr.training.config import load_experiment_config
+from asr.inference.transcribe import Recognizer
 
 cfg = load_experiment_config("tiny", ["model.conv_channels=[2,2]", "model.conv_kernels=[[5,5],[5,5]]",
                                       "model.conv_strides=[[2,2],[2,2]]", "model.rnn_layers=1", "model.rnn_hidden=8",

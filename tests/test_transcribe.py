@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import run_asr
 
 import asr
-from asr.audio import SAMPLE_RATE, AudioError, load_audio, write_audio
-from conftest import run_asr
+from asr.core.audio import SAMPLE_RATE, AudioError, load_audio, write_audio
 
 
 @pytest.fixture(scope="module")

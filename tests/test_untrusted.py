@@ -13,13 +13,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from asr.audio import SAMPLE_RATE, write_audio
-from asr import config
-from asr.bundle import BundleError, load_bundle, save_bundle
 from asr.cli import main
-from asr.model import DeepSpeech2
-from asr.text import CharTokenizer
-from asr.training import load_experiment_config
+from asr.core import config
+from asr.core.audio import SAMPLE_RATE, write_audio
+from asr.core.bundle import BundleError, load_bundle, save_bundle
+from asr.core.model import DeepSpeech2
+from asr.core.text import CharTokenizer
+from asr.training.config import load_experiment_config
 
 torch.set_num_threads(1)
 
@@ -141,8 +141,7 @@ CAPPED_LOAD = """
 import json, resource, sys
 import torch
 torch.set_num_threads(1)
-from asr.bundle import BundleError, bundle_from_checkpoint, load_bundle
-import asr.training  # what exporting a checkpoint imports
+from asr.core.bundle import BundleError, bundle_from_checkpoint, load_bundle
 size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
 for path in sys.argv[1:]:

@@ -5,11 +5,11 @@ import re
 import subprocess
 
 import pytest
-
-from asr.decoding import Word
-from asr.transcribe import Transcript
-from asr.writers import MAX_CUE_WORDS, cues, render, timestamp
 from conftest import run_asr
+
+from asr.core.decoding import Word
+from asr.inference.transcribe import Transcript
+from asr.inference.writers import MAX_CUE_WORDS, cues, render, timestamp
 
 CUE = re.compile(r"(\d\d):(\d\d):(\d\d)[,.](\d\d\d) --> (\d\d):(\d\d):(\d\d)[,.](\d\d\d)\n(.+)")
 

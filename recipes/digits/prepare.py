@@ -14,8 +14,8 @@ files (as a clone of github.com/Jakobovski/free-spoken-digit-dataset has it):
 import argparse
 from pathlib import Path
 
-from asr.audio import audio_duration
-from asr.manifest import Utterance, read_manifest, write_manifest
+from asr.core.audio import audio_duration
+from asr.core.manifest import Utterance, read_manifest, write_manifest
 
 DEV_TAKES = range(5, 10)
 TEST_TAKES = range(5)

@@ -13,7 +13,7 @@ import random
 import sys
 from pathlib import Path
 
-from asr.manifest import ManifestError, read_manifest, write_manifest
+from asr.core.manifest import ManifestError, read_manifest, write_manifest
 
 
 def speaker_subset(utterances, hours: float, seed: int = 0):

@@ -101,7 +101,7 @@ for stage in "${stages[@]}"; do
         train)    need exp/mixed-curve-4.5h/model-fp16.safetensors "the curve's 4.5 h model: run the curve stage first"
                   train $EXP 4.5h "$TRAIN_STEPS" $((TRAIN_STEPS / 3)) init_from=exp/mixed-curve-4.5h/model-fp16.safetensors ;;
         export)   export_best $EXP ;;
-        tune)     $PYTHON -c "import sys; from asr.manifest import read_manifest, write_manifest; \
+        tune)     $PYTHON -c "import sys; from asr.core.manifest import read_manifest, write_manifest; \
                       write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
                       $EXP/dev-all.jsonl "${DEV[@]}"
                   $PYTHON -m asr tune-lm --model $MODEL --manifest $EXP/dev-all.jsonl --lm $LM \

@@ -11,7 +11,7 @@ and rate, as SPEAKERS.txt lists them, so the check holds whatever voices each co
 import argparse
 from pathlib import Path
 
-from asr.manifest import ManifestError, read_manifest
+from asr.core.manifest import ManifestError, read_manifest
 
 Speaker = tuple[str, str, str]  # voice, pitch, rate
 

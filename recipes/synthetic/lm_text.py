@@ -8,9 +8,9 @@ except those read in the dev and test splits (an LM that has seen the test sente
 import argparse
 from pathlib import Path
 
-from asr.lm import read_sentences
-from asr.manifest import read_manifest
-from asr.text import normalize
+from asr.core.lm import read_sentences
+from asr.core.manifest import read_manifest
+from asr.core.text import normalize
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from collections import Counter
 
 import jiwer
 
-from asr.manifest import read_manifest
-from asr.text import normalize
+from asr.core.manifest import read_manifest
+from asr.core.text import normalize
 
 
 def main() -> None:

@@ -1,0 +1,298 @@
+"""Turning CTC log-probabilities into token sequences: greedy best path, beam search through
+torchaudio's flashlight-based `ctc_decoder` (lexicon-free or lexicon-constrained, with or without a KenLM
+word n-gram), a choice among known transcripts (isolated words, commands), and word timestamps with
+confidences from the CTC alignment.
+
+Shapes: B batch, T output steps, V vocabulary (token ids, BLANK = 0).
+"""
+
+import copy
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchaudio.functional as AF
+from torch import nn
+
+from asr.core.lm import LMError, lexicon_path, read_lexicon, read_tuned
+from asr.core.text import BLANK, WORD_SEPARATOR, normalize
+
+CHOICE_LATTICE = 1 << 24  # CTC forward variables (T, C, 2L+1) the choice decoder holds at once: 64 MB
+WORD_START = "▁"  # SentencePiece's mark on a piece that begins a word
+DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE = 2.0, 0.0  # when neither the caller nor `asr tune-lm` set them
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """Best path: argmax per step, merge repeats, drop blanks.
+
+    log_probs (B, T, V), lengths (B,) -> B token-id lists
+    """
+    best = log_probs.argmax(dim=-1).cpu()  # (B, T)
+    hypotheses = []
+    for path, length in zip(best, lengths.tolist()):
+        tokens = torch.unique_consecutive(path[:length])
+        hypotheses.append(tokens[tokens != BLANK].tolist())
+    return hypotheses
+
+
+def word_alignment(path: list[int], tokenizer) -> list[tuple[str, int, int]]:
+    """Words of a best path with the output steps they cover: (word, first step, end step exclusive).
+
+    path: the argmax token id at each step (T,). A word spans its tokens' steps, repeats included; the
+    separator "|" (characters) and a piece starting with "▁" (SentencePiece) begin a new word.
+    """
+    words: list[list] = []  # [token ids, first step, end step]
+    new_word, previous = True, BLANK
+    for step, token in enumerate(path):
+        piece = tokenizer.vocab[token]
+        if piece == WORD_SEPARATOR:
+            new_word = True
+        elif token == BLANK:
+            pass
+        elif token == previous:  # the same token held over several steps
+            words[-1][2] = step + 1
+        elif new_word or piece.startswith(WORD_START):
+            words.append([[token], step, step + 1])
+            new_word = False
+        else:
+            words[-1][0].append(token)
+            words[-1][2] = step + 1
+        previous = token
+    return [(tokenizer.decode(ids), start, end) for ids, start, end in words]
+
+
+@dataclass
+class DecoderConfig:
+    """How log-probabilities become text. With an LM, lm_weight and word_score left at None come from the
+    values `asr tune-lm` wrote next to it (LM.tuned.json), else DEFAULT_LM_WEIGHT and DEFAULT_WORD_SCORE."""
+
+    kind: str = "greedy"  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
+    beam_size: int = 50  # hypotheses kept after each step
+    beam_threshold: float = 25.0  # hypotheses scoring this far below the best are pruned
+    lm: str | None = None  # KenLM word n-gram, ARPA or binary (`asr lm build`)
+    lexicon: str | None = None  # words the beam may spell; default with an LM: LM.lexicon.txt, else none
+    lm_weight: float | None = None  # weight of the LM's log-probability
+    word_score: float | None = None  # added for every word: > 0 favours more words
+    unk_score: float = -math.inf  # added for an unknown word: a prefix of lexicon spellings that is no word
+    nbest: int = 1  # hypotheses returned per utterance by BeamSearchDecoder.nbest
+    choices: str | None = None  # "choice": a file of the transcripts every utterance is one of, one per line
+
+    def __post_init__(self):
+        if self.kind not in ("greedy", "beam", "choice"):
+            raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {self.kind!r}")
+        if self.kind != "beam" and (self.lm or self.lexicon):
+            raise ValueError("an LM or a lexicon needs beam search: use the 'beam' decoder (--decoder beam)")
+        if (self.kind == "choice") != bool(self.choices):
+            raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
+        if self.beam_size < 1 or self.nbest < 1:
+            raise ValueError(f"beam_size ({self.beam_size}) and nbest ({self.nbest}) must be at least 1")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # token ids, blanks and repeats removed (L,)
+    text: str
+    score: float  # acoustic log-probability + lm_weight * LM log-probability + word and unknown-word scores
+
+
+class BeamSearchDecoder:
+    """CTC beam search over a tokenizer's vocabulary with torchaudio's `ctc_decoder` (flashlight-text).
+
+    Without a lexicon it is lexicon-free and spells anything; with one (always with an LM) it spells only
+    lexicon words (and, with unk_score > -inf, prefixes of them as unknown words). Word boundaries: "|"
+    for characters, a piece starting with "▁" for SentencePiece. The LM is loaded once: `reweighted`
+    shares it.
+    """
+
+    def __init__(self, tokenizer, cfg: DecoderConfig):
+        self.tokenizer, self.cfg = tokenizer, cfg
+        tuned = read_tuned(cfg.lm) if cfg.lm else {}
+        self.lm_weight = first_set(cfg.lm_weight, tuned.get("lm_weight"), DEFAULT_LM_WEIGHT)
+        self.word_score = first_set(cfg.word_score, tuned.get("word_score"), DEFAULT_WORD_SCORE)
+        self.sil_token = next(t for t in (WORD_SEPARATOR, WORD_START, tokenizer.vocab[BLANK]) if t in tokenizer.vocab)
+        if cfg.lm:
+            check_lm_file(cfg.lm)
+        lexicon = cfg.lexicon or (lexicon_path(cfg.lm) if cfg.lm else None)
+        self.spelled = self._spell(lexicon) if lexicon else None  # the lexicon in the model's tokens
+        self.kenlm = self._load_lm() if cfg.lm else None
+        self.search = self._build()
+
+    def _spell(self, lexicon) -> Path:
+        """Write the lexicon's words spelled in the tokenizer's tokens to a file that lives with `self`."""
+        self.files = tempfile.TemporaryDirectory(prefix="asr-lexicon-")
+        path = Path(self.files.name) / "lexicon.txt"
+        path.write_text(spell_lexicon(read_lexicon(lexicon, self.cfg.lm), self.tokenizer, self.sil_token))
+        return path
+
+    def _load_lm(self):
+        from flashlight.lib.text.decoder.kenlm import KenLM
+        from flashlight.lib.text.dictionary import create_word_dict, load_words
+
+        try:  # the same word dictionary as ctc_decoder makes from the same lexicon file
+            return KenLM(self.cfg.lm, create_word_dict(load_words(str(self.spelled))))
+        except RuntimeError as err:
+            raise LMError(f"{self.cfg.lm}: not a KenLM language model (ARPA or binary): "
+                          f"{str(err).splitlines()[-1]}; build one with `asr lm build`") from None
+
+    def _build(self):
+        from torchaudio.models.decoder import ctc_decoder
+
+        return ctc_decoder(
+            lexicon=str(self.spelled) if self.spelled else None, tokens=self.tokenizer.vocab, lm=self.kenlm,
+            nbest=self.cfg.nbest, beam_size=self.cfg.beam_size, beam_threshold=self.cfg.beam_threshold,
+            lm_weight=self.lm_weight, word_score=self.word_score, unk_score=self.cfg.unk_score,
+            blank_token=self.tokenizer.vocab[BLANK], sil_token=self.sil_token,
+        )
+
+    def reweighted(self, lm_weight: float, word_score: float) -> "BeamSearchDecoder":
+        """The same decoder with other LM weight and word score, sharing the loaded LM."""
+        other = copy.copy(self)
+        other.lm_weight, other.word_score = lm_weight, word_score
+        other.search = other._build()
+        return other
+
+    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        """log_probs (B, T, V), lengths (B,) -> for each utterance its best hypotheses, best first."""
+        emissions = log_probs.detach().float().cpu().contiguous()
+        lengths = lengths.cpu()
+        results = []
+        for hyps, length in zip(self.search(emissions, lengths), lengths.tolist()):
+            results.append([self._hypothesis(h, length) for h in hyps])
+        return results
+
+    def _hypothesis(self, h, length: int) -> Hypothesis:
+        # flashlight's path has a virtual step before the first and after the last one, where it puts
+        # a silence token that the emissions never had: keep only the tokens of steps 1..length
+        tokens = [t for t, step in zip(h.tokens.tolist(), h.timesteps.tolist()) if 1 <= step <= length]
+        return Hypothesis(tokens, self.tokenizer.decode(tokens), h.score)
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """log_probs (B, T, V), lengths (B,) -> B token-id lists, the best hypothesis of each."""
+        return [hyps[0].tokens if hyps else [] for hyps in self.nbest(log_probs, lengths)]
+
+
+def first_set(*values):
+    return next(v for v in values if v is not None)
+
+
+def check_lm_file(path) -> None:
+    """LMError unless `path` starts like an ARPA file or a KenLM binary."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as err:
+        raise LMError(f"{path}: cannot read the language model ({err.strerror}); "
+                      f"build one with `asr lm build TEXT... --out {path}`") from None
+    if not (head.startswith(b"mmap lm ") or head.lstrip().startswith(b"\\data\\")):
+        raise LMError(f"{path}: not a KenLM language model (ARPA text starting with \\data\\, or a KenLM "
+                      "binary); build one with `asr lm build`")
+
+
+def spell_lexicon(words: list[str], tokenizer, sil_token: str) -> str:
+    """A flashlight lexicon, "WORD t1 t2 ... |" per line, of the words the tokenizer can spell."""
+    lines = []
+    for word in words:
+        try:
+            ids = tokenizer.encode(word)
+        except ValueError:  # characters outside the vocabulary, e.g. "<unk>" or "<s>" from a KenLM vocab
+            continue
+        spelling = [tokenizer.vocab[i] for i in ids] + ([sil_token] if sil_token == WORD_SEPARATOR else [])
+        lines.append(f"{word} {' '.join(spelling)}\n")
+    if not lines:
+        raise LMError(f"none of the {len(words)} lexicon words can be spelled with the model's tokens")
+    return "".join(lines)
+
+
+Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (B, T, V), (B,) -> B token-id lists
+
+
+class ChoiceDecoder:
+    """Closed-set recognition, for speech known to be one of a few transcripts (a digit, a command): each
+    utterance gets the transcript of highest CTC probability, summed over all its alignments (the forward
+    algorithm of the CTC loss). Unlike a lexicon beam it answers exactly one choice, never none or two, and a
+    faint or cut-off word still goes to the closest choice rather than to whatever its best path spells."""
+
+    def __init__(self, tokenizer, path):
+        self.choices = read_choices(path, tokenizer)  # C token-id lists
+        spelled = [torch.tensor(ids) for ids in self.choices]
+        self.targets = nn.utils.rnn.pad_sequence(spelled, batch_first=True)  # (C, L)
+        self.target_lengths = torch.tensor([len(ids) for ids in self.choices])  # (C,)
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """log_probs (B, T, V), lengths (B,) -> B token-id lists, each one of the choices (or none, for an
+        utterance too short to hold any of them)."""
+        hypotheses = []
+        for probs, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
+            nll = self.scores(probs[:length])
+            best = nll.argmin().item()
+            hypotheses.append(self.choices[best] if nll[best].isfinite() else [])  # [] if too short for any
+        return hypotheses
+
+    def scores(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs (T, V) -> (C,) negative log-probabilities of the choices, inf where a choice needs more steps;
+        scored in blocks of choices, so thousands of long ones need CHOICE_LATTICE floats, not T x C x (2L+1)."""
+        length = len(probs)
+        block = max(1, CHOICE_LATTICE // (length * (2 * self.targets.shape[1] + 1)))  # choices at a time
+        blocks = zip(self.targets.split(block), self.target_lengths.split(block))  # (c, L), (c,)
+        return torch.cat([F.ctc_loss(probs[:, None].expand(length, len(targets), -1), targets,  # (T, c, V)
+                                     torch.full_like(target_lengths, length), target_lengths, blank=BLANK,
+                                     reduction="none")
+                          for targets, target_lengths in blocks])
+
+
+def read_choices(path, tokenizer) -> list[list[int]]:
+    """The normalised lines of a choices file, encoded; ValueError naming the file and line if one cannot be."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the choices ({getattr(err, 'strerror', None) or err})") from None
+    choices = {}
+    for number, line in enumerate(lines, 1):
+        if not (text := normalize(line)):
+            continue
+        try:
+            choices.setdefault(text, tokenizer.encode(text))
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: the model cannot spell {line.strip()!r}: {err}") from None
+    if not choices:
+        raise ValueError(f"{path}: no choices in the file (one transcript per line)")
+    return list(choices.values())
+
+
+def build_decoder(tokenizer, cfg: DecoderConfig) -> Decoder:
+    """The decoder a config asks for: greedy_decode, a BeamSearchDecoder (which loads the LM), or a ChoiceDecoder."""
+    if cfg.kind == "choice":
+        return ChoiceDecoder(tokenizer, cfg.choices)
+    return greedy_decode if cfg.kind == "greedy" else BeamSearchDecoder(tokenizer, cfg)
+
+
+@dataclass
+class Word:
+    word: str
+    start: float  # seconds from the start of the audio
+    end: float
+    confidence: float  # mean posterior of the word's tokens over the steps that emit them, 0..1
+
+
+def word_timestamps(log_probs: torch.Tensor, tokens: list[int], tokenizer, step_seconds: float) -> list[Word]:
+    """Words of a decoded token sequence with their times, from the CTC alignment of the tokens.
+
+    log_probs (T, V) of one utterance (valid steps only), tokens (L,) from any decoder. The alignment
+    is the most probable CTC path that spells exactly these tokens (for greedy output, the best path).
+    """
+    if not tokens:
+        return []
+    path, scores = AF.forced_align(log_probs[None].float().cpu(), torch.tensor([tokens], dtype=torch.int32),
+                                   blank=BLANK)  # (1, T) each
+    path, probs = path[0], scores[0].exp()
+    words = []
+    for word, start, end in word_alignment(path.tolist(), tokenizer):
+        emitting = path[start:end] != BLANK
+        confidence = probs[start:end][emitting].mean().item()
+        if word:
+            words.append(Word(word, round(start * step_seconds, 3), round(end * step_seconds, 3), round(confidence, 3)))
+    return words

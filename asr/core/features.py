@@ -1,0 +1,150 @@
+"""Front-ends: padded waveforms -> normalised spectral features, on the model's device.
+
+Every front-end takes a zero-padded batch of waveforms (B, S) with their lengths (B,) and returns
+features (B, F, T) with frame lengths (B,). Frames are computed without centre padding, so a frame
+of a short utterance never reads another utterance's padding: features are identical whether an
+utterance is processed alone or inside a batch.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from asr.core.audio import SAMPLE_RATE
+
+KINDS = ("linear", "log_mel", "mfcc")
+LOG_EPSILON = 1e-6
+MAX_MS = 1000  # the longest window and hop, in ms
+MAX_MASKS = 100  # SpecAugment masks of each kind an utterance may get (2 in DeepSpeech2 and Park et al.)
+
+
+@dataclass
+class FrontendConfig:
+    kind: str = "linear"  # "linear" (DeepSpeech2), "log_mel" or "mfcc"
+    win_ms: float = 20.0
+    hop_ms: float = 10.0
+    n_mels: int = 80
+    n_mfcc: int = 40
+    normalize: bool = True  # per-utterance mean/variance over valid frames
+    freq_masks: int = 2  # SpecAugment, training only
+    freq_mask_width: int = 27
+    time_masks: int = 2
+    time_mask_width: int = 40
+    time_mask_max_ratio: float = 0.05  # a time mask covers at most this share of the batch's frames
+
+    @property
+    def win_length(self) -> int:
+        return int(round(SAMPLE_RATE * self.win_ms / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        """The linear spectrogram keeps DeepSpeech2's 161 bins; filterbanks get a power-of-two FFT."""
+        return self.win_length if self.kind == "linear" else 1 << (self.win_length - 1).bit_length()
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(SAMPLE_RATE * self.hop_ms / 1000))
+
+    @property
+    def n_features(self) -> int:
+        """F: feature bins per frame."""
+        return {"linear": self.n_fft // 2 + 1, "log_mel": self.n_mels, "mfcc": self.n_mfcc}[self.kind]
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"frontend.kind must be one of {KINDS}, got {self.kind!r}")
+        if not (0 < self.win_ms <= MAX_MS and 0 < self.hop_ms <= MAX_MS) or min(self.win_length, self.hop_length) < 1:
+            raise ValueError(f"frontend.win_ms and hop_ms must each cover at least one sample at {SAMPLE_RATE} Hz, "
+                             f"and at most {MAX_MS} ms, got {self.win_ms} and {self.hop_ms}")
+        if self.n_mels < 1 or (self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels):
+            raise ValueError(f"frontend: need n_mels >= 1 (and 1 <= n_mfcc <= n_mels for mfcc), got {self.n_mels} "
+                             f"and {self.n_mfcc}")
+        if min(self.freq_masks, self.freq_mask_width, self.time_masks, self.time_mask_width) < 0:
+            raise ValueError("frontend: SpecAugment mask counts and widths must not be negative")
+        if max(self.freq_masks, self.time_masks) > MAX_MASKS:  # each is a module: a crafted count must not fill memory
+            raise ValueError(f"frontend: at most {MAX_MASKS} SpecAugment masks of a kind, got {self.freq_masks} "
+                             f"and {self.time_masks}")
+
+
+def frame_lengths(sample_lengths: torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
+    """Frames per utterance for waveforms of the given lengths (B,): floor((S - n_fft) / hop) + 1."""
+    frames = torch.div(sample_lengths - cfg.n_fft, cfg.hop_length, rounding_mode="floor") + 1
+    return frames.clamp(min=0)
+
+
+def padding_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """(B, T) bool, True at valid positions t < lengths[b]."""
+    return torch.arange(max_length, device=lengths.device) < lengths[:, None]
+
+
+def spectral_transform(cfg: FrontendConfig) -> nn.Module:
+    """The torchaudio transform for cfg.kind: (B, S) -> (B, F, T), before the log for linear/mel."""
+    stft = dict(n_fft=cfg.n_fft, win_length=cfg.win_length, hop_length=cfg.hop_length, center=False)
+    if cfg.kind == "linear":
+        return torchaudio.transforms.Spectrogram(**stft, power=1.0)
+    if cfg.kind == "log_mel":
+        return torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_mels=cfg.n_mels, **stft)
+    return torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=cfg.n_mfcc, log_mels=True,
+                                      melkwargs=dict(n_mels=cfg.n_mels, **stft))
+
+
+def normalize_features(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per-utterance, per-bin mean/variance normalisation over valid frames; padding set to 0.
+
+    feats (B, F, T), lengths (B,) -> (B, F, T)
+    """
+    mask = padding_mask(lengths, feats.shape[-1])[:, None, :]  # (B, 1, T)
+    count = lengths.clamp(min=1)[:, None, None].to(feats.dtype)  # (B, 1, 1)
+    mean = (feats * mask).sum(-1, keepdim=True) / count
+    var = (((feats - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+    return ((feats - mean) / (var + 1e-5).sqrt()) * mask
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masking (Park et al., 2019), each utterance masked independently."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.freq = nn.ModuleList([torchaudio.transforms.FrequencyMasking(cfg.freq_mask_width, iid_masks=True)
+                                   for _ in range(cfg.freq_masks)])
+        self.time = nn.ModuleList([torchaudio.transforms.TimeMasking(cfg.time_mask_width, iid_masks=True,
+                                                       p=cfg.time_mask_max_ratio)
+                                   for _ in range(cfg.time_masks)])
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats (B, F, T) -> (B, F, T), masked with 0 (the normalised mean)."""
+        for mask in [*self.freq, *self.time]:
+            feats = mask(feats)
+        return feats
+
+
+class Frontend(nn.Module):
+    """Waveforms (B, S) + lengths (B,) -> features (B, F, T) + frame lengths (B,)."""
+
+    def __init__(self, cfg: FrontendConfig):
+        super().__init__()
+        self.cfg = cfg
+        with torch.device("cpu"):  # torchaudio reads the filterbank it computes: never on the meta device
+            self.transform = spectral_transform(cfg)
+        self.spec_augment = SpecAugment(cfg)
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waves (B, S), lengths (B,) -> features (B, F, T) in float32 on any device, autocast or not (in
+        bf16, the mel matmul and log move the normalised features by up to ~5), frame lengths (B,)."""
+        with torch.autocast(waves.device.type, enabled=False):
+            frames = frame_lengths(lengths, self.cfg)
+            if waves.shape[-1] < self.cfg.n_fft:  # too short for one frame: give the STFT something to read
+                waves = F.pad(waves, (0, self.cfg.n_fft - waves.shape[-1]))
+            feats = self.transform(waves.float())  # (B, F, T)
+            if self.cfg.kind != "mfcc":
+                feats = torch.log1p(feats) if self.cfg.kind == "linear" else torch.log(feats + LOG_EPSILON)
+            if self.cfg.normalize:
+                feats = normalize_features(feats, frames)
+            else:
+                feats = feats * padding_mask(frames, feats.shape[-1])[:, None, :]
+            if self.training:
+                feats = self.spec_augment(feats)
+            return feats, frames

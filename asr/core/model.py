@@ -1,0 +1,155 @@
+"""The network: front-end -> 2-D CNN -> bidirectional LSTMs -> linear -> CTC log-probabilities.
+
+Shapes: B batch, S samples, F feature bins, T frames, C conv channels, H hidden size, V vocabulary.
+Padded tensors travel with their lengths, and every valid output is exactly what the utterance
+would give alone: convolutions see zeros past each length, and the backward LSTM direction reads
+each utterance reversed within its own length.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asr.core.features import Frontend, FrontendConfig, frame_lengths, padding_mask
+
+
+@dataclass
+class ModelConfig:
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    conv_channels: list[int] = field(default_factory=lambda: [32, 32])
+    conv_kernels: list[list[int]] = field(default_factory=lambda: [[41, 11], [21, 11]])  # (freq, time)
+    conv_strides: list[list[int]] = field(default_factory=lambda: [[2, 2], [2, 1]])  # (freq, time)
+    rnn_layers: int = 5
+    rnn_hidden: int = 1024
+    rnn_merge: str = "sum"  # how the two directions combine: "sum" (H) or "concat" (2H)
+    dropout: float = 0.1
+    vocab_size: int = 29  # set from the tokenizer
+
+    def __post_init__(self):
+        if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):
+            raise ValueError("model.conv_channels, conv_kernels and conv_strides must have the same length")
+        if self.rnn_merge not in ("sum", "concat"):
+            raise ValueError(f"model.rnn_merge must be 'sum' or 'concat', got {self.rnn_merge!r}")
+        if not self.conv_channels or min(self.conv_channels) < 1 or self.rnn_layers < 1 or self.rnn_hidden < 1:
+            raise ValueError("model: need at least one conv layer, and conv_channels, rnn_layers and rnn_hidden "
+                             f"of at least 1, got {self.conv_channels}, {self.rnn_layers} and {self.rnn_hidden}")
+        for name in ("conv_kernels", "conv_strides"):
+            if any(len(pair) != 2 or min(pair) < 1 for pair in getattr(self, name)):
+                raise ValueError(f"model.{name}: each entry is a [freq, time] pair of positive integers, "
+                                 f"got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def output_step_seconds(self) -> float:
+        """Seconds between output steps: the front-end's hop times the convolutions' time strides."""
+        return self.frontend.hop_ms / 1000 * math.prod(stride[1] for stride in self.conv_strides)
+
+
+def conv_output_length(length, kernel: int, stride: int):
+    """Output size of a convolution padded by kernel // 2 on both sides (int or tensor)."""
+    return (length + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def output_lengths(cfg: ModelConfig, sample_lengths: torch.Tensor) -> torch.Tensor:
+    """Output steps (B,) for waveforms of the given sample lengths (B,): the front-end's framing, then
+    each convolution's time stride. CTC can align a transcript only if this is at least its length
+    plus its repeated adjacent labels."""
+    lengths = frame_lengths(sample_lengths, cfg.frontend)
+    for kernel, stride in zip(cfg.conv_kernels, cfg.conv_strides):
+        lengths = conv_output_length(lengths, kernel[1], stride[1])
+    return lengths
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence within its own length, leaving padding in place: (B, T, H) -> (B, T, H).
+
+    The operation is its own inverse.
+    """
+    steps = torch.arange(x.shape[1], device=x.device)  # (T,)
+    index = lengths[:, None] - 1 - steps  # (B, T)
+    index = torch.where(index >= 0, index, steps)
+    return x.gather(1, index[:, :, None].expand_as(x))
+
+
+class ConvBlock(nn.Module):
+    """Conv2d -> BatchNorm -> Hardtanh(0, 20), with time steps past each length zeroed."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: list[int], stride: list[int]):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        padding = (kernel[0] // 2, kernel[1] // 2)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, F, T), lengths (B,) -> (B, C', F', T'), lengths (B,)"""
+        x = F.hardtanh(self.norm(self.conv(x)), 0.0, 20.0)
+        lengths = conv_output_length(lengths, self.kernel[1], self.stride[1])
+        return x * padding_mask(lengths, x.shape[-1])[:, None, None, :], lengths
+
+
+class BiLSTM(nn.Module):
+    """A bidirectional LSTM layer that is exact on padded batches and runs on the fast padded path.
+
+    Two unidirectional nn.LSTMs: the forward one reads the padded batch as it is (padding only ever
+    follows the valid steps), the backward one reads each utterance reversed within its length.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, merge: str):
+        super().__init__()
+        self.merge = merge
+        self.forward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.backward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """x (B, T, I), lengths (B,) -> (B, T, H) for "sum" or (B, T, 2H) for "concat"."""
+        forward, _ = self.forward_lstm(x)
+        backward, _ = self.backward_lstm(reverse_padded(x, lengths))
+        backward = reverse_padded(backward, lengths)
+        return forward + backward if self.merge == "sum" else torch.cat([forward, backward], dim=-1)
+
+
+class DeepSpeech2(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = Frontend(cfg.frontend)
+        channels = [1, *cfg.conv_channels]
+        self.convs = nn.ModuleList(
+            ConvBlock(c_in, c_out, k, s)
+            for c_in, c_out, k, s in zip(channels, channels[1:], cfg.conv_kernels, cfg.conv_strides)
+        )
+        rnn_in = cfg.conv_channels[-1] * self.conv_feature_size()
+        rnn_out = cfg.rnn_hidden * (2 if cfg.rnn_merge == "concat" else 1)
+        self.rnns = nn.ModuleList(
+            BiLSTM(rnn_in if i == 0 else rnn_out, cfg.rnn_hidden, cfg.rnn_merge) for i in range(cfg.rnn_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(rnn_out) for _ in range(cfg.rnn_layers))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(rnn_out, cfg.vocab_size)
+
+    def conv_feature_size(self) -> int:
+        """F': feature bins left after the convolutions."""
+        size = self.cfg.frontend.n_features
+        for kernel, stride in zip(self.cfg.conv_kernels, self.cfg.conv_strides):
+            size = conv_output_length(size, kernel[0], stride[0])
+        return size
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waves (B, S) + sample lengths (B,) -> log-probabilities (B, T', V) float32 + lengths (B,)"""
+        x, lengths = self.frontend(waves, lengths)  # (B, F, T)
+        x = x[:, None]  # (B, 1, F, T)
+        for conv in self.convs:
+            x, lengths = conv(x, lengths)  # (B, C, F', T')
+        x = x.flatten(1, 2).transpose(1, 2)  # (B, T', C * F')
+        for rnn, norm in zip(self.rnns, self.norms):
+            x = self.dropout(norm(rnn(x, lengths)))  # (B, T', H)
+        return self.head(x).float().log_softmax(dim=-1), lengths
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""Corpora the CLI can fetch or make: LibriSpeech download and preparation, synthetic TTS corpora."""

@@ -1,0 +1,181 @@
+"""Export a model for deployment: ONNX (for onnxruntime) or TorchScript (for torch.jit.load / libtorch).
+
+The exported graph is the whole model, front-end included: waveforms (B, S) float32 at 16 kHz + sample
+lengths (B,) int64 -> log-probabilities (B, T, V) float32 + output lengths (B,) int64, with the batch and
+length axes dynamic. The padded batch must be at least one analysis window long (n_fft samples, in the
+JSON as min_samples): the PyTorch front-end pads shorter input, the exported graph does not.
+The backward LSTM direction reads each utterance reversed within its own length in the exported graph
+too, so a padded batch gives every utterance exactly what it gets alone.
+
+ONNX's STFT operator takes no complex tensors from torch's exporter, so for ONNX the front-end's
+torch.stft is replaced by the same transform written as a strided convolution with a windowed DFT basis
+(`ConvSpectrogram`); TorchScript keeps torch.stft. A JSON file beside the export (`model.onnx` ->
+`model.onnx.json`) holds what a deployment needs to decode: the vocabulary, the blank id, the sample rate, the
+front-end settings and the seconds per output step.
+
+`--quantize int8` (asr.inference.quantize) stores the LSTM and linear weights as int8: torch's dynamic quantization
+for TorchScript, onnxruntime's for ONNX (torch's int8 LSTM has no ONNX form).
+"""
+
+import copy
+import importlib.util
+import json
+import math
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+import torchaudio
+from torch import nn
+
+from asr.core import config
+from asr.core.audio import SAMPLE_RATE
+from asr.core.bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle, save_bundle
+from asr.core.model import DeepSpeech2, ModelConfig
+from asr.core.text import BLANK, tokenizer_from_dict
+from asr.inference.formats import EXPORT_FORMATS
+from asr.inference.quantize import quantize_model, quantize_onnx
+
+INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
+ONNX_OPSET = 17
+
+
+class ConvSpectrogram(nn.Module):
+    """torchaudio's Spectrogram (center=False) as a strided Conv1d over a windowed DFT basis, for ONNX.
+
+    waves (B, S) -> |STFT|^power (B, n_fft // 2 + 1, T), T = (S - n_fft) // hop + 1
+    """
+
+    def __init__(self, spectrogram: torchaudio.transforms.Spectrogram):
+        super().__init__()
+        if spectrogram.center or spectrogram.pad or spectrogram.normalized or spectrogram.power is None:
+            raise ValueError("ConvSpectrogram covers only center=False, pad=0, normalized=False, real power")
+        n_fft, hop, power = spectrogram.n_fft, spectrogram.hop_length, spectrogram.power
+        window = torch.zeros(n_fft)  # torch.stft centres a window shorter than n_fft in the frame
+        start = (n_fft - spectrogram.win_length) // 2
+        window[start:start + spectrogram.win_length] = spectrogram.window
+        bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]  # (K, 1)
+        angle = 2 * math.pi * bins * torch.arange(n_fft, dtype=torch.float64) / n_fft  # (K, n_fft)
+        basis = torch.cat([angle.cos(), -angle.sin()]) * window.double()  # (2K, n_fft): real, imaginary
+        self.register_buffer("basis", basis.float()[:, None, :])  # (2K, 1, n_fft)
+        self.hop, self.power = hop, power
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """waves (B, S) -> (B, K, T)"""
+        real, imag = nn.functional.conv1d(waves[:, None], self.basis, stride=self.hop).chunk(2, dim=1)
+        power = real ** 2 + imag ** 2  # (B, K, T)
+        return power if self.power == 2 else power ** (self.power / 2)
+
+
+def with_conv_spectrograms(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose torchaudio Spectrogram modules are ConvSpectrograms (same outputs)."""
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, torchaudio.transforms.Spectrogram):
+                setattr(parent, name, ConvSpectrogram(child))
+    return model
+
+
+def example_inputs(model: DeepSpeech2) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of two utterances of different lengths to trace with: waves (2, S), lengths (2,)."""
+    samples = max(SAMPLE_RATE, 4 * model.cfg.frontend.n_fft)
+    return torch.randn(2, samples) * 0.1, torch.tensor([samples, samples * 5 // 8])
+
+
+def export_onnx(model: DeepSpeech2, out: Path) -> Path:
+    """Write `model` as an ONNX graph with dynamic batch and length axes."""
+    if importlib.util.find_spec("onnx") is None:
+        raise ValueError("ONNX export needs the onnx package: pip install 'asr[export]' (or onnx onnxruntime)")
+    model = with_conv_spectrograms(model).eval()
+    axes = {"waves": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
+            "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}}
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, but torch 2.14's dynamo
+        warnings.simplefilter("ignore")  # exporter took minutes here and its graph failed in onnxruntime
+        torch.onnx.export(model, example_inputs(model), str(out), input_names=INPUT_NAMES,
+                          output_names=OUTPUT_NAMES, dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+    return out
+
+
+def export_torchscript(model: nn.Module, out: Path) -> Path:
+    """Write `model` (float or int8-quantised) as a traced TorchScript module."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export, still supported
+        traced = torch.jit.trace(model.eval(), example_inputs(model), check_trace=False)
+    traced.save(str(out))
+    return out
+
+
+def info_path(out: Path) -> Path:
+    """model.onnx -> model.onnx.json: the deployment info of an exported model."""
+    return out.with_name(out.name + ".json")
+
+
+def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | None) -> dict:
+    """What a deployment needs beside the graph to feed it and decode its output."""
+    return {"format": fmt, "quantize": quantize, "sample_rate": SAMPLE_RATE,
+            "inputs": {"waves": "(B, S) float32, 16 kHz mono, zero-padded", "lengths": "(B,) int64 samples"},
+            "outputs": {"log_probs": "(B, T, V) float32 CTC log-probabilities", "out_lengths": "(B,) int64"},
+            "min_samples": model.cfg.frontend.n_fft, "blank": BLANK, "vocab": list(tokenizer.vocab),
+            "output_step_seconds": model.cfg.output_step_seconds,
+            "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()}
+
+
+class OnnxModel:
+    """An ONNX export run by onnxruntime, called like DeepSpeech2, so that a Recognizer can use it:
+    waves (B, S) + lengths (B,) -> log-probs (B, T, V) float32 + output lengths (B,), on the CPU.
+    Its config and tokenizer come from the JSON beside it."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime
+
+        path = Path(path)
+        info = json.loads(info_path(path).read_text(encoding="utf-8"))
+        self.cfg = config.from_dict(ModelConfig, info["model_config"])
+        self.tokenizer = tokenizer_from_dict(info["tokenizer"])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        waves = nn.functional.pad(waves, (0, max(0, self.cfg.frontend.n_fft - waves.shape[1])))  # >= 1 window
+        log_probs, out_lengths = self.session.run(None, {"waves": waves.float().numpy(), "lengths": lengths.numpy()})
+        return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
+
+
+def load_source(source: str) -> tuple[DeepSpeech2, object]:
+    """(model, tokenizer) from 'default' (the shipped model), a model bundle, or a checkpoint of asr train
+    (.ckpt, read through a bundle so that it is checked the same way)."""
+    if source == "default":
+        return load_bundle(DEFAULT_MODEL)
+    if Path(source).suffix != ".ckpt":
+        return load_bundle(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_bundle(bundle_from_checkpoint(source, Path(tmp) / "model.safetensors"))
+
+
+def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = None,
+           dtype: torch.dtype = torch.float32) -> Path:
+    """Write `model` as a bundle (weights as `dtype`), or as ONNX or TorchScript with its deployment info
+    in info_path(out) beside it."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    if quantize and fmt == "bundle":
+        raise ValueError("--quantize int8 is for --format onnx and torchscript: a bundle keeps float weights "
+                         "(quantize at load time: asr transcribe --quantize int8)")
+    out = Path(out)
+    model = model.cpu().eval()
+    if fmt == "bundle":
+        return save_bundle(out, model, tokenizer, dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "onnx" and quantize:
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out)
+    elif fmt == "onnx":
+        export_onnx(model, out)
+    else:
+        export_torchscript(quantize_model(model, quantize), out)
+    info = json.dumps(deployment_info(model, tokenizer, fmt, quantize), indent=1)
+    info_path(out).write_text(info + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,345 @@
+"""`asr serve`: a transcription service in the form of OpenAI's audio API, so its clients work unchanged.
+
+POST /v1/audio/transcriptions takes a multipart upload (field `file`; optional `response_format`: json,
+text, srt, vtt or verbose_json) and answers as OpenAI's API does; GET /health and GET /metrics (JSON
+counters) are for whoever runs it. The model is loaded once. Requests that arrive together are decoded
+together: the Batcher gathers the chunks (asr.inference.chunking: long uploads are cut as `asr transcribe` cuts
+them) of waiting requests into batches of up to `max_batch`, waiting at most `max_wait` seconds for a
+batch to fill, and runs each batch on a worker thread. At most `max_queue` requests are admitted at a
+time; more get 503 with Retry-After. Bad input gets a 4xx JSON error in OpenAI's shape,
+{"error": {"message", "type", "param"}}, and the service goes on; a client that hangs up frees its slot.
+
+Starlette routes and parses the multipart form (python-multipart); uvicorn serves HTTP and shuts down
+gracefully on SIGTERM or Ctrl-C, finishing the requests in flight.
+"""
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from asr.core.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from asr.inference.chunking import Chunk, chunks
+from asr.inference.transcribe import M_ARENA_MAX, Recognizer, Transcript, mallopt, map_large_allocations, stitch
+from asr.inference.writers import cues, render
+
+log = logging.getLogger(__name__)
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+TIMED_FORMATS = ("srt", "vtt", "verbose_json")  # the formats that need the words' times
+MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+MALLOC_ARENAS = 2  # glibc's heaps for all threads together (default: one per thread, up to 8 per core)
+MAX_PADDING = 0.25  # a batch is run in groups that pad at most this share of their samples
+RETRY_AFTER_SECONDS = 1  # what a client turned away by a full queue is told to wait
+CLIENT_CLOSED = 499  # nginx's status for a request whose client hung up first; no one receives it
+
+
+class RequestError(Exception):
+    """A request the service cannot answer, with the HTTP status and the message that says why."""
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+@dataclass
+class Metrics:
+    """What GET /metrics reports."""
+
+    requests: int = 0  # transcribed
+    audio_seconds: float = 0.0  # of the transcribed requests
+    errors: int = 0  # answered with an error, 503s included
+    rejected: int = 0  # 503: the queue was full
+    disconnects: int = 0  # clients that hung up before their answer
+    queue_depth: int = 0  # requests admitted and not yet answered
+    batches: int = 0
+    batched_chunks: int = 0  # chunks in those batches
+    largest_batch: int = 0
+
+    def count_batch(self, size: int) -> None:
+        self.batches, self.batched_chunks = self.batches + 1, self.batched_chunks + size
+        self.largest_batch = max(self.largest_batch, size)
+
+
+class Job:
+    """One request's chunks on their way through the Batcher; `future` gets their (text, words) in order."""
+
+    def __init__(self, chunks: list[Chunk], words: bool):
+        self.chunks, self.words = chunks, words
+        self.results: list = [None] * len(chunks)
+        self.left = len(chunks)
+        self.future = asyncio.get_running_loop().create_future()  # cancelled when its client hangs up
+
+    def finish(self, index: int, result) -> None:
+        self.results[index], self.left = result, self.left - 1
+        if not self.left and not self.future.done():
+            self.future.set_result(self.results)
+
+
+class Batcher:
+    """Dynamic batching: chunks of all waiting requests, up to `max_batch` at a time, decoded together."""
+
+    def __init__(self, recognizer: Recognizer, max_batch: int, max_wait: float, metrics: Metrics):
+        self.recognizer, self.max_batch, self.max_wait, self.metrics = recognizer, max_batch, max_wait, metrics
+        self.queue: asyncio.Queue[tuple[Job, int]] = asyncio.Queue()  # (job, chunk index), bounded by admission
+        self.active = 0  # requests whose chunks are queued or being decoded
+
+    def coming(self) -> int:
+        """Requests admitted (metrics.queue_depth) whose chunks are not queued yet: uploading, or their audio
+        being read. A batch waits for them, for no others."""
+        return self.metrics.queue_depth - self.active
+
+    async def recognize(self, chunks: list[Chunk], words: bool) -> list:
+        """(text, words) for each chunk, decoded in batches with other requests' chunks."""
+        job = Job(chunks, words)
+        for index in range(len(chunks)):
+            self.queue.put_nowait((job, index))
+        self.active += 1
+        try:
+            return await job.future  # cancelling the caller cancels the job: its chunks left are skipped
+        finally:
+            self.active -= 1
+
+    async def run(self) -> None:
+        """Forever: take a batch, decode it on a worker thread, hand out the results."""
+        while True:
+            batch = [(job, i) for job, i in await self.next_batch() if not job.future.done()]
+            if not batch:
+                continue
+            try:
+                results = await asyncio.to_thread(self.decode, [job.chunks[i].wave for job, i in batch],
+                                                  any(job.words for job, _ in batch))
+            except Exception as err:  # e.g. MemoryError: these requests fail, the service goes on
+                for job, _ in batch:
+                    if not job.future.done():
+                        job.future.set_exception(err)
+                continue
+            for (job, i), result in zip(batch, results):
+                job.finish(i, result)
+            self.metrics.count_batch(len(batch))
+
+    async def next_batch(self) -> list[tuple[Job, int]]:
+        """The first chunk to come, and those that come within `max_wait` of it while other requests are on
+        their way, up to `max_batch`."""
+        batch = [await self.queue.get()]
+        deadline = asyncio.get_running_loop().time() + self.max_wait
+        while len(batch) < self.max_batch:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            if self.coming() <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
+                break
+        return batch
+
+    def decode(self, waves: list[torch.Tensor], words: bool) -> list:
+        """(text, words) for each waveform (S_i,), run in groups of similar length (see length_groups)."""
+        results = [None] * len(waves)
+        for group in length_groups([len(w) for w in waves]):
+            for i, result in zip(group, self.recognizer.recognize([waves[i] for i in group], words)):
+                results[i] = result
+        return results
+
+
+def length_groups(lengths: list[int], padding: float = MAX_PADDING) -> list[list[int]]:
+    """The indices of `lengths`, longest first, in runs that pad at most the fraction `padding` of their
+    samples when batched: a batch costs its longest member times its size, so a 2 s chunk padded to 15 s
+    beside a long one wastes what batching saves."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group and lengths[group[0]] * (len(group) + 1) <= (1 + padding) * sum(lengths[j] for j in [*group, i]):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def read_upload(data: bytes, filename: str) -> list[Chunk]:
+    """An uploaded audio file -> its chunks at SAMPLE_RATE; RequestError naming the file if it is no audio."""
+    if not data:
+        raise RequestError(400, f"{filename}: is an empty file (0 bytes); send an audio file", "file")
+    upload = io.BytesIO(data)
+    upload.name = filename  # for load_audio's errors
+    try:
+        return list(chunks([(load_audio(upload).numpy(), SAMPLE_RATE)]))
+    except AudioError as err:
+        if Path(filename).suffix.lower() not in AUDIO_EXTENSIONS:
+            raise RequestError(415, f"{filename}: an unsupported format; send one of {', '.join(AUDIO_EXTENSIONS)}",
+                               "file") from err
+        raise RequestError(400, str(err), "file") from err
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body; RequestError 413 past `limit` bytes."""
+    body, size = bytearray(), 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size <= limit:  # the rest of an upload that is too large is read and dropped, so that its client,
+            body += piece  # still sending, receives the answer
+    if size > limit:
+        raise RequestError(413, f"the upload is {size / 1e6:.1f} MB, over this service's limit of {limit / 1e6:g} MB "
+                                "(asr serve --max-upload-mb); send a shorter or compressed recording (.flac, .opus)",
+                           "file")
+    return bytes(body)
+
+
+async def form_fields(request: Request, body: bytes) -> tuple[bytes, str, str]:
+    """The uploaded file's bytes and name, and the response format, of a multipart form read as `body`."""
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async with Request(request.scope, replay).form(max_files=1) as form:
+        upload, fmt = form.get("file"), form.get("response_format") or "json"
+        if not isinstance(upload, UploadFile):
+            raise RequestError(400, "no audio: send it as the file field of a multipart/form-data body "
+                                    "(curl -F file=@audio.wav)", "file")
+        if fmt not in RESPONSE_FORMATS:
+            raise RequestError(400, f"response_format {fmt!r} is not one of {', '.join(RESPONSE_FORMATS)}",
+                               "response_format")
+        return await upload.read(), upload.filename or "upload", fmt
+
+
+async def until_disconnect(request: Request, work):
+    """What the coroutine `work` returns, or None if the client hangs up first (`work` is then cancelled).
+    The body must have been read: what the client sends next is its disconnect."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(disconnected(request))
+    await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if not task.done():
+        task.cancel()
+        return None
+    return task.result()
+
+
+async def disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def response(transcript: Transcript, fmt: str) -> Response:
+    """The answer in OpenAI's response formats."""
+    if fmt == "json":
+        return JSONResponse({"text": transcript.text})
+    if fmt == "verbose_json":
+        segments = [{"id": i, **asdict(cue)} for i, cue in enumerate(cues(transcript.words))]
+        return JSONResponse({"task": "transcribe", "language": "english", "duration": transcript.duration,
+                             "text": transcript.text, "words": [asdict(w) for w in transcript.words],
+                             "segments": segments})
+    return Response(render(transcript, fmt), media_type=MEDIA_TYPES[fmt])
+
+
+def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.02, max_queue: int = 64,
+               max_upload: int = 25_000_000, model_name: str = "default") -> Starlette:
+    """The service around a loaded model; `max_wait` in seconds, `max_upload` in bytes."""
+    if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0:
+        raise ValueError("--max-batch, --max-queue and --max-upload-mb must be positive, --max-wait-ms at least 0")
+    map_large_allocations()  # chunks of every length come and go: keep the heap from fragmenting
+    mallopt(M_ARENA_MAX, MALLOC_ARENAS)  # the worker threads' own heaps grew RSS by 50 MB in 4 min of soak
+    metrics, started = Metrics(), time.monotonic()
+    batcher = Batcher(recognizer, max_batch, max_wait, metrics)
+
+    async def transcriptions(request: Request) -> Response:
+        if metrics.queue_depth >= max_queue:  # admitted first: at most max_queue uploads are held in memory
+            metrics.rejected += 1
+            async for _ in request.stream():  # read and dropped, so that the client, still sending, gets the answer
+                pass
+            raise RequestError(503, f"busy: {max_queue} requests are being served (asr serve --max-queue); retry "
+                                    f"in {RETRY_AFTER_SECONDS} s")
+        metrics.queue_depth += 1
+        try:
+            data, filename, fmt = await form_fields(request, await read_body(request, max_upload))
+            transcript = await until_disconnect(request, transcribe(data, filename, fmt in TIMED_FORMATS))
+        finally:
+            metrics.queue_depth -= 1
+        if transcript is None:
+            metrics.disconnects += 1
+            return Response(status_code=CLIENT_CLOSED)
+        metrics.requests, metrics.audio_seconds = metrics.requests + 1, metrics.audio_seconds + transcript.duration
+        return response(transcript, fmt)
+
+    async def transcribe(data: bytes, filename: str, words: bool) -> Transcript:
+        pieces = await asyncio.to_thread(read_upload, data, filename)
+        results = await batcher.recognize(pieces, words)
+        parts = [(chunk.start, text, timed) for chunk, (text, timed) in zip(pieces, results)]
+        return stitch(filename, parts, pieces[-1].start + len(pieces[-1].wave) / SAMPLE_RATE)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": model_name})  # the model is loaded before the service starts
+
+    async def metrics_json(request: Request) -> Response:
+        return JSONResponse({**asdict(metrics), "decoding": batcher.active, "chunks_waiting": batcher.queue.qsize(),
+                             "uptime_seconds": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
+
+    async def request_error(request: Request, err: Exception) -> Response:
+        status, message, param = ((err.status, err.message, err.param) if isinstance(err, RequestError)
+                                  else (err.status_code, err.detail, None))
+        metrics.errors += 1
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error" if status < 500 else
+                                       "server_error", "param": param, "code": None}}, status, headers)
+
+    async def client_gone(request: Request, err: Exception) -> Response:
+        metrics.disconnects += 1
+        return Response(status_code=CLIENT_CLOSED)
+
+    async def server_error(request: Request, err: Exception) -> Response:
+        log.exception("failed: %s %s", request.method, request.url.path, exc_info=err)
+        return await request_error(request, RequestError(500, f"internal error: {type(err).__name__}: {err}"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        worker = asyncio.create_task(batcher.run())
+        yield
+        worker.cancel()
+
+    routes = [Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]), Route("/health", health),
+              Route("/metrics", metrics_json)]
+    handlers = {RequestError: request_error, HTTPException: request_error, ClientDisconnect: client_gone,
+                Exception: server_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux), else None."""
+    try:
+        return round(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)
+    except (OSError, ValueError):
+        return None
+
+
+# uvicorn's logging with its access log on stderr, not stdout: stdout holds only the URL, for the caller
+LOG_CONFIG = {**uvicorn.config.LOGGING_CONFIG,
+              "handlers": {name: {**handler, "stream": "ext://sys.stderr"}
+                           for name, handler in uvicorn.config.LOGGING_CONFIG["handlers"].items()}}
+
+
+def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, model_name: str = "default",
+          **limits) -> None:
+    """Serve until SIGTERM or Ctrl-C; print the service's URL (port 0: a free port) once it is bound."""
+    config = uvicorn.Config(create_app(recognizer, model_name=model_name, **limits), host=host, port=port,
+                            log_config=LOG_CONFIG)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: whoever can reach this machine can use the service (it has no "
+                    "authentication)", host)
+    socket = config.bind_socket()
+    address = socket.getsockname()
+    print(f"http://{f'[{host}]' if ':' in host else host}:{address[1]}", flush=True)
+    uvicorn.Server(config).run(sockets=[socket])

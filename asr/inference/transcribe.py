@@ -1,0 +1,309 @@
+"""The Python API behind `asr transcribe`: load a model bundle, turn audio into text."""
+
+import ctypes
+import functools
+import glob
+import itertools
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from asr.core.audio import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    AudioError,
+    audio_duration,
+    load_audio,
+    source_name,
+    stream_audio,
+)
+from asr.core.bundle import DEFAULT_MODEL, BundleError, load_bundle
+from asr.core.decoding import DecoderConfig, Word, build_decoder, word_timestamps
+from asr.inference.chunking import MAX_CHUNK_SECONDS, Chunk, chunks
+from asr.inference.quantize import quantize_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LM = DEFAULT_MODEL.with_name("default.lm.bin")  # shipped beside the default model where it helps it
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers in glibc's malloc.h
+
+
+@dataclass
+class Transcript:
+    audio_filepath: str
+    text: str
+    duration: float  # seconds
+    words: list[Word] = field(default_factory=list)  # each with start and end seconds and a confidence
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def available_devices() -> list[str]:
+    """The devices torch can run on here: cpu, cuda:0, ..., mps."""
+    return (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            + (["mps"] if torch.backends.mps.is_available() else []))
+
+
+def check_device(name: str) -> torch.device:
+    """torch.device(name) if this machine has that device; else ValueError naming the ones it has."""
+    here = f"devices here: {', '.join(available_devices())}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: not a device name ({here})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: no CUDA device is available (no GPU, or a CPU-only torch); {here}")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: there is no CUDA device {device.index}; {here}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: MPS is not available; {here}")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r}: asr runs on cpu, cuda or mps; {here}")
+    return device
+
+
+class Recognizer:
+    """A trained model with its tokenizer, ready to transcribe."""
+
+    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None):
+        self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
+        self.set_decoder(decoder or DecoderConfig())
+
+    def set_decoder(self, cfg: DecoderConfig) -> None:
+        """Decode with `cfg` from now on: greedy, or beam search (an LM is loaded here)."""
+        self.decoder_config, self.decode = cfg, build_decoder(self.tokenizer, cfg)
+
+    @torch.inference_mode()
+    def log_probs(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """16 kHz mono waveforms, each (S_i,), run as one padded batch -> log-probs (B, T, V) float32 on the
+        CPU and output lengths (B,)."""
+        lengths = torch.tensor([len(w) for w in waves], device=self.device)  # (B,)
+        batch = pad_sequence(waves, batch_first=True).to(self.device)  # (B, S)
+        log_probs, out_lengths = self.model(batch, lengths)
+        return log_probs.float().cpu(), out_lengths.cpu()
+
+    def recognize(self, waves: list[torch.Tensor], words: bool = True) -> list[tuple[str, list[Word]]]:
+        """Text and timed words (with `words`; else none) for each of a list of 16 kHz mono waveforms (S_i,)."""
+        log_probs, lengths = self.log_probs(waves)
+        step = self.model.cfg.output_step_seconds
+        results = []
+        for probs, length, ids in zip(log_probs, lengths.tolist(), self.decode(log_probs, lengths)):
+            timed = word_timestamps(probs[:length], ids, self.tokenizer, step) if words else []
+            results.append((self.tokenizer.decode(ids), timed))
+        return results
+
+    def transcribe(self, sources, batch_size: int = 8, on_error: Callable[[AudioError], None] | None = None,
+                   words: bool = True, sample_rate: int = SAMPLE_RATE,
+                   progress: Callable[[float], None] | None = None) -> Iterator[Transcript]:
+        """One Transcript per source, in order. A source is an audio file (path or binary file object) or
+        a mono waveform (S,) as a numpy array or torch tensor of floats at `sample_rate`; one source may
+        be passed alone. `words=False` skips the word timings (the CTC alignment) when only text is wanted.
+
+        Recordings longer than MAX_CHUNK_SECONDS are decoded in chunks cut at pauses (asr.inference.chunking), files
+        read a block at a time, so memory is bounded by `batch_size` chunks, not by the file; the chunks'
+        words are put on the recording's time axis. `batch_size` chunks or short files run at a time, and
+        `progress` is called after each batch with the seconds of audio it held. A source that cannot be
+        read is passed to `on_error` (default: logged) and skipped.
+        """
+        if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
+            sources = [sources]
+        map_large_allocations()
+        current, parts = None, []  # the source being put together: its index, and (chunk start, text, words)
+        for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
+            results = self.recognize([chunk.wave for _, _, chunk in batch], words)
+            for (index, name, chunk), (text, timed) in zip(batch, results):
+                if index != current:  # a new source (one that failed part-way leaves its parts behind)
+                    current, parts = index, []
+                parts.append((chunk.start, text, timed))  # not the chunk: its samples are done with
+                if chunk.last:
+                    yield stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
+            if progress:
+                progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
+
+
+def stitch(name: str, parts: list[tuple[float, str, list[Word]]], duration: float) -> Transcript:
+    """One Transcript of `duration` seconds from the (start, text, words) of a recording's chunks in order,
+    words in its time."""
+    words = [Word(w.word, round(start + w.start, 3), round(start + w.end, 3), w.confidence)
+             for start, _, timed in parts for w in timed]
+    return Transcript(name, " ".join(text for _, text, _ in parts if text), round(duration, 3), words)
+
+
+@functools.cache
+def map_large_allocations(threshold: int = 1 << 20) -> None:
+    """Have glibc serve allocations of `threshold` bytes and more by mmap, which returns them to the OS when
+    freed, rather than from its heap, which the varied sizes of chunks' tensors fragment: peak RSS over
+    1 h of audio then stays at that of the first minutes (measured: 966 -> about 740 MB). Process-wide,
+    once; a no-op where the C library is not glibc."""
+    mallopt(M_MMAP_THRESHOLD, threshold)
+
+
+def mallopt(parameter: int, value: int) -> None:
+    """Set one of glibc malloc's parameters for the whole process; a no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(parameter, value)
+
+
+def numbered_chunks(sources: Iterable, sample_rate: int,
+                    on_error: Callable[[AudioError], None]) -> Iterator[tuple[int, str, Chunk]]:
+    """(source index, name, Chunk) for the readable sources in order; the others go to `on_error`."""
+    for index, source in enumerate(sources):
+        is_array = isinstance(source, (np.ndarray, torch.Tensor))
+        name = f"<array {index}>" if is_array else source_name(source)
+        try:
+            with spooled(source) as readable:
+                if is_array:
+                    blocks = [(as_wave(readable, name), sample_rate)]
+                elif audio_duration(readable) > MAX_CHUNK_SECONDS:
+                    blocks = stream_audio(readable)  # read a block at a time
+                else:  # a short file
+                    blocks = [(load_audio(readable).numpy(), SAMPLE_RATE)]
+                yield from ((index, name, chunk) for chunk in chunks(blocks))
+        except AudioError as err:
+            on_error(err if err.path == name else AudioError(name, err.cause))
+
+
+@contextmanager
+def spooled(source):
+    """A file object (stdin, a pipe or not) copied a block at a time to a temporary file, whose path is given in its
+    place, so that it is read as files are, a block at a time, whatever its length; a path or an array as it is."""
+    if isinstance(source, (str, os.PathLike, np.ndarray, torch.Tensor)):
+        yield source
+        return
+    with tempfile.NamedTemporaryFile(prefix="asr-stdin-") as spool:
+        shutil.copyfileobj(source, spool)
+        spool.flush()
+        yield spool.name
+
+
+def as_wave(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """A mono waveform given as an array (S,) of floats -> float32 numpy (S,); AudioError if it is none."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    if array.ndim != 1:
+        raise AudioError(name, f"an array of shape {array.shape}; pass one mono waveform of shape (S,), "
+                               "e.g. the mean over channels")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise AudioError(name, f"{array.dtype} samples; pass floats in [-1, 1] (e.g. int16 samples / 32768)")
+    if array.size == 0:
+        raise AudioError(name, "contains no audio samples")
+    if not np.isfinite(array).all():
+        raise AudioError(name, "contains NaN or infinite samples")
+    return array.astype(np.float32, copy=False)
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items, the last one shorter (itertools.batched from Python 3.12)."""
+    if size < 1:
+        raise ValueError(f"the batch size must be at least 1, not {size}")
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def audio_batches(sources: Iterable, batch_size: int,
+                  on_error: Callable[[AudioError], None] | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Lists of up to `batch_size` (name, 16 kHz waveform (S,)) of the readable `sources`, in order."""
+    pending: list[tuple[str, torch.Tensor]] = []
+    for source in sources:
+        try:
+            pending.append((source_name(source), load_audio(source)))
+        except AudioError as err:
+            (on_error or report)(err)
+        if len(pending) == batch_size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def report(err: AudioError) -> None:
+    log.error("skipped %s", err)
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | None = None,
+               decoder: DecoderConfig | None = None, quantize: str | None = None) -> Recognizer:
+    """A Recognizer for a model bundle; with no path, the default model shipped with the package.
+
+    `decoder` picks greedy decoding (the default; for the default model: beam search with its LM, which
+    beam search there always uses unless given another LM or a lexicon) or beam search, e.g.
+    DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
+    `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.inference.quantize).
+    An ONNX export (`asr export --format onnx`, with its JSON beside it) runs in onnxruntime on the CPU.
+    """
+    if path is not None and exported_format(path) == "onnx":
+        return load_onnx(path, device, decoder, quantize)
+    if path is None:
+        if not DEFAULT_MODEL.exists():
+            raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
+                                    "(--model FILE, made by `asr train` or `asr export`)")
+        path = DEFAULT_MODEL
+        if DEFAULT_LM.exists() and (decoder is None or (decoder.kind == "beam" and not decoder.lm and not decoder.lexicon)):
+            decoder = replace(decoder or DecoderConfig("beam"), lm=str(DEFAULT_LM))  # beam search with its LM
+    device = check_device(device or ("cpu" if quantize else default_device()))  # int8 runs on the CPU only
+    model, tokenizer = load_bundle(path, device)
+    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)
+
+
+def exported_format(path: str | os.PathLike) -> str | None:
+    """"onnx" or "torchscript" for a model `asr export` wrote (its JSON beside it says which), else None."""
+    from asr.inference.export import info_path
+
+    try:
+        return json.loads(info_path(Path(path)).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize: str | None) -> Recognizer:
+    """A Recognizer running an ONNX export in onnxruntime, on the CPU."""
+    if quantize:
+        raise ValueError(f"{path}: an ONNX export is quantized when it is exported (`asr export SOURCE OUT.onnx "
+                         "--format onnx --quantize int8`), not when it is loaded")
+    if device not in (None, "cpu"):
+        raise ValueError(f"{path}: an ONNX export runs on the CPU, in onnxruntime (asked for device {device!r})")
+    try:
+        from asr.inference.export import OnnxModel
+
+        model = OnnxModel(path)
+    except ImportError:
+        raise BundleError(f"{path}: an ONNX model needs onnxruntime: pip install -e '.[export]'") from None
+    return Recognizer(model, model.tokenizer, "cpu", decoder)
+
+
+def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:
+    """The audio the inputs name, in order: files; audio files (by extension) in folders, recursively, and
+    files matching glob patterns ("calls/**/*.wav"), each sorted; the files of a manifest (.jsonl); "-": the
+    audio on standard input."""
+    for item in inputs:
+        path = Path(item)
+        if str(item) == "-":
+            yield sys.stdin.buffer  # spooled to a temporary file by numbered_chunks, then read as files are
+        elif path.is_dir():  # a folder with no audio files is passed on, to be reported as not audio
+            # by name, not kind: a broken link or a folder named *.wav is reported as when named alone
+            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS) or [path]
+        elif not path.exists() and glob.has_magic(str(item)):
+            yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True) if os.path.isfile(p)) or [path]
+        elif path.suffix == ".jsonl":
+            from asr.core.manifest import read_manifest
+
+            yield from (u.audio_filepath for u in read_manifest(path))
+        else:
+            yield path

@@ -1,0 +1,119 @@
+"""Checkpoints that survive a killed process: written atomically, "last" saved every N optimizer steps
+and at every epoch end, and carrying what Lightning leaves out so that a resumed run continues exactly:
+the random number generators' states (the sampler's place in its epoch is SpeechDataModule's state).
+"""
+
+import io
+import os
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from asr.training.faults import kill_if_testing
+
+LAST = "last"  # checkpoints/last.ckpt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write a checkpoint to PATH.partial beside it, fsync, then os.replace it onto PATH: a reader (or a
+    resumed run) finds the old checkpoint or the new one, never a part of one. Lightning's own save goes
+    through a file in the system's temporary folder and shutil.move, which copies (not atomic) when that
+    folder is on another file system, and never fsyncs."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getbuffer()
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            kill_if_testing("kill-mid-write", checkpoint.get("global_step", -1))
+            f.write(data[len(data) // 2 :])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself reaches the disk
+        finally:
+            os.close(folder)
+
+
+def last_checkpoints(folder: Path, every_n_steps: int) -> list[ModelCheckpoint]:
+    """FOLDER/last.ckpt, refreshed at the end of every training epoch (after its validation, if any) and every
+    `every_n_steps` optimizer steps (0: only at epoch ends). Two callbacks write the one file: Lightning's
+    ModelCheckpoint takes one trigger each.
+
+    Never at validation end, Lightning's default when validation is not once per epoch: such a "last" lags
+    behind (the final epoch is missing) and a resume from a mid-epoch validation end re-runs part of an epoch
+    under a wrong epoch count (measured with val_check_interval=0.5: epoch 1 run twice, 19 steps for 20).
+    """
+    def last(kind=ModelCheckpoint, **trigger) -> ModelCheckpoint:
+        return kind(dirpath=folder, filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False,
+                    **trigger)
+
+    at_epoch_end = last(every_n_epochs=1, save_on_train_epoch_end=True)
+    return [at_epoch_end] + ([last(StepCheckpoint, every_n_train_steps=every_n_steps)] if every_n_steps else [])
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """The step-triggered "last", skipped on a batch that a validation follows (the epoch's last batch, or a
+    val_check_interval point): Lightning saves it before that validation runs, and a run resumed from it goes
+    on past the validation without running it (measured: killed during epoch-end validations, five epochs had
+    no val/wer and the best model differed). The next save, N steps on or at the epoch's end, follows it."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loop = trainer.fit_loop
+        # the test Lightning 2.6's training epoch loop makes after this hook, to decide whether to validate
+        if not loop.epoch_loop._should_check_val_fx(loop._data_fetcher):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class RandomState(L.Callback):
+    """Every rank's RNG states (Python, NumPy, torch CPU and CUDA) in every checkpoint, put back on each rank
+    when training starts from one, so dropout and SpecAugment draw what an uninterrupted run would have drawn."""
+
+    def __init__(self):
+        self.loaded: list[dict] | None = None
+
+    def state_dict(self) -> dict:
+        """Gathered from all ranks: Lightning builds the checkpoint on every rank and rank 0 writes it."""
+        ranks = [rng_states()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(ranks, rng_states())
+        return {"ranks": ranks}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded = state["ranks"]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """After the sanity check's draws, as at the moment the checkpoint was written."""
+        if self.loaded:
+            set_rng_states(self.loaded[trainer.global_rank % len(self.loaded)])
+            self.loaded = None
+
+
+def rng_states() -> dict:
+    """This process's random number generators' states, as data that torch.load(weights_only=True) reads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

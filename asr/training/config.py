@@ -1,0 +1,108 @@
+"""The experiment config: one dataclass per YAML section, read from conf/ (or any path) with command-line
+overrides. Plain data: reading a config loads neither Lightning nor torch."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asr.core import config
+from asr.core.augment import AugmentConfig
+from asr.core.model import ModelConfig
+from asr.core.text import TokenizerConfig
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@dataclass
+class DataConfig:
+    train_manifests: list[str] = field(default_factory=list)
+    # per train manifest: how many times each of its utterances is drawn per epoch (empty: once each); 0.25
+    # draws a quarter of them, chosen anew every epoch, 3 each three times: a few hours of real speech then
+    # keep their share beside tens of hours of synthetic speech
+    train_weights: list[float] = field(default_factory=list)
+    val_manifests: list[str] = field(default_factory=list)
+    max_batch_seconds: float = 120.0  # padded audio per batch: len(batch) * longest utterance
+    max_batch_size: int | None = None
+    num_workers: int = 2  # DataLoader processes decoding audio
+    sorta_grad: bool = True  # first epoch shortest-first
+    min_duration: float = 0.1  # seconds; shorter and longer utterances are dropped
+    max_duration: float = 30.0
+    # training speeds, e.g. [0.9, 1.0, 1.1]: a batch may then exceed max_batch_seconds by 1 / min(speed)
+    speed_perturb: list[float] = field(default_factory=list)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # rooms, noise, telephone, gain, clipping
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.min_duration <= self.max_duration:
+            raise ValueError(
+                f"data: need 0 <= min_duration <= max_duration, got {self.min_duration} and {self.max_duration}"
+            )
+        if any(speed <= 0 for speed in self.speed_perturb):
+            raise ValueError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
+        if self.train_weights and len(self.train_weights) != len(self.train_manifests):
+            raise ValueError(f"data.train_weights: one weight per train manifest ({len(self.train_manifests)}), "
+                             f"got {len(self.train_weights)}")
+        if self.train_weights and (min(self.train_weights) < 0 or not any(self.train_weights)):
+            raise ValueError(f"data.train_weights must not be negative, and one must be above 0: {self.train_weights}")
+        if not (self.max_batch_seconds > 0 and (self.max_batch_size is None or self.max_batch_size >= 1)
+                and self.num_workers >= 0):
+            raise ValueError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and num_workers >= 0, "
+                             f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3  # peak learning rate: linear warm-up to it, then cosine decay
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_ratio: float = 0.1  # share of all steps spent rising to the peak
+    final_lr_ratio: float = 1e-3  # the last step's learning rate, as a share of the peak
+
+    def __post_init__(self):
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.warmup_ratio <= 1 and self.final_lr_ratio >= 0
+                and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"optim: need lr > 0, weight_decay >= 0, warmup_ratio in [0, 1], final_lr_ratio >= 0 "
+                             f"and two betas in [0, 1), got {self}")
+
+
+@dataclass
+class ExperimentConfig:
+    exp_dir: str = "exp/run"  # checkpoints, logs and the exported model go here
+    seed: int = 0
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)  # keyword arguments of lightning.Trainer
+    save_every_n_steps: int = 500  # checkpoints/last.ckpt every N optimizer steps (0: never) and every epoch end
+    init_from: str | None = None  # fine-tune: start from a model bundle's weights ("default": the shipped model)
+    init_new_head: bool = False  # with init_from: copy all but the output layer, which starts afresh (a new tokenizer)
+
+    def __post_init__(self):
+        if self.save_every_n_steps < 0:
+            raise ValueError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
+                             f"got {self.save_every_n_steps}")
+        if self.init_new_head and not self.init_from:
+            raise ValueError("init_new_head=true keeps the encoder of the init_from model, but init_from is not set")
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config file path, or the name of one in conf/ ("tiny" -> conf/tiny.yaml)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = CONF_DIR / f"{name}.yaml"
+    if not candidate.exists():
+        known = ", ".join(sorted(p.stem for p in CONF_DIR.glob("*.yaml")))
+        raise config.ConfigError(f"no config file {name!r} and no conf/{name}.yaml; configs in conf/: {known}")
+    return candidate
+
+
+def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentConfig:
+    path = resolve_config_path(name)
+    data = config.apply_overrides(config.read_yaml(path), list(overrides))
+    try:
+        cfg = config.from_dict(ExperimentConfig, data)
+    except config.ConfigError as err:
+        raise config.ConfigError(f"{path}: {err}") from None
+    return cfg  # the trainer: section is checked against lightning.Trainer when training starts

@@ -1,0 +1,82 @@
+"""Utterances to padded batches: DataLoader workers decode and augment audio (asr.core.augment); features are
+computed later, on the model's device."""
+
+import logging
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset
+
+from asr.core.audio import AudioError, load_audio
+from asr.core.augment import Augmenter
+from asr.core.manifest import Utterance
+from asr.core.text import normalize
+from asr.training.sampler import Draw
+
+log = logging.getLogger(__name__)
+
+MAX_UNREADABLE_IN_A_ROW = 10  # undecodable files in a row before training stops: the data is broken, not a file
+
+
+class SpeechDataset(Dataset):
+    """Draws (or plain indices) -> (wave (S,) float32, target (L,) long, index); audio is decoded here and, with
+    an `augmenter`, augmented with the draw's seed (asr.core.augment: speed perturbation, rooms, noise, ...)."""
+
+    def __init__(self, utterances: Sequence[Utterance], tokenizer, augmenter: Augmenter | None = None):
+        self.utterances = utterances
+        self.tokenizer = tokenizer
+        self.augmenter = augmenter
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, draw: Draw | int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Utterance i, or, when its audio cannot be decoded (a file corrupt past its header), the next one that
+        can: the bad file is reported by name and costs one example, not the run, and every batch (and under DDP
+        every rank) keeps its size."""
+        i, seed = draw if isinstance(draw, tuple) else (draw, draw)
+        for j in range(i, i + MAX_UNREADABLE_IN_A_ROW):
+            u = self.utterances[j % len(self)]
+            try:
+                wave = load_audio(u.audio_filepath)
+            except AudioError as err:
+                log.warning("skipped in training: %s", err)
+                continue
+            target = torch.tensor(self.tokenizer.encode(normalize(u.text)), dtype=torch.long)  # (L,)
+            if self.augmenter is not None:
+                wave = self.augmenter(wave, torch.Generator().manual_seed(seed), self.other)
+            return wave, target, j % len(self)
+        raise AudioError(self.utterances[i].audio_filepath, f"unreadable, as are the {MAX_UNREADABLE_IN_A_ROW - 1} "
+                         "utterances after it; check the data with `asr check-manifest --decode`")
+
+    def other(self, rng: torch.Generator) -> torch.Tensor:
+        """A random utterance's wave (S',), for babble; silence if it cannot be decoded."""
+        u = self.utterances[int(torch.randint(len(self), (), generator=rng))]
+        try:
+            return load_audio(u.audio_filepath)
+        except AudioError:
+            return torch.zeros(0)
+
+
+class Batch(NamedTuple):
+    """A padded batch; Lightning moves it to the device and the DataLoader pins it, field by field."""
+
+    waves: torch.Tensor  # (B, S_max) float32, zero-padded
+    wave_lengths: torch.Tensor  # (B,) long, samples
+    targets: torch.Tensor  # (B, L_max) long, padded with 0 (the blank)
+    target_lengths: torch.Tensor  # (B,) long
+    indices: torch.Tensor  # (B,) long, positions in the dataset
+
+
+def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> Batch:
+    """SpeechDataset items -> Batch."""
+    waves, targets, indices = zip(*items)
+    return Batch(
+        waves=pad_sequence(waves, batch_first=True),
+        wave_lengths=torch.tensor([len(w) for w in waves], dtype=torch.long),
+        targets=pad_sequence(targets, batch_first=True, padding_value=0),
+        target_lengths=torch.tensor([len(t) for t in targets], dtype=torch.long),
+        indices=torch.tensor(indices, dtype=torch.long),
+    )

@@ -1,0 +1,135 @@
+"""The LightningModule: CTC loss, optimiser and schedule, validation WER, gradient norms; and fine-tuning's
+start from a bundle's weights."""
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from asr.core import config
+from asr.core.bundle import DEFAULT_MODEL, load_bundle
+from asr.core.decoding import greedy_decode
+from asr.core.model import DeepSpeech2, ModelConfig
+from asr.core.text import BLANK, tokenizer_from_dict
+from asr.training.config import ExperimentConfig
+from asr.training.faults import training_step_faults
+from asr.training.metrics import ErrorRate
+
+log = logging.getLogger(__name__)
+
+
+class ASRModule(L.LightningModule):
+    """CTC training of DeepSpeech2. Built from plain data, so checkpoints load with weights_only=True."""
+
+    def __init__(self, experiment: dict, tokenizer: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = config.from_dict(ExperimentConfig, experiment)
+        self.tokenizer = tokenizer_from_dict(tokenizer)
+        self.model = DeepSpeech2(self.cfg.model)
+        self.val_errors = ErrorRate()
+
+    def ctc_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean CTC loss of a batch, in float32 whatever the autocast precision, with its outputs."""
+        log_probs, lengths = self.model(batch.waves, batch.wave_lengths)  # (B, T, V) float32, (B,)
+        with torch.autocast(self.device.type, enabled=False):
+            loss = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, lengths, batch.target_lengths,
+                              blank=BLANK, zero_infinity=True)
+        return loss, log_probs, lengths
+
+    def training_step(self, batch, batch_idx):
+        loss, _, _ = self.ctc_loss(batch)
+        loss = training_step_faults(self.global_step, loss)  # only when a fault-injection test asks
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.wave_lengths))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, log_probs, lengths = self.ctc_loss(batch)
+        self.log("val/loss", loss, sync_dist=True, batch_size=len(batch.wave_lengths))
+        hypotheses = [self.tokenizer.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+        references = [self.tokenizer.decode(target[:n].tolist())
+                      for target, n in zip(batch.targets, batch.target_lengths.tolist())]
+        self.val_errors.update(references, hypotheses)
+
+    def on_before_optimizer_step(self, optimizer):
+        """Gradient flow: one 2-norm per layer, before clipping, computed only on the steps Lightning logs
+        (every trainer.log_every_n_steps)."""
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log_dict(layer_grad_norms(self.model), on_step=True, on_epoch=False)
+
+    def on_validation_epoch_end(self):
+        scores = self.val_errors.compute()  # summed counts across ranks, then divided
+        self.log_dict({f"val/{name}": value for name, value in scores.items()}, prog_bar=True)
+        self.val_errors.reset()
+
+    def configure_optimizers(self):
+        opt = self.cfg.optim
+        optimizer = torch.optim.AdamW(self.parameters(), lr=opt.lr, betas=tuple(opt.betas),
+                                      weight_decay=opt.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, opt.warmup_ratio, opt.final_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def layer_grad_norms(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The 2-norm of each layer's gradient, keyed by module path up to the layer index: "grad_norm/convs.0",
+    "grad_norm/rnns.1", "grad_norm/norms.1", "grad_norm/head". A layer whose norm sinks to 0 has stopped learning.
+    """
+    squares: dict[str, torch.Tensor] = {}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            parts = name.split(".")
+            layer = ".".join(parts[:2] if len(parts) > 2 and parts[1].isdigit() else parts[:1])
+            squares[layer] = squares.get(layer, 0) + param.grad.detach().float().pow(2).sum()
+    return {f"grad_norm/{layer}": total.sqrt() for layer, total in squares.items()}
+
+
+# settings that change training but not the shape or meaning of the weights
+TRAINING_ONLY = {"dropout", "freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_mask_max_ratio"}
+
+
+def architecture(cfg: ModelConfig) -> dict[str, Any]:
+    """The model settings its weights depend on, flat: {"rnn_hidden": 320, "frontend.n_mels": 80, ...}."""
+    settings = config.to_dict(cfg)
+    flat = {f"frontend.{k}": v for k, v in settings.pop("frontend").items() if k not in TRAINING_ONLY}
+    return flat | {k: v for k, v in settings.items() if k not in TRAINING_ONLY}
+
+
+def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None:
+    """Copy a bundle's weights into the module's model; its network and tokenizer must be the config's.
+
+    With `new_head`, the output layer is left as initialised and the tokenizer may differ: the encoder
+    (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
+    """
+    path = DEFAULT_MODEL if source == "default" else Path(source)
+    model, tokenizer = load_bundle(path)
+    if not new_head and tokenizer.to_dict() != module.tokenizer.to_dict():
+        raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's "
+                                 "(init_new_head=true keeps all but the output layer, which starts afresh)")
+    ours, theirs = architecture(module.cfg.model), architecture(model.cfg)
+    if new_head:
+        del ours["vocab_size"], theirs["vocab_size"]
+    if differences := [f"model.{k}: {theirs.get(k)} in the bundle, {ours.get(k)} here"
+                       for k in sorted(ours.keys() | theirs.keys()) if ours.get(k) != theirs.get(k)]:
+        raise config.ConfigError(f"init_from {path}: the bundle's network differs from this config's "
+                                 f"({'; '.join(differences)})")
+    weights = model.state_dict()
+    if new_head:
+        weights |= {f"head.{k}": v for k, v in module.model.head.state_dict().items()}
+    module.model.load_state_dict(weights)
+    log.info("starting from the weights of %s%s", path, " (all but the output layer)" if new_head else "")
+
+
+def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:
+    """One cycle: linear warm-up to the peak, then cosine decay to `final_ratio` of it at `total` steps."""
+    warmup = max(round(warmup_ratio * total), 1)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
