@@ -9,6 +9,7 @@ With KILL_AT_EPOCH=E, rank 0 SIGKILLs its whole process group (every rank) as th
 starts: a pre-empted job. Usage: RECORD_DIR=d python tests/record_ranks.py train CONFIG key=value ...
 """
 
+import functools
 import json
 import os
 import signal
@@ -57,13 +58,6 @@ class Recorder(Callback):
                              "utterances": paths})
 
 
-def build_trainer_with_recorder(cfg):
-    trainer = build_trainer(cfg)
-    trainer.callbacks.append(Recorder(Path(os.environ["RECORD_DIR"])))
-    return trainer
-
-
-build_trainer, training.build_trainer = training.build_trainer, build_trainer_with_recorder
-
 if __name__ == "__main__":
+    training.train = functools.partial(training.train, callbacks=[Recorder(Path(os.environ["RECORD_DIR"]))])
     sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 """Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch, mid-checkpoint-write and
 mid-validation, then --resume ends exactly where an uninterrupted run ends (two corpora mixed, every augmentation
 on), with the same validations logged and the same best model exported; a NaN loss is skipped and counted; an
-out-of-memory batch is reported with its size. ASR_TEST_FAULT (asr/training/faults.py) picks the fault's step.
+out-of-memory batch is reported with its size. tests/fault_train.py injects each fault at the step it is given.
 """
 
 import csv
@@ -9,10 +9,12 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_asr
+from fault_train import InjectFault
 
 from asr.core import config
 from asr.core.manifest import read_manifest, write_manifest
@@ -24,6 +26,7 @@ from asr.training.module import ASRModule
 from asr.training.train import build_trainer
 
 STEPS = 10  # 2 epochs of 5 batches: 20 utterances, about 4 a batch
+FAULT_TRAIN = Path(__file__).with_name("fault_train.py")
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +38,14 @@ def manifest(librispeech_tree, tmp_path_factory):
 
 def train(manifest, exp, *extra, fault: str | None = None) -> subprocess.CompletedProcess:
     """`asr train tiny` for 2 epochs with dropout (so the RNG matters), "last" every 3 steps, validation
-    twice an epoch (Lightning would then save "last" at validation ends), with an injected fault."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("ASR_TEST_FAULT", None)
-    if fault:
-        env["ASR_TEST_FAULT"] = fault
+    twice an epoch (Lightning would then save "last" at validation ends), with a fault ("WHAT@STEP") injected by
+    tests/fault_train.py."""
+    command = [sys.executable, str(FAULT_TRAIN), fault] if fault else [sys.executable, "-m", "asr"]
     args = ["train", "tiny", f"data.train_manifests=[{manifest}]", f"data.val_manifests=[{manifest}]",
             f"exp_dir={exp}", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "model.dropout=0.1",
             "save_every_n_steps=3", "trainer.val_check_interval=0.5", *extra]
-    return subprocess.run([sys.executable, "-m", "asr", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def last(exp) -> dict:
@@ -116,7 +118,7 @@ def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_u
     assert bundle.stat().st_size > 0
 
 
-def test_nan_loss_skips_the_update_and_is_counted(manifest, tmp_path):
+def test_nan_gradients_skip_the_update_and_are_counted(manifest, tmp_path):
     exp = tmp_path / "exp"
     out = train(manifest, exp, "trainer.max_epochs=1", fault="nan@2")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -156,8 +158,7 @@ class ManualASR(ASRModule):
         optimizer.step()
 
 
-def test_nan_loss_is_skipped_under_manual_optimization(manifest, tmp_path, monkeypatch):
-    monkeypatch.setenv("ASR_TEST_FAULT", "nan@1")
+def test_nan_gradients_are_skipped_under_manual_optimization(manifest, tmp_path):
     cfg = load_experiment_config("tiny", [f"data.train_manifests=[{manifest}]", f"data.val_manifests=[{manifest}]",
                                           f"exp_dir={tmp_path}", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
                                           "trainer.limit_val_batches=0", "trainer.gradient_clip_val=null",
@@ -165,7 +166,7 @@ def test_nan_loss_is_skipped_under_manual_optimization(manifest, tmp_path, monke
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
     module = ManualASR(config.to_dict(cfg), tokenizer.to_dict())
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, callbacks=[InjectFault("nan", 1)])
     trainer.fit(module, datamodule=SpeechDataModule(cfg.data, tokenizer))
     faults = next(c for c in trainer.callbacks if isinstance(c, BatchFaults))
     assert faults.skipped == 1

@@ -3,7 +3,6 @@ and at every epoch end, and carrying what Lightning leaves out so that a resumed
 the random number generators' states (the sampler's place in its epoch is SpeechDataModule's state).
 """
 
-import io
 import os
 import random
 from pathlib import Path
@@ -13,8 +12,6 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-from asr.training.faults import kill_if_testing
 
 LAST = "last"  # checkpoints/last.ckpt
 
@@ -28,23 +25,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        data = buffer.getbuffer()
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as f:
-            f.write(data[: len(data) // 2])
-            f.flush()
-            kill_if_testing("kill-mid-write", checkpoint.get("global_step", -1))
-            f.write(data[len(data) // 2 :])
-            f.flush()
-            os.fsync(f.fileno())
+        self.write(checkpoint, partial)
         os.replace(partial, path)
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself reaches the disk
-        finally:
-            os.close(folder)
+        fsync(path.parent)  # the rename itself reaches the disk
+
+    def write(self, checkpoint: dict, path: Path) -> None:
+        """torch.save straight to the file (no copy of the checkpoint in memory), then fsync it."""
+        torch.save(checkpoint, path)
+        fsync(path)
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's or a folder's contents to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def last_checkpoints(folder: Path, every_n_steps: int) -> list[ModelCheckpoint]:

@@ -1,11 +1,9 @@
 """Training faults a long run must survive: a non-finite loss or gradient (the update is skipped and
 counted, the weights stay as they were) and a batch too large for memory (reported with its size and
-a lower cap to try). Also the tiny hook that fault-injection tests use to kill or poison a run.
+a lower cap to try). Tests inject these faults from outside (tests/fault_train.py): nothing here waits for them.
 """
 
 import logging
-import os
-import signal
 
 import lightning as L
 import torch
@@ -13,29 +11,6 @@ import torch
 from asr.core.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-
-TEST_FAULT = "ASR_TEST_FAULT"  # environment variable, for fault-injection tests only: "WHAT@STEP"
-
-
-def test_fault(what: str, step: int) -> bool:
-    """For fault-injection tests only: whether ASR_TEST_FAULT asks for fault `what` at optimizer step `step`."""
-    return os.environ.get(TEST_FAULT) == f"{what}@{step}"
-
-
-def kill_if_testing(what: str, step: int) -> None:
-    """SIGKILL this process when ASR_TEST_FAULT is "WHAT@STEP": a crash with no chance to clean up."""
-    if test_fault(what, step):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def training_step_faults(step: int, loss: torch.Tensor) -> torch.Tensor:
-    """For fault-injection tests only, at the training step ASR_TEST_FAULT names: "kill@S" SIGKILLs the process
-    with S steps done, "oom@S" asks the allocator for 1 PiB (a real out-of-memory error), "nan@S" makes the loss
-    NaN. ("kill-mid-write@S" is in AtomicCheckpointIO, "kill-validating@S" in BatchFaults.) Returns the loss."""
-    kill_if_testing("kill", step)
-    if test_fault("oom", step):
-        torch.empty(2**50, dtype=torch.uint8)
-    return loss * float("nan") if test_fault("nan", step) else loss
 
 
 class BatchSize:
@@ -69,7 +44,6 @@ class BatchFaults(L.Callback):
         self.batch = BatchSize(batch.wave_lengths)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        kill_if_testing("kill-validating", trainer.global_step)
         self.batch = BatchSize(batch.wave_lengths)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):

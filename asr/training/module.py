@@ -16,7 +16,6 @@ from asr.core.decoding import greedy_decode
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import BLANK, tokenizer_from_dict
 from asr.training.config import ExperimentConfig
-from asr.training.faults import training_step_faults
 from asr.training.metrics import ErrorRate
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,6 @@ class ASRModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, _, _ = self.ctc_loss(batch)
-        loss = training_step_faults(self.global_step, loss)  # only when a fault-injection test asks
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.wave_lengths))
         return loss
 

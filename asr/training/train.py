@@ -6,14 +6,16 @@ import logging
 import pickle
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from asr.core import config
 from asr.core.bundle import refused_pickle
@@ -39,21 +41,24 @@ def check_trainer_keys(trainer: dict) -> None:
         trainer[key] = config.convert(types.get(key, Any), value, f"trainer.{key}")
 
 
-def build_trainer(cfg: ExperimentConfig) -> L.Trainer:
+def build_trainer(cfg: ExperimentConfig, callbacks: Sequence[Callback] = (),
+                  checkpoint_io: CheckpointIO | None = None) -> L.Trainer:
+    """The config's Trainer with asr's callbacks, then `callbacks`; checkpoints written by `checkpoint_io`
+    (default: AtomicCheckpointIO)."""
     exp_dir = Path(cfg.exp_dir)
     best = ModelCheckpoint(dirpath=exp_dir / "checkpoints", filename="best-{epoch}-{step}",
                            monitor="val/wer", mode="min", save_top_k=1)
     # Lightning 2.6 refreshes save_last only when a best checkpoint is saved: keep "last" separately.
     last = last_checkpoints(exp_dir / "checkpoints", cfg.save_every_n_steps)
-    callbacks = [best, *last, BatchFaults(), RandomState(), LearningRateMonitor(logging_interval="step")]
+    ours = [best, *last, BatchFaults(), RandomState(), LearningRateMonitor(logging_interval="step")]
     if sys.stderr.isatty():
-        callbacks.append(RichProgressBar())
+        ours.append(RichProgressBar())
     settings = {"precision": default_precision(cfg.trainer.get("accelerator", "auto")), **cfg.trainer}
     # the CSV log is appended to at every logging step, so a killed run loses none of its validations
     csv_log = CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1)
-    return L.Trainer(default_root_dir=exp_dir, callbacks=callbacks,
+    return L.Trainer(default_root_dir=exp_dir, callbacks=[*ours, *callbacks],
                      logger=[TensorBoardLogger(exp_dir, name="tensorboard"), csv_log],
-                     plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, **settings)
+                     plugins=[checkpoint_io or AtomicCheckpointIO()], use_distributed_sampler=False, **settings)
 
 
 def default_precision(accelerator: str) -> str:
@@ -102,8 +107,10 @@ def check_manifests_given(data: DataConfig) -> None:
                 raise config.ConfigError(f"data.{key}: {manifest}: no such manifest (check the path)")
 
 
-def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
-    """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one."""
+def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
+          checkpoint_io: CheckpointIO | None = None) -> ModelCheckpoint:
+    """Fit the model; with `resume`, continue from the experiment's last checkpoint if there is one.
+    `callbacks` and `checkpoint_io` go to build_trainer: to watch or change a run from outside."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(no_advert)
     check_trainer_keys(cfg.trainer)
@@ -114,7 +121,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> ModelCheckpoint:
     datamodule = SpeechDataModule(cfg.data, tokenizer, cfg.model)
     check_before_writing(cfg)
     try:
-        trainer = build_trainer(cfg)
+        trainer = build_trainer(cfg, callbacks, checkpoint_io)
     except (MisconfigurationException, ModuleNotFoundError) as err:  # e.g. max_epochs=-2, a TPU without torch_xla
         raise config.ConfigError(f"trainer settings: {err}") from None
     ckpt_path = last_checkpoint(cfg) if resume else None
