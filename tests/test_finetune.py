@@ -1,15 +1,21 @@
-"""Fine-tuning: `init_from` starts training from a bundle's weights (all but the output layer with
-`init_new_head`), and refuses a bundle that does not fit."""
+"""Fine-tuning: `init_from` takes the network from a bundle, lets the config change only training settings,
+and starts training from the bundle's weights (all but the output layer with `init_new_head`)."""
+
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from asr.core import config
-from asr.core.bundle import save_bundle
+from asr.core.bundle import DEFAULT_MODEL, load_bundle, save_bundle
+from asr.core.features import FrontendConfig
 from asr.core.model import DeepSpeech2
 from asr.core.text import build_tokenizer, train_sentencepiece
 from asr.training.config import load_experiment_config
 from asr.training.module import ASRModule, init_weights
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny_module(*overrides: str) -> ASRModule:
@@ -33,19 +39,49 @@ def sentencepiece_module(tmp_path) -> ASRModule:
     return tiny_module("tokenizer.kind=sentencepiece", f"tokenizer.model={sp}")
 
 
-def test_init_from_copies_every_weight_and_ignores_training_only_settings(tmp_path):
+def test_init_from_takes_the_network_from_the_bundle_and_training_settings_from_the_config(tmp_path):
+    bundle, source = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_hidden=24", "model.frontend.n_mels=64",
+                                 "model.frontend.time_mask_width=7")
+    cfg_path = tmp_path / "finetune.yaml"
+    cfg_path.write_text(yaml.safe_dump({"init_from": str(bundle),
+                                        "model": {"dropout": 0.3, "frontend": {"freq_masks": 1}}}))
+    cfg = load_experiment_config(str(cfg_path))
+    expected = source.cfg
+    expected.dropout, expected.frontend.freq_masks = 0.3, 1  # training-only: the config's...
+    defaults = FrontendConfig()  # ...or the defaults, not the bundle's (tiny's time_masks=0, and 7 here)
+    expected.frontend.time_masks, expected.frontend.time_mask_width = defaults.time_masks, defaults.time_mask_width
+    assert cfg.model == expected  # all else the bundle's
+
+
+def test_init_from_copies_every_weight_and_accepts_the_same_network_restated(tmp_path):
     bundle, source = tiny_bundle(tmp_path / "a.safetensors")
-    module = tiny_module("model.dropout=0.3", "model.frontend.freq_masks=2")  # training-only: allowed to differ
+    module = tiny_module(f"init_from={bundle}", "model.dropout=0.3")  # tiny.yaml restates the bundle's network
     init_weights(module, str(bundle))
     for name, tensor in source.state_dict().items():
         assert torch.equal(module.model.state_dict()[name], tensor), name
 
 
-def test_init_from_a_different_network_names_the_setting(tmp_path):
-    bundle, _ = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_hidden=24", "model.frontend.n_mels=64")
-    with pytest.raises(config.ConfigError, match=r"model.frontend.n_mels: 64 in the bundle, 40 here.*"
-                                                 r"model.rnn_hidden: 24 in the bundle"):
-        init_weights(tiny_module(), str(bundle))
+@pytest.mark.parametrize("new_head", [False, True])
+def test_init_from_refuses_a_config_that_changes_the_network_and_names_the_key(tmp_path, new_head):
+    bundle, _ = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_hidden=24")
+    with pytest.raises(config.ConfigError, match=r"tiny.yaml: init_from .*: model.rnn_hidden is 128 here but 24 in "
+                                                 r"the bundle.*drop model.rnn_hidden \(only dropout, frontend"):
+        load_experiment_config("tiny", [f"init_from={bundle}", f"init_new_head={str(new_head).lower()}"])
+
+
+def test_the_recipes_fine_tuning_configs_restate_no_network():
+    """Every recipe config with init_from sets only training settings under model: (digits-finetune's is the
+    shipped model, whose network it must then get)."""
+    for path in REPO.glob("recipes/*/*.yaml"):
+        data = yaml.safe_load(path.read_text())
+        if data.get("init_from"):
+            assert set(data.get("model", {})) <= {"dropout", "frontend"}, path
+            assert set(data.get("model", {}).get("frontend", {})) <= {
+                "freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_mask_max_ratio"}, path
+    cfg = load_experiment_config(str(REPO / "recipes/digits/digits-finetune.yaml"))
+    shipped = load_bundle(DEFAULT_MODEL)[0].cfg
+    assert (cfg.model.rnn_hidden, cfg.model.conv_kernels, cfg.model.frontend.kind) == (
+        shipped.rnn_hidden, shipped.conv_kernels, shipped.frontend.kind)
 
 
 def test_init_from_a_missing_bundle_names_it(tmp_path):
@@ -71,12 +107,6 @@ def test_init_from_another_tokenizer_without_a_new_head_is_refused(tmp_path):
     bundle, _ = tiny_bundle(tmp_path / "chars.safetensors")
     with pytest.raises(config.ConfigError, match="tokenizer differs.*init_new_head=true"):
         init_weights(sentencepiece_module(tmp_path), str(bundle))
-
-
-def test_init_new_head_still_refuses_a_different_encoder(tmp_path):
-    bundle, _ = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_hidden=24")
-    with pytest.raises(config.ConfigError, match="model.rnn_hidden: 24 in the bundle"):
-        init_weights(tiny_module(), str(bundle), new_head=True)
 
 
 def test_init_new_head_without_init_from_is_refused():

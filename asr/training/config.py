@@ -1,6 +1,7 @@
 """The experiment config: one dataclass per YAML section, read from conf/ (or any path) with command-line
 overrides. Plain data: reading a config loads neither Lightning nor torch."""
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: dict[str, Any] = field(default_factory=dict)  # keyword arguments of lightning.Trainer
     save_every_n_steps: int = 500  # checkpoints/last.ckpt every N optimizer steps (0: never) and every epoch end
-    init_from: str | None = None  # fine-tune: start from a model bundle's weights ("default": the shipped model)
+    # fine-tune: start from a model bundle's weights ("default": the shipped model) and take its network; the
+    # config's model section then sets only TRAINING_ONLY keys (others it may set only to the bundle's values)
+    init_from: str | None = None
     init_new_head: bool = False  # with init_from: copy all but the output layer, which starts afresh (a new tokenizer)
 
     def __post_init__(self):
@@ -102,7 +105,64 @@ def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentCo
     path = resolve_config_path(name)
     data = config.apply_overrides(config.read_yaml(path), list(overrides))
     try:
+        if data.get("init_from"):
+            data["model"] = fine_tuning_model(str(data["init_from"]), data.get("model") or {})
         cfg = config.from_dict(ExperimentConfig, data)
     except config.ConfigError as err:
         raise config.ConfigError(f"{path}: {err}") from None
     return cfg  # the trainer: section is checked against lightning.Trainer when training starts
+
+
+# model settings that change training but not the shape or meaning of the weights
+TRAINING_ONLY = {"dropout", "frontend.freq_masks", "frontend.freq_mask_width", "frontend.time_masks",
+                 "frontend.time_mask_width", "frontend.time_mask_max_ratio"}
+
+
+def init_path(source: str) -> Path:
+    """The bundle that init_from names: a path, or "default" for the model shipped with asr."""
+    from asr.core.bundle import DEFAULT_MODEL  # torch: only for a config that fine-tunes
+
+    return DEFAULT_MODEL if source == "default" else Path(source)
+
+
+def fine_tuning_model(source: str, model: dict) -> dict:
+    """The model section of a config that fine-tunes the bundle `source`: the bundle's network with the config's
+    `model` over it, whose other keys must have the bundle's values (ConfigError naming the first that does not).
+    Training-only settings are the config's (or the defaults), never the bundle's: a run's regularisation is what
+    its config says, whatever the run that made the bundle used."""
+    theirs = flat(network := bundle_network(source))
+    for key, value in flat(model).items():
+        if key in theirs and value != theirs[key]:
+            raise config.ConfigError(
+                f"init_from {source}: model.{key} is {value} here but {theirs[key]} in the bundle, whose network a "
+                f"fine-tuned model keeps: drop model.{key} (only {', '.join(sorted(TRAINING_ONLY))} may change)")
+    return merged(network, model)
+
+
+def bundle_network(source: str) -> dict:
+    """The model settings of bundle `source` that its weights depend on, as a model section; not the vocabulary
+    size, which is the tokenizer's."""
+    from asr.core.bundle import BundleError, load_bundle
+
+    try:
+        network = config.to_dict(load_bundle(init_path(source))[0].cfg)
+    except BundleError as err:
+        raise config.ConfigError(f"init_from: {err}") from None
+    for key in TRAINING_ONLY | {"vocab_size"}:
+        *sections, name = key.split(".")
+        functools.reduce(dict.get, sections, network).pop(name)
+    return network
+
+
+def flat(section: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested sections as one mapping: {"frontend": {"n_mels": 80}} -> {"frontend.n_mels": 80}."""
+    out = {}
+    for key, value in section.items():
+        out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
+
+
+def merged(base: dict, over: dict) -> dict:
+    """`over`'s values over `base`'s, section by section."""
+    return base | {key: merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                   else value for key, value in over.items()}

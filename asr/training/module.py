@@ -3,19 +3,17 @@ start from a bundle's weights."""
 
 import logging
 import math
-from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
 from asr.core import config
-from asr.core.bundle import DEFAULT_MODEL, load_bundle
+from asr.core.bundle import load_bundle
 from asr.core.decoding import greedy_decode
-from asr.core.model import DeepSpeech2, ModelConfig
+from asr.core.model import DeepSpeech2
 from asr.core.text import BLANK, tokenizer_from_dict
-from asr.training.config import ExperimentConfig
+from asr.training.config import ExperimentConfig, init_path
 from asr.training.metrics import ErrorRate
 
 log = logging.getLogger(__name__)
@@ -88,35 +86,18 @@ def layer_grad_norms(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {f"grad_norm/{layer}": total.sqrt() for layer, total in squares.items()}
 
 
-# settings that change training but not the shape or meaning of the weights
-TRAINING_ONLY = {"dropout", "freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "time_mask_max_ratio"}
-
-
-def architecture(cfg: ModelConfig) -> dict[str, Any]:
-    """The model settings its weights depend on, flat: {"rnn_hidden": 320, "frontend.n_mels": 80, ...}."""
-    settings = config.to_dict(cfg)
-    flat = {f"frontend.{k}": v for k, v in settings.pop("frontend").items() if k not in TRAINING_ONLY}
-    return flat | {k: v for k, v in settings.items() if k not in TRAINING_ONLY}
-
-
 def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None:
-    """Copy a bundle's weights into the module's model; its network and tokenizer must be the config's.
+    """Copy a bundle's weights into the module's model, whose network is the bundle's (the config takes it from
+    there: asr.training.config.fine_tuning_model); the tokenizer must be the config's.
 
     With `new_head`, the output layer is left as initialised and the tokenizer may differ: the encoder
     (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
     """
-    path = DEFAULT_MODEL if source == "default" else Path(source)
+    path = init_path(source)
     model, tokenizer = load_bundle(path)
     if not new_head and tokenizer.to_dict() != module.tokenizer.to_dict():
         raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's "
                                  "(init_new_head=true keeps all but the output layer, which starts afresh)")
-    ours, theirs = architecture(module.cfg.model), architecture(model.cfg)
-    if new_head:
-        del ours["vocab_size"], theirs["vocab_size"]
-    if differences := [f"model.{k}: {theirs.get(k)} in the bundle, {ours.get(k)} here"
-                       for k in sorted(ours.keys() | theirs.keys()) if ours.get(k) != theirs.get(k)]:
-        raise config.ConfigError(f"init_from {path}: the bundle's network differs from this config's "
-                                 f"({'; '.join(differences)})")
     weights = model.state_dict()
     if new_head:
         weights |= {f"head.{k}": v for k, v in module.model.head.state_dict().items()}
