@@ -95,6 +95,7 @@ def ours(manifest: Path, name: str, batch_size: int, steps: int, warmup: int, wo
     mean = float(np.mean([u.duration for u in read_manifest(manifest)]))
     cfg.data.train_manifests, cfg.data.num_workers, cfg.data.sorta_grad = [str(manifest)], workers, False
     cfg.data.max_batch_seconds, cfg.data.max_duration = batch_size * mean, 30.0
+    cfg.data.speed_perturb = []  # the baseline's utterances as they are (ds2's config perturbs speed)
     class StepTimer(L.Callback):
         """Wall and CPU seconds, audio and padded seconds of the steps after `warmup`."""
 

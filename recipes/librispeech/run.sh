@@ -7,7 +7,7 @@
 # Every stage can be rerun: downloads resume and skip what is verified, `asr train --resume` continues the
 # experiment in $EXP. Settings (environment):
 #   SUBSETS   what to download and prepare (default: all seven subsets); TRAIN: the training subsets
-#   CONFIG    recipes/librispeech/ds2.yaml (960 h) or small-100h.yaml (with TRAIN=train-clean-100)
+#   CONFIG    ds2 (conf/ds2.yaml: 960 h) or recipes/librispeech/small-100h.yaml (with TRAIN=train-clean-100)
 #   PYTHON    the Python that asr is installed in (default: python3 on the PATH)
 #   LAUNCH    how to start training: $PYTHON (default), "torchrun --nproc-per-node 8 ...", "srun python3"
 #   TRAIN_ARGS  extra config overrides for asr train, e.g. "trainer.devices=8 trainer.num_nodes=2"
@@ -23,7 +23,7 @@ DATA=${DATA:-data/librispeech}                   # manifests, tokenizer, LM
 CORPUS=${CORPUS:-$DATA/download}                 # archives and LibriSpeech/SUBSET/... under it
 SUBSETS=${SUBSETS:-train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other}
 TRAIN=${TRAIN:-train-clean-100 train-clean-360 train-other-500}
-CONFIG=${CONFIG:-recipes/librispeech/ds2.yaml}
+CONFIG=${CONFIG:-ds2}
 EXP=${EXP:-exp/librispeech-$(basename "$CONFIG" .yaml)}
 PYTHON=${PYTHON:-python3}
 LAUNCH=${LAUNCH:-$PYTHON}
@@ -51,7 +51,7 @@ for stage in "${stages[@]}"; do
         lm)        if [ "$LM_TEXT" = 1 ]; then
                        "$PYTHON" -m asr lm build "$CORPUS/librispeech-lm-norm.txt" --order "$LM_ORDER" --out "$LM"
                    fi ;;
-        train)     $LAUNCH -m asr train "$CONFIG" exp_dir="$EXP" tokenizer.model="$SP" \
+        train)     $LAUNCH -m asr train "$CONFIG" exp_dir="$EXP" tokenizer.kind=sentencepiece tokenizer.model="$SP" \
                        data.train_manifests="[$(manifests $TRAIN)]" \
                        data.val_manifests="[$(manifests dev-clean dev-other)]" ${TRAIN_ARGS:-} --resume ;;
         evaluate)  decoders=("--decoder greedy")
