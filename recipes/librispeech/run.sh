@@ -16,16 +16,14 @@
 #   LM_TEXT=0 skips the 1.4 GB LM text and the lm stage; LM_ORDER (3), VOCAB (256)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/lib.sh
 
-FIRST=${1:-download}
-LAST=${2:-evaluate}
 DATA=${DATA:-data/librispeech}                   # manifests, tokenizer, LM
 CORPUS=${CORPUS:-$DATA/download}                 # archives and LibriSpeech/SUBSET/... under it
 SUBSETS=${SUBSETS:-train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other}
 TRAIN=${TRAIN:-train-clean-100 train-clean-360 train-other-500}
 CONFIG=${CONFIG:-ds2}
 EXP=${EXP:-exp/librispeech-$(basename "$CONFIG" .yaml)}
-PYTHON=${PYTHON:-python3}
 LAUNCH=${LAUNCH:-$PYTHON}
 LM_TEXT=${LM_TEXT:-1}
 LM_ORDER=${LM_ORDER:-3}
@@ -36,13 +34,8 @@ SCORED=(dev-clean dev-other test-clean test-other)
 
 manifests() { printf '%s\n' "$@" | sed "s|.*|$DATA/&.jsonl|" | paste -sd, -; }  # a b -> DATA/a.jsonl,DATA/b.jsonl
 
-stages=(download prepare tokenizer lm train evaluate)
-started=false
-for stage in "${stages[@]}"; do
-    [ "$stage" = "$FIRST" ] && started=true
-    $started || continue
-    echo "== stage $stage" >&2
-    case $stage in
+stage() {
+    case $1 in
         download)  "$PYTHON" -m asr download librispeech "$CORPUS" --subsets $SUBSETS \
                        $([ "$LM_TEXT" = 1 ] && echo --lm-text) ${MIRROR:+--mirror "$MIRROR"} \
                        ${CHECKSUMS:+--checksums "$CHECKSUMS"} ;;
@@ -66,5 +59,7 @@ for stage in "${stages[@]}"; do
                            $(manifests "${SCORED[@]}" | tr , ' ') $decoder
                    done | tee "$EXP/scores.txt" ;;
     esac
-    [ "$stage" = "$LAST" ] && break
-done
+}
+
+select_stages "${1:-download}" "${2:-evaluate}" download prepare tokenizer lm train evaluate
+run_stages

@@ -19,8 +19,8 @@
 # Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/lib.sh
 
-PYTHON=${PYTHON:-python3}
 export TEXT_DIR=${TEXT_DIR:-../shared/data/text}
 SPEECHOCEAN=${SPEECHOCEAN:-../shared/data/speechocean762}
 REAL_DEV=${REAL_DEV:-../shared/data/real-dev/manifest.jsonl}
@@ -33,17 +33,9 @@ MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl data/synthetic/dev.jsonl)
 TEST=(data/rhvoice/test.jsonl data/synthetic/test.jsonl "$REAL_DEV")
-stages=(data lm curve train export tune evaluate install)
 
 need() {  # FILE WHAT: stop with what is missing and where it comes from
     [ -e "$1" ] || { echo "run.sh: $1 not found: $2" >&2; exit 1; }
-}
-
-export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16.safetensors
-    local best
-    best=$(ls -t "$1"/checkpoints/best-*.ckpt 2>/dev/null | head -1 || true)
-    [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that run has not been trained" >&2; exit 1; }
-    $PYTHON -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
 start_model() {  # the synthetic recipe's model: from its run, else from the commit that shipped it
@@ -71,14 +63,8 @@ train() {  # EXP_DIR REAL_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on
     export_best "$exp"
 }
 
-START=${1:-data}
-STOP=${2:-install}
-started=false
-for stage in "${stages[@]}"; do
-    [ "$stage" = "$START" ] && started=true
-    $started || continue
-    echo "== stage $stage" >&2
-    case $stage in
+stage() {
+    case $1 in
         data)     need "$TEXT_DIR" "the text corpora (sentences for synthesis and the LM); set TEXT_DIR"
                   need "$SPEECHOCEAN/manifest.jsonl" "speechocean762 (OpenSLR SLR101); set SPEECHOCEAN"
                   need "$REAL_DEV" "the real-speech dev manifest; set REAL_DEV"
@@ -113,5 +99,7 @@ for stage in "${stages[@]}"; do
         install)  mkdir -p asr/assets && cp $MODEL asr/assets/default.safetensors
                   for part in bin lexicon.txt tuned.json; do cp $EXP/lm.$part asr/assets/default.lm.$part; done ;;
     esac
-    [ "$stage" = "$STOP" ] && break
-done
+}
+
+select_stages "${1:-data}" "${2:-install}" data lm curve train export tune evaluate install
+run_stages

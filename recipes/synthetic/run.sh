@@ -18,12 +18,10 @@
 #   PYTHON    the Python that asr is installed in (default: python3 on the PATH)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/lib.sh
 
-FIRST=${1:-corpus}
-LAST=${2:-install}
 export TEXT_DIR=${TEXT_DIR:-../shared/data/text}  # the sentences, for every stage and make_corpus.sh
 export REAL_DEV=${REAL_DEV-../shared/data/real-dev/manifest.jsonl}
-export PYTHON=${PYTHON:-python3}
 LEG1=exp/synthetic
 LEG2=exp/synthetic-continue
 LEG3=exp/synthetic-leg3
@@ -34,14 +32,6 @@ MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
 SPLITS=(data/synthetic/dev.jsonl data/synthetic/test.jsonl ${REAL_DEV:+"$REAL_DEV"})
 NO_REGULARISATION=(model.dropout=0 model.frontend.freq_masks=0 model.frontend.time_masks=0)  # legs 4 to 6
-stages=(corpus train continue export lm tune evaluate install)
-
-export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16.safetensors
-    local best
-    best=$(ls -t "$1"/checkpoints/best-*.ckpt 2>/dev/null | head -1 || true)
-    [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that leg has not been trained" >&2; exit 1; }
-    "$PYTHON" -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
-}
 
 check_data() {  # STAGE: stop before any stage runs if the data STAGE reads from outside the checkout is missing
     if [[ " corpus lm " == *" $1 "* ]] && ! compgen -G "$TEXT_DIR/*.txt" >/dev/null; then
@@ -56,21 +46,8 @@ check_data() {  # STAGE: stop before any stage runs if the data STAGE reads from
     fi
 }
 
-todo=()  # the stages from FIRST to LAST
-started=false
-for stage in "${stages[@]}"; do
-    [ "$stage" = "$FIRST" ] && started=true
-    $started && todo+=("$stage")
-    $started && [ "$stage" = "$LAST" ] && break
-done
-if [ "${todo[-1]:-}" != "$LAST" ]; then
-    echo "run.sh: no stages from '$FIRST' to '$LAST'; the stages are, in order: ${stages[*]}" >&2
-    exit 2
-fi
-for stage in "${todo[@]}"; do check_data "$stage"; done
-for stage in "${todo[@]}"; do
-    echo "== stage $stage" >&2
-    case $stage in
+stage() {
+    case $1 in
         corpus)   HELD_OUT="" recipes/synthetic/make_corpus.sh 11.5 data/synthetic-11h
                   DEV_SHARE=0.018 TEST_SHARE=0.018 recipes/synthetic/make_corpus.sh 32 data/synthetic
                   HELD_OUT="data/synthetic/train.jsonl ${SPLITS[*]}" DEV_SHARE=0.018 TEST_SHARE=0.018 \
@@ -111,4 +88,8 @@ for stage in "${todo[@]}"; do
         install)  mkdir -p asr/assets && cp $MODEL asr/assets/default.safetensors
                   for part in bin lexicon.txt tuned.json; do cp $EXP/lm.$part asr/assets/default.lm.$part; done ;;
     esac
-done
+}
+
+select_stages "${1:-corpus}" "${2:-install}" corpus train continue export lm tune evaluate install
+for name in "${todo[@]}"; do check_data "$name"; done
+run_stages
