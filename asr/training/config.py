@@ -1,5 +1,6 @@
 """The experiment config: one dataclass per YAML section, read from conf/ (or any path) with command-line
-overrides. Plain data: reading a config loads neither Lightning nor torch."""
+overrides. Plain data: reading a config loads neither Lightning nor torch (torch only to read the network of the
+bundle that a fine-tuning config's init_from names)."""
 
 import functools
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentCo
     path = resolve_config_path(name)
     data = config.apply_overrides(config.read_yaml(path), list(overrides))
     try:
-        if data.get("init_from"):
+        if data.get("init_from") and isinstance(data.get("model", {}), dict):  # else from_dict names the error
             data["model"] = fine_tuning_model(str(data["init_from"]), data.get("model") or {})
         cfg = config.from_dict(ExperimentConfig, data)
     except config.ConfigError as err:
