@@ -418,7 +418,7 @@ def run_transcribe(args) -> int:
     if args.format in SUBTITLES and len(found) > 1 and not args.output_dir:
         raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(found)} files")
     if args.plot:  # before the model loads
-        from asr.inspection.plot import check_plottable
+        from asr.inference.plot import check_plottable
 
         check_plottable(found)
         check_not_onnx(args.model, "--plot")
@@ -438,7 +438,7 @@ def run_transcribe(args) -> int:
             else:
                 print(render(result, args.format), end="", flush=True)
     if args.plot and result:
-        from asr.inspection.plot import plot_file
+        from asr.inference.plot import plot_file
 
         log.info("wrote %s", plot_file(recognizer, files[0], result, args.plot))
     for err in failed:

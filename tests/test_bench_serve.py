@@ -9,8 +9,8 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_serve.py"
 
-pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"),
-                                reason="espeak-ng is not installed: run scripts/install.sh")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not shutil.which("espeak-ng"),
+                                                    reason="espeak-ng is not installed: run scripts/install.sh")]
 
 
 def run(*args) -> list[str]:

@@ -9,6 +9,8 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_transcribe.py"
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed: run scripts/install.sh")
 def test_bench_transcribe_prints_rtf_and_peak_memory_for_fp32_and_int8():

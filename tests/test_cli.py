@@ -94,6 +94,7 @@ def test_a_device_this_machine_lacks_is_named_with_the_ones_it_has(hello):
     assert result.returncode == 2 and "device 'gpu': not a device name" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_onnx_export_runs_from_the_command_line_and_torchscript_is_refused_saying_what_it_is(hello, tmp_path):
     pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
     model, tokenizer = load_source("default")
@@ -147,6 +148,7 @@ def test_threads_sets_the_threads_of_the_model(hello):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_no_third_party_noise_on_stderr_when_it_is_not_a_terminal(hello, tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("hello world\nthis is a test\n")

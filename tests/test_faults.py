@@ -75,6 +75,7 @@ def mixed_and_augmented(manifest, folder) -> list[str]:
             *[f"data.augment.{effect}=0.5" for effect in ("reverb", "noise", "babble", "telephone", "gain", "clip")]]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_uninterrupted_run(manifest, tmp_path):
     mix = mixed_and_augmented(manifest, tmp_path)
     reference = train(manifest, tmp_path / "reference", *mix)
@@ -118,6 +119,7 @@ def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_u
     assert bundle.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_nan_gradients_skip_the_update_and_are_counted(manifest, tmp_path):
     exp = tmp_path / "exp"
     out = train(manifest, exp, "trainer.max_epochs=1", fault="nan@2")
@@ -132,6 +134,7 @@ def test_nan_gradients_skip_the_update_and_are_counted(manifest, tmp_path):
     assert skipped and max(skipped.values()) == 1 and all(v == (s >= 2) for s, v in skipped.items()), skipped
 
 
+@pytest.mark.slow
 def test_out_of_memory_names_the_batch_and_a_lower_cap(manifest, tmp_path):
     out = train(manifest, tmp_path / "exp", "trainer.max_epochs=1", fault="oom@1")  # a real 1 PiB allocation
     assert out.returncode == 2, out.stderr[-3000:]

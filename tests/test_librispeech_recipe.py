@@ -136,6 +136,7 @@ def run_recipe(*stages: str, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_recipe_downloads_prepares_and_trains_tokenizer_and_lm(mirror, tmp_path, caplog):
     server, root = mirror
     data = tmp_path / "librispeech"

@@ -107,8 +107,9 @@ def test_check_disjoint_names_a_missing_or_malformed_listing(legs, listing, tmp_
 
 
 @pytest.mark.parametrize("script, env, message", [
-    ("run.sh", {"TEXT_DIR": "{tmp}/text"}, "the corpus stage reads sentences from TEXT_DIR={tmp}/text"),
-    ("make_corpus.sh", {"TEXT_DIR": "{tmp}/text"}, "no sentences in TEXT_DIR={tmp}/text"),
+    ("run.sh", {"TEXT_DIR": "{tmp}/text"}, "the corpus stage reads English sentences"),  # what the data is
+    ("run.sh", {"TEXT_DIR": "{tmp}/text"}, "from TEXT_DIR={tmp}/text, which holds no *.txt"),
+    ("make_corpus.sh", {"TEXT_DIR": "{tmp}/text"}, "no sentences in TEXT_DIR={tmp}/text: the TTS engines read English"),
     ("make_corpus.sh", {"HELD_OUT": "{tmp}/real.jsonl"}, "HELD_OUT names {tmp}/real.jsonl, which is not there"),
     ("make_corpus.sh", {"REAL_DEV": "{tmp}/real.jsonl"}, "HELD_OUT names {tmp}/real.jsonl, which is not there"),
 ])

@@ -1,1 +1,1 @@
-"""Tools that look inside data and models: manifest checks, the reference LSTM, gate plots, waveform plots."""
+"""Tools that look inside data and models: manifest checks, the reference LSTM, gate plots."""

@@ -38,7 +38,8 @@ def main(argv=None) -> None:
     manifest = args.source / "manifest.jsonl"
     if not manifest.is_file():
         sys.exit(f"prepare_real.py: no {manifest}: point SPEECHOCEAN (run.sh) or SPEECHOCEAN_DIR at a folder holding "
-                 "speechocean762's manifest.jsonl and audio (OpenSLR SLR101, CC BY 4.0)")
+                 "speechocean762's audio (OpenSLR SLR101, CC BY 4.0) and a manifest.jsonl whose lines give each "
+                 "recording's speaker and split (train or dev); recipes/mixed/README.md says how to make it")
     try:
         utterances = read_manifest(manifest)
     except ManifestError as err:

@@ -13,9 +13,11 @@
 # export:   its best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 #
-# Data it needs (variables point elsewhere): TEXT_DIR (../shared/data/text: sentences, one per line),
-# SPEECHOCEAN (../shared/data/speechocean762: manifest.jsonl + audio), REAL_DEV (../shared/data/real-dev/
-# manifest.jsonl), and the TTS engines of scripts/install_tts.sh. PYTHON: the Python asr is installed in.
+# Data it needs (the defaults are the development machines' data folder beside the checkout; the variables point
+# elsewhere; README.md says what each is and where to get it): TEXT_DIR (../shared/data/text: English sentences,
+# one per line), SPEECHOCEAN (../shared/data/speechocean762: speechocean762's audio + a manifest.jsonl with
+# speaker and split), REAL_DEV (../shared/data/real-dev/manifest.jsonl: real read speech), and the TTS engines of
+# scripts/install_tts.sh. PYTHON: the Python asr is installed in.
 # Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,8 +36,8 @@ LM=$EXP/lm.bin
 DEV=(data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl data/synthetic/dev.jsonl)
 TEST=(data/rhvoice/test.jsonl data/synthetic/test.jsonl "$REAL_DEV")
 
-need() {  # FILE WHAT: stop with what is missing and where it comes from
-    [ -e "$1" ] || { echo "run.sh: $1 not found: $2" >&2; exit 1; }
+need() {  # FILE WHAT...: stop with what is missing and where it comes from
+    [ -e "$1" ] || { echo "run.sh: $1 not found: ${*:2} (recipes/mixed/README.md)" >&2; exit 1; }
 }
 
 start_model() {  # the synthetic recipe's model: from its run, else from the commit that shipped it
@@ -65,9 +67,12 @@ train() {  # EXP_DIR REAL_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on
 
 stage() {
     case $1 in
-        data)     need "$TEXT_DIR" "the text corpora (sentences for synthesis and the LM); set TEXT_DIR"
-                  need "$SPEECHOCEAN/manifest.jsonl" "speechocean762 (OpenSLR SLR101); set SPEECHOCEAN"
-                  need "$REAL_DEV" "the real-speech dev manifest; set REAL_DEV"
+        data)     need "$TEXT_DIR" "the English sentences the TTS engines read and the LM learns (*.txt, one a line);" \
+                      "set TEXT_DIR to such a folder"
+                  need "$SPEECHOCEAN/manifest.jsonl" "the real speech to mix in: speechocean762 (OpenSLR SLR101), its" \
+                      "audio with a manifest.jsonl that gives each line a speaker and a split (train or dev); set" \
+                      "SPEECHOCEAN to the folder holding them"
+                  need "$REAL_DEV" "a manifest of real read speech scored as a test set; set REAL_DEV to one"
                   DEV_SHARE=0.018 TEST_SHARE=0.018 HELD_OUT="$REAL_DEV" recipes/synthetic/make_corpus.sh 32 data/synthetic
                   if [ ! -f data/rhvoice/dev.jsonl ]; then  # an engine no corpus trains on: dev and test only
                       $PYTHON -m asr synth "$TEXT_DIR"/*.txt --out data/rhvoice --voices rhvoice --hours 0.6 --seed 7 \

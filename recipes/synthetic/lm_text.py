@@ -1,7 +1,7 @@
 """Text for the synthetic model's language model: every sentence of the text corpora, normalised,
 except those read in the dev and test splits (an LM that has seen the test sentences would flatter it).
 
-    python recipes/synthetic/lm_text.py ../shared/data/text/*.txt --exclude data/synthetic/{dev,test}.jsonl \\
+    python recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude data/synthetic/{dev,test}.jsonl \\
         --out exp/lm/text.txt
 """
 

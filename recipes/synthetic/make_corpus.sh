@@ -22,13 +22,15 @@ if [ -f "$OUT/train.jsonl" ]; then
     exit 0
 fi
 if ! compgen -G "$TEXT_DIR/*.txt" >/dev/null; then
-    echo "make_corpus.sh: no sentences in TEXT_DIR=$TEXT_DIR (*.txt, one a line); set TEXT_DIR to such a folder" >&2
+    echo "make_corpus.sh: no sentences in TEXT_DIR=$TEXT_DIR: the TTS engines read English sentences from its" \
+         "*.txt files, one a line; set TEXT_DIR to such a folder (recipes/synthetic/README.md says how to make one)" >&2
     exit 2
 fi
 for manifest in "${held_out[@]}"; do
     if [ ! -f "$manifest" ]; then
-        echo "make_corpus.sh: HELD_OUT names $manifest, which is not there; set HELD_OUT to the manifests whose" \
-             "sentences to leave out, or HELD_OUT=\"\" for none" >&2
+        echo "make_corpus.sh: HELD_OUT names $manifest, which is not there (by default REAL_DEV's manifest of real" \
+             "speech, whose sentences the corpus must not read); set HELD_OUT to the manifests whose sentences to" \
+             "leave out, or HELD_OUT=\"\" for none" >&2
         exit 2
     fi
 done

@@ -11,8 +11,9 @@
 # has: 48 h (~46.3 h of training speech), then 30 h. Each leg runs a learning-rate cycle of its own. All corpora
 # come from seed 0 and the same shares where it matters, so they deal the speakers into the splits alike;
 # check_disjoint.py checks that no corpus trained on shares a sentence or speaker with the 32 h corpus's dev and test.
-# Run from anywhere; paths are relative to the repository root. Data from outside the checkout (README.md):
-#   TEXT_DIR  sentences, *.txt, one a line (default ../shared/data/text), for the corpus and lm stages
+# Run from anywhere; paths are relative to the repository root. Data from outside the checkout (the defaults are
+# the development machines' data folder beside it; README.md says what the data is and how to make or get it):
+#   TEXT_DIR  English sentences, *.txt, one a line (default ../shared/data/text), for the corpus and lm stages
 #   REAL_DEV  a manifest of real read speech, held out of the corpora and the LM text and scored beside the
 #             synthetic dev and test sets (default ../shared/data/real-dev/manifest.jsonl; REAL_DEV="" for none)
 #   PYTHON    the Python that asr is installed in (default: python3 on the PATH)
@@ -35,13 +36,15 @@ NO_REGULARISATION=(model.dropout=0 model.frontend.freq_masks=0 model.frontend.ti
 
 check_data() {  # STAGE: stop before any stage runs if the data STAGE reads from outside the checkout is missing
     if [[ " corpus lm " == *" $1 "* ]] && ! compgen -G "$TEXT_DIR/*.txt" >/dev/null; then
-        echo "run.sh: the $1 stage reads sentences from TEXT_DIR=$TEXT_DIR (*.txt, one a line), which holds none;" \
-             "set TEXT_DIR to such a folder (recipes/synthetic/README.md)" >&2
+        echo "run.sh: the $1 stage reads English sentences (the text the TTS engines read aloud and the LM learns)" \
+             "from TEXT_DIR=$TEXT_DIR, which holds no *.txt; set TEXT_DIR to a folder of *.txt files, one sentence a" \
+             "line (any English text; recipes/synthetic/README.md says how to make one)" >&2
         exit 2
     fi
     if [[ " corpus lm evaluate " == *" $1 "* ]] && [ -n "$REAL_DEV" ] && [ ! -f "$REAL_DEV" ]; then
-        echo "run.sh: the $1 stage reads the real speech manifest REAL_DEV=$REAL_DEV, which is not there; set" \
-             "REAL_DEV to one, or REAL_DEV=\"\" to go without (recipes/synthetic/README.md)" >&2
+        echo "run.sh: the $1 stage reads REAL_DEV=$REAL_DEV, a manifest of real read speech scored beside the" \
+             "synthetic sets, which is not there; set REAL_DEV to a manifest of your own recordings, or" \
+             "REAL_DEV=\"\" to go without (recipes/synthetic/README.md)" >&2
         exit 2
     fi
 }
