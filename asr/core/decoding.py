@@ -8,9 +8,10 @@ Shapes: B batch, T output steps, V vocabulary (token ids, BLANK = 0).
 
 import copy
 import math
+import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
-from asr.core.lm import LMError, lexicon_path, read_lexicon, read_tuned
+from asr.core.lm import LMError, lexicon_path, model_lm, read_lexicon, read_tuned
 from asr.core.text import BLANK, WORD_SEPARATOR, normalize
 
 CHOICE_LATTICE = 1 << 24  # CTC forward variables (T, C, 2L+1) the choice decoder holds at once: 64 MB
@@ -65,31 +66,63 @@ def word_alignment(path: list[int], tokenizer) -> list[tuple[str, int, int]]:
     return [(tokenizer.decode(ids), start, end) for ids, start, end in words]
 
 
+KINDS = ("greedy", "beam", "choice")
+BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "word_score", "unk_score")
+BEAM_DEFAULTS = {"beam_size": 50, "beam_threshold": 25.0, "unk_score": -math.inf}
+
+
 @dataclass
 class DecoderConfig:
-    """How log-probabilities become text. With an LM, lm_weight and word_score left at None come from the
-    values `asr tune-lm` wrote next to it (LM.tuned.json), else DEFAULT_LM_WEIGHT and DEFAULT_WORD_SCORE."""
+    """How log-probabilities become text. A field left at None is decided by resolve_decoder, for the model at
+    hand; the decoders take only the configs it returns, every field decided."""
 
-    kind: str = "greedy"  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
-    beam_size: int = 50  # hypotheses kept after each step
-    beam_threshold: float = 25.0  # hypotheses scoring this far below the best are pruned
+    kind: str | None = None  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
+    beam_size: int | None = None  # hypotheses kept after each step (50)
+    beam_threshold: float | None = None  # hypotheses scoring this far below the best are pruned (25)
     lm: str | None = None  # KenLM word n-gram, ARPA or binary (`asr lm build`)
-    lexicon: str | None = None  # words the beam may spell; default with an LM: LM.lexicon.txt, else none
-    lm_weight: float | None = None  # weight of the LM's log-probability
-    word_score: float | None = None  # added for every word: > 0 favours more words
-    unk_score: float = -math.inf  # added for an unknown word: a prefix of lexicon spellings that is no word
+    lexicon: str | None = None  # words the beam may spell (with an LM: LM.lexicon.txt)
+    lm_weight: float | None = None  # weight of the LM's log-probability (LM.tuned.json's, else 2)
+    word_score: float | None = None  # added for every word: > 0 favours more words (LM.tuned.json's, else 0)
+    unk_score: float | None = None  # added for an unknown word: a prefix of lexicon spellings that is no word (-inf)
     nbest: int = 1  # hypotheses returned per utterance by BeamSearchDecoder.nbest
     choices: str | None = None  # "choice": a file of the transcripts every utterance is one of, one per line
 
-    def __post_init__(self):
-        if self.kind not in ("greedy", "beam", "choice"):
-            raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {self.kind!r}")
-        if self.kind != "beam" and (self.lm or self.lexicon):
-            raise ValueError("an LM or a lexicon needs beam search: use the 'beam' decoder (--decoder beam)")
-        if (self.kind == "choice") != bool(self.choices):
-            raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
-        if self.beam_size < 1 or self.nbest < 1:
-            raise ValueError(f"beam_size ({self.beam_size}) and nbest ({self.nbest}) must be at least 1")
+
+def resolve_decoder(request: DecoderConfig | None = None, model=None) -> DecoderConfig:
+    """The decoder a model decodes with, every field decided: the one place that decides it.
+
+    `model` is the model's file (None: a model without one). What `request` leaves at None: the kind is "choice"
+    with a choices file, "beam" with a beam option or with an LM beside the model (lm.model_lm: the shipped
+    model's default.lm.bin), else "greedy"; beam search given neither LM nor lexicon uses the model's LM; the
+    lexicon is the LM's, the weights those `asr tune-lm` found for the LM, else the defaults.
+    """
+    cfg = replace(request or DecoderConfig())
+    given = [name for name in BEAM_OPTIONS if getattr(cfg, name) is not None]
+    own_lm = model_lm(model) if model is not None else None
+    cfg.kind = cfg.kind or ("choice" if cfg.choices else "beam" if given or own_lm else "greedy")
+    check_request(cfg, given)
+    if cfg.kind != "beam":
+        return cfg
+    if own_lm and not (cfg.lm or cfg.lexicon):
+        cfg.lm = os.path.abspath(own_lm)
+    tuned = read_tuned(cfg.lm) if cfg.lm else {}
+    return replace(cfg, lexicon=cfg.lexicon or (str(lexicon_path(cfg.lm)) if cfg.lm else None),
+                   lm_weight=first_set(cfg.lm_weight, tuned.get("lm_weight"), DEFAULT_LM_WEIGHT),
+                   word_score=first_set(cfg.word_score, tuned.get("word_score"), DEFAULT_WORD_SCORE),
+                   **{name: first_set(getattr(cfg, name), value) for name, value in BEAM_DEFAULTS.items()})
+
+
+def check_request(cfg: DecoderConfig, given: list[str]) -> None:
+    """ValueError for a decoder config that asks for what its kind cannot do."""
+    if cfg.kind not in KINDS:
+        raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {cfg.kind!r}")
+    if cfg.kind != "beam" and given:
+        raise ValueError(f"--{given[0].replace('_', '-')} is a beam-search option: the {cfg.kind} decoder takes "
+                         "none (beam search is --decoder beam)")
+    if (cfg.kind == "choice") != bool(cfg.choices):
+        raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
+    if (cfg.beam_size or 1) < 1 or cfg.nbest < 1:
+        raise ValueError(f"beam_size ({cfg.beam_size}) and nbest ({cfg.nbest}) must be at least 1")
 
 
 @dataclass
@@ -109,15 +142,13 @@ class BeamSearchDecoder:
     """
 
     def __init__(self, tokenizer, cfg: DecoderConfig):
+        """`cfg`: a config from resolve_decoder, every field decided."""
         self.tokenizer, self.cfg = tokenizer, cfg
-        tuned = read_tuned(cfg.lm) if cfg.lm else {}
-        self.lm_weight = first_set(cfg.lm_weight, tuned.get("lm_weight"), DEFAULT_LM_WEIGHT)
-        self.word_score = first_set(cfg.word_score, tuned.get("word_score"), DEFAULT_WORD_SCORE)
+        self.lm_weight, self.word_score = cfg.lm_weight, cfg.word_score
         self.sil_token = next(t for t in (WORD_SEPARATOR, WORD_START, tokenizer.vocab[BLANK]) if t in tokenizer.vocab)
         if cfg.lm:
             check_lm_file(cfg.lm)
-        lexicon = cfg.lexicon or (lexicon_path(cfg.lm) if cfg.lm else None)
-        self.spelled = self._spell(lexicon) if lexicon else None  # the lexicon in the model's tokens
+        self.spelled = self._spell(cfg.lexicon) if cfg.lexicon else None  # the lexicon in the model's tokens
         self.kenlm = self._load_lm() if cfg.lm else None
         self.search = self._build()
 
@@ -264,7 +295,8 @@ def read_choices(path, tokenizer) -> list[list[int]]:
 
 
 def build_decoder(tokenizer, cfg: DecoderConfig) -> Decoder:
-    """The decoder a config asks for: greedy_decode, a BeamSearchDecoder (which loads the LM), or a ChoiceDecoder."""
+    """The decoder a config from resolve_decoder asks for: greedy_decode, a BeamSearchDecoder (which loads the
+    LM), or a ChoiceDecoder."""
     if cfg.kind == "choice":
         return ChoiceDecoder(tokenizer, cfg.choices)
     return greedy_decode if cfg.kind == "greedy" else BeamSearchDecoder(tokenizer, cfg)

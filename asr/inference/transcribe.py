@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,14 +29,13 @@ from asr.core.audio import (
     source_name,
     stream_audio,
 )
-from asr.core.bundle import DEFAULT_MODEL, BundleError, load_bundle
-from asr.core.decoding import DecoderConfig, Word, build_decoder, word_timestamps
+from asr.core.bundle import BundleError, load_bundle, model_path
+from asr.core.decoding import DecoderConfig, Word, build_decoder, resolve_decoder, word_timestamps
 from asr.inference.chunking import MAX_CHUNK_SECONDS, Chunk, chunks
 from asr.inference.quantize import quantize_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LM = DEFAULT_MODEL.with_name("default.lm.bin")  # shipped beside the default model where it helps it
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers in glibc's malloc.h
 
 
@@ -77,15 +76,19 @@ def check_device(name: str) -> torch.device:
 
 
 class Recognizer:
-    """A trained model with its tokenizer, ready to transcribe."""
+    """A trained model with its tokenizer, ready to transcribe; `path`: the file it was loaded from, whose LM
+    beside it (MODEL.lm.bin) it decodes with unless told otherwise."""
 
-    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None):
-        self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
-        self.set_decoder(decoder or DecoderConfig())
+    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None,
+                 path: str | os.PathLike | None = None):
+        self.model, self.tokenizer, self.device, self.path = model, tokenizer, torch.device(device), path
+        self.set_decoder(decoder)
 
-    def set_decoder(self, cfg: DecoderConfig) -> None:
-        """Decode with `cfg` from now on: greedy, or beam search (an LM is loaded here)."""
-        self.decoder_config, self.decode = cfg, build_decoder(self.tokenizer, cfg)
+    def set_decoder(self, request: DecoderConfig | None = None) -> None:
+        """Decode from now on as `request` asks, what it leaves open decided for this model by resolve_decoder
+        (None: the model's default); a beam search's LM is loaded here."""
+        self.decoder_config = resolve_decoder(request, self.path)
+        self.decode = build_decoder(self.tokenizer, self.decoder_config)
 
     @torch.inference_mode()
     def log_probs(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,26 +243,20 @@ def report(err: AudioError) -> None:
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = None,
                decoder: DecoderConfig | None = None, quantize: str | None = None) -> Recognizer:
-    """A Recognizer for a model bundle; with no path, the default model shipped with the package.
+    """A Recognizer for a model bundle; None or "default": the default model shipped with the package.
 
-    `decoder` picks greedy decoding (the default; for the default model: beam search with its LM, which
-    beam search there always uses unless given another LM or a lexicon) or beam search, e.g.
-    DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
+    `decoder` says how to decode, what it leaves open decided by resolve_decoder: a model with an LM beside
+    its file (MODEL.lm.bin, as the shipped model has) decodes with beam search and that LM, others greedily;
+    e.g. DecoderConfig("greedy"), or DecoderConfig(lm="lm.bin") for a word n-gram made by `asr lm build`.
     `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.inference.quantize).
     An ONNX export (`asr export --format onnx`, with its JSON beside it) runs in onnxruntime on the CPU.
     """
-    if path is not None and exported_format(path) == "onnx":
+    path = model_path(path)
+    if exported_format(path) == "onnx":
         return load_onnx(path, device, decoder, quantize)
-    if path is None:
-        if not DEFAULT_MODEL.exists():
-            raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
-                                    "(--model FILE, made by `asr train` or `asr export`)")
-        path = DEFAULT_MODEL
-        if DEFAULT_LM.exists() and (decoder is None or (decoder.kind == "beam" and not decoder.lm and not decoder.lexicon)):
-            decoder = replace(decoder or DecoderConfig("beam"), lm=str(DEFAULT_LM))  # beam search with its LM
     device = check_device(device or ("cpu" if quantize else default_device()))  # int8 runs on the CPU only
     model, tokenizer = load_bundle(path, device)
-    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)
+    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder, path)
 
 
 def exported_format(path: str | os.PathLike) -> str | None:
@@ -285,7 +282,7 @@ def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize:
         model = OnnxModel(path)
     except ImportError:
         raise BundleError(f"{path}: an ONNX model needs onnxruntime: pip install -e '.[export]'") from None
-    return Recognizer(model, model.tokenizer, "cpu", decoder)
+    return Recognizer(model, model.tokenizer, "cpu", decoder, path)
 
 
 def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:

@@ -3,7 +3,6 @@ start from a bundle's weights."""
 
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.core import config
-from asr.core.bundle import DEFAULT_MODEL, load_bundle
+from asr.core.bundle import load_bundle, model_path
 from asr.core.decoding import greedy_decode
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import BLANK, tokenizer_from_dict
@@ -107,7 +106,7 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
     With `new_head`, the output layer is left as initialised and the tokenizer may differ: the encoder
     (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
     """
-    path = DEFAULT_MODEL if source == "default" else Path(source)
+    path = model_path(source)
     model, tokenizer = load_bundle(path)
     if not new_head and tokenizer.to_dict() != module.tokenizer.to_dict():
         raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's "
