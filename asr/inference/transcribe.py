@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers in glibc's malloc.h
 
 
+# a batch of chunks through the model: their (source index, name, Chunk)s, log-probs (B, T, V) and lengths (B,)
+LogProbBatch = tuple[list[tuple[int, str, Chunk]], torch.Tensor, torch.Tensor]
+
+
 @dataclass
 class Transcript:
     audio_filepath: str
@@ -101,13 +105,25 @@ class Recognizer:
 
     def recognize(self, waves: list[torch.Tensor], words: bool = True) -> list[tuple[str, list[Word]]]:
         """Text and timed words (with `words`; else none) for each of a list of 16 kHz mono waveforms (S_i,)."""
-        log_probs, lengths = self.log_probs(waves)
+        return self.decoded(*self.log_probs(waves), words)
+
+    def decoded(self, log_probs: torch.Tensor, lengths: torch.Tensor, words: bool) -> list[tuple[str, list[Word]]]:
+        """Text and timed words (with `words`; else none) for each of log-probs (B, T, V) with lengths (B,)."""
         step = self.model.cfg.output_step_seconds
         results = []
         for probs, length, ids in zip(log_probs, lengths.tolist(), self.decode(log_probs, lengths)):
             timed = word_timestamps(probs[:length], ids, self.tokenizer, step) if words else []
             results.append((self.tokenizer.decode(ids), timed))
         return results
+
+    def log_prob_batches(self, sources, batch_size: int = 8, on_error: Callable[[AudioError], None] | None = None,
+                         sample_rate: int = SAMPLE_RATE) -> Iterator[LogProbBatch]:
+        """The model run over the sources' chunks `batch_size` at a time, as `transcribe` runs it, so that
+        `asr evaluate` and `asr tune-lm` decode the same log-probs. Unreadable sources go to `on_error` (default:
+        logged)."""
+        map_large_allocations()
+        for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
+            yield batch, *self.log_probs([chunk.wave for _, _, chunk in batch])
 
     def transcribe(self, sources, batch_size: int = 8, on_error: Callable[[AudioError], None] | None = None,
                    words: bool = True, sample_rate: int = SAMPLE_RATE,
@@ -122,18 +138,24 @@ class Recognizer:
         `progress` is called after each batch with the seconds of audio it held. A source that cannot be
         read is passed to `on_error` (default: logged) and skipped.
         """
+        for _, transcript in self.numbered_transcripts(sources, batch_size, on_error, words, sample_rate, progress):
+            yield transcript
+
+    def numbered_transcripts(self, sources, batch_size: int = 8,
+                             on_error: Callable[[AudioError], None] | None = None, words: bool = True,
+                             sample_rate: int = SAMPLE_RATE,
+                             progress: Callable[[float], None] | None = None) -> Iterator[tuple[int, Transcript]]:
+        """(index of the source, its Transcript), as `transcribe` gives the transcripts."""
         if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
             sources = [sources]
-        map_large_allocations()
         current, parts = None, []  # the source being put together: its index, and (chunk start, text, words)
-        for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
-            results = self.recognize([chunk.wave for _, _, chunk in batch], words)
-            for (index, name, chunk), (text, timed) in zip(batch, results):
+        for batch, log_probs, lengths in self.log_prob_batches(sources, batch_size, on_error, sample_rate):
+            for (index, name, chunk), (text, timed) in zip(batch, self.decoded(log_probs, lengths, words)):
                 if index != current:  # a new source (one that failed part-way leaves its parts behind)
                     current, parts = index, []
                 parts.append((chunk.start, text, timed))  # not the chunk: its samples are done with
                 if chunk.last:
-                    yield stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
+                    yield index, stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
             if progress:
                 progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
 
@@ -143,7 +165,12 @@ def stitch(name: str, parts: list[tuple[float, str, list[Word]]], duration: floa
     words in its time."""
     words = [Word(w.word, round(start + w.start, 3), round(start + w.end, 3), w.confidence)
              for start, _, timed in parts for w in timed]
-    return Transcript(name, " ".join(text for _, text, _ in parts if text), round(duration, 3), words)
+    return Transcript(name, joined(text for _, text, _ in parts), round(duration, 3), words)
+
+
+def joined(texts: Iterable[str]) -> str:
+    """The text of a recording from its chunks' texts in order."""
+    return " ".join(text for text in texts if text)
 
 
 @functools.cache
@@ -219,22 +246,6 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
-
-
-def audio_batches(sources: Iterable, batch_size: int,
-                  on_error: Callable[[AudioError], None] | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """Lists of up to `batch_size` (name, 16 kHz waveform (S,)) of the readable `sources`, in order."""
-    pending: list[tuple[str, torch.Tensor]] = []
-    for source in sources:
-        try:
-            pending.append((source_name(source), load_audio(source)))
-        except AudioError as err:
-            (on_error or report)(err)
-        if len(pending) == batch_size:
-            yield pending
-            pending = []
-    if pending:
-        yield pending
 
 
 def report(err: AudioError) -> None:
