@@ -229,8 +229,9 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=["greedy", "beam", "choice"],
-                   help="default: for the shipped model beam search with its own LM, for other models greedy; "
-                        "beam if --lm or a beam option is given, choice with --choices")
+                   help="default: beam search with the model's own LM for a model with one beside it (MODEL.lm.bin, "
+                        "as the shipped model has), else greedy; beam if --lm or a beam option is given, choice "
+                        "with --choices")
     p.add_argument("--lm", help="KenLM word n-gram, ARPA or binary, from `asr lm build` (implies --decoder beam)")
     p.add_argument("--lexicon", help="words beam search may spell (default with --lm: LM.lexicon.txt)")
     p.add_argument("--beam-size", type=number(int, 1), help="hypotheses kept at each step (default: 50)")
@@ -245,20 +246,11 @@ def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
                                      "--decoder choice)")
 
 
-BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "word_score", "unk_score")
+def decoder_request(args):
+    """The DecoderConfig the decoder options ask for; what they leave open is the model's (resolve_decoder)."""
+    from asr.core.decoding import BEAM_OPTIONS, DecoderConfig
 
-
-def decoder_config(args):
-    """The DecoderConfig the options ask for, or None for the model's default (greedy, or the default
-    model's own LM)."""
-    from asr.core.decoding import DecoderConfig
-
-    options = {name: getattr(args, name) for name in BEAM_OPTIONS if getattr(args, name) is not None}
-    kind = args.decoder or ("choice" if args.choices else "beam" if options else None)
-    if kind == "choice" and options:
-        raise ValueError(f"--{next(iter(options)).replace('_', '-')} is a beam-search option: the choice decoder "
-                         "(--choices) takes none")
-    return DecoderConfig(kind, choices=args.choices, **options) if kind else None
+    return DecoderConfig(args.decoder, choices=args.choices, **{name: getattr(args, name) for name in BEAM_OPTIONS})
 
 
 def number(kind: type = float, low: float | None = None, high: float | None = None, above: float | None = None,
@@ -388,7 +380,7 @@ def run_evaluate(args) -> int:
     manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]  # before the model loads
     if empty := [manifest for manifest, utterances in manifests if not utterances]:
         raise ValueError(f"{empty[0]}: no utterances in the manifest, nothing to score")
-    recognizer = load_recognizer(args, decoder_config(args))
+    recognizer = load_recognizer(args, decoder_request(args))
     rows, skipped = [], 0
     for manifest, utterances in manifests:
         report = evaluate(recognizer, utterances, args.batch_size)
@@ -425,7 +417,7 @@ def run_transcribe(args) -> int:
     files, failed = readable_at_first_sight(found)
     if args.output_dir:  # before the model loads: an unusable folder fails at once
         args.output_dir.mkdir(parents=True, exist_ok=True)
-    recognizer = load_recognizer(args, decoder_config(args)) if files else None  # none readable: no model to wait for
+    recognizer = load_recognizer(args, decoder_request(args)) if files else None  # none readable: no model to wait for
     written, result = set(), None
     with progress_bar(files, args.quiet) as progress:
         for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append,
@@ -546,7 +538,7 @@ def run_serve(args) -> None:
     from asr.inference.serve import serve
     from asr.inference.transcribe import load_model
 
-    recognizer = load_model(args.model, args.device, decoder_config(args), args.quantize)
+    recognizer = load_model(args.model, args.device, decoder_request(args), args.quantize)
     serve(recognizer, args.host, args.port, str(args.model or "default"), max_batch=args.max_batch,
           max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_upload=round(args.max_upload_mb * 1e6))
 
@@ -558,7 +550,7 @@ def run_lm_build(args) -> None:
 
 
 def run_tune_lm(args) -> None:
-    from asr.core.decoding import BeamSearchDecoder, DecoderConfig
+    from asr.core.decoding import DecoderConfig
     from asr.core.lm import write_tuned
     from asr.core.manifest import read_manifest
     from asr.inference.tuning import (
@@ -572,13 +564,12 @@ def run_tune_lm(args) -> None:
         tune,
     )
 
-    recognizer = load_recognizer(args)
-    decoder = BeamSearchDecoder(recognizer.tokenizer, DecoderConfig(
+    recognizer = load_recognizer(args, DecoderConfig(
         "beam", beam_size=args.beam_size, beam_threshold=args.beam_threshold, lm=args.lm, lexicon=args.lexicon))
     dev = dev_log_probs(recognizer, read_manifest(args.manifest), args.batch_size)
     points = (random_points(args.random, args.seed) if args.random
               else grid(args.lm_weights or LM_WEIGHTS, args.word_scores or WORD_SCORES))
-    trials = tune(decoder, dev, points, args.jobs)
+    trials = tune(recognizer.decode, dev, points, args.jobs)
     for t in sorted(trials, key=lambda t: (t.lm_weight, t.word_score)):
         log.info("lm_weight %6.3f  word_score %6.3f  WER %6.2f%%", t.lm_weight, t.word_score, 100 * t.counts.wer)
     top, greedy = best(trials), greedy_counts(dev, recognizer.tokenizer)

@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asr.core.decoding import BeamSearchDecoder, DecoderConfig, greedy_decode  # noqa: E402
+from asr.core.decoding import BeamSearchDecoder, DecoderConfig, greedy_decode, resolve_decoder  # noqa: E402
 from asr.core.lm import build_lm, kenlm_tool, lexicon_path, read_lexicon, read_tuned  # noqa: E402
 from asr.core.metrics import ErrorCounts, error_counts  # noqa: E402
 from asr.core.text import BLANK, WORD_SEPARATOR, CharTokenizer, normalize  # noqa: E402
@@ -113,9 +113,11 @@ def model_set(args):
 
     if not (args.manifest and args.lm):
         sys.exit("bench_beam.py: --model needs --manifest and --lm")
-    recognizer = load_model(args.model, "cpu")
+    recognizer = load_model(args.model, "cpu", DecoderConfig("greedy"))
     dev = dev_log_probs(recognizer, read_manifest(args.manifest))
-    return dev.log_probs, dev.references, recognizer.tokenizer, Path(args.lm)
+    if any(len(chunks) > 1 for chunks in dev.log_probs):
+        sys.exit("bench_beam.py: --manifest must hold utterances of up to 30 s (one chunk each)")
+    return [chunks[0] for chunks in dev.log_probs], dev.references, recognizer.tokenizer, Path(args.lm)
 
 
 def wer(texts: list[str], references: list[str]) -> float:
@@ -125,7 +127,7 @@ def wer(texts: list[str], references: list[str]) -> float:
 def run_ours(log_probs, tokenizer, cfg: DecoderConfig) -> tuple[list[str], float, float]:
     """Texts, LM load seconds, decode seconds (one utterance at a time, as pyctcdecode)."""
     start = time.perf_counter()
-    decoder = BeamSearchDecoder(tokenizer, cfg)
+    decoder = BeamSearchDecoder(tokenizer, resolve_decoder(cfg))
     loaded = time.perf_counter()
     texts = [tokenizer.decode(decoder(lp[None], torch.tensor([len(lp)]))[0]) for lp in log_probs]
     return texts, loaded - start, time.perf_counter() - loaded

@@ -93,7 +93,8 @@ def asr_worker(files: list[dict], threads: int, weights: str, batch_sizes: list[
     recognizer = load_model(None, "cpu", None, "int8" if weights == "int8" else None)
     default = recognizer.decoder_config
     results = []
-    for name, decoder in [(f"{default.kind}{'+LM' if default.lm else ''}", default), ("greedy", DecoderConfig())]:
+    greedy = DecoderConfig("greedy")
+    for name, decoder in [(f"{default.kind}{'+LM' if default.lm else ''}", default), ("greedy", greedy)]:
         recognizer.set_decoder(decoder)
         list(recognizer.transcribe([files[0]["path"]], words=False))  # warm-up
         for batch in batch_sizes:

@@ -72,7 +72,7 @@ def test_every_option_has_help_and_transcribe_says_what_it_reads(capsys):
         main(["transcribe", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(what in text for what in ("folder", "glob", "manifest (.jsonl)", "- (audio on stdin)"))
-    assert "for the shipped model beam search with its own LM" in text
+    assert "beam search with the model's own LM for a model with one beside it" in text
 
 
 def test_version(capsys):
@@ -146,6 +146,12 @@ def test_threads_sets_the_threads_of_the_model(hello):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_model_default_names_the_shipped_model_as_no_model_option_does(hello):
+    named = run_asr("transcribe", hello, "--model", "default", "--device", "cpu", "--format", "json")
+    assert named.stdout == run_asr("transcribe", hello, "--device", "cpu", "--format", "json").stdout
+    assert "WORLD THIS IS A TEST" in json.loads(named.stdout)["text"]
 
 
 @pytest.mark.slow

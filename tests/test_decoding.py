@@ -4,6 +4,8 @@ bad LM and choices files."""
 
 import itertools
 import math
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,10 @@ from asr.core.decoding import (
     DecoderConfig,
     build_decoder,
     greedy_decode,
+    resolve_decoder,
     word_timestamps,
 )
-from asr.core.lm import LMError, build_lm, tuned_path, write_tuned
+from asr.core.lm import LMError, build_lm, lexicon_path, tuned_path, write_tuned
 from asr.core.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 
 TEXT = ["THE CAT SAT ON THE MAT", "THE DOG BARKS AT THE CAT", "THE LOG BURNS IN THE FIRE", "A CAT IS HAPPY",
@@ -60,14 +63,14 @@ def test_lm_makes_beam_search_choose_the_in_vocabulary_word(lm):
     # greedy hears "THE KAT SAT": K wins its frame, C comes second
     log_probs = emissions(chars, spelled("THE KAT SAT", {9: {"K": 0.5, "C": 0.4}}))
     assert chars.decode(decode(greedy_decode, log_probs)) == "THE KAT SAT"
-    assert chars.decode(decode(build_decoder(chars, DecoderConfig("beam")), log_probs)) == "THE KAT SAT"
-    beam_lm = build_decoder(chars, DecoderConfig("beam", lm=str(lm)))
+    assert decode_text(chars, DecoderConfig("beam"), log_probs) == "THE KAT SAT"
+    beam_lm = build_decoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(lm))))
     assert chars.decode(decode(beam_lm, log_probs)) == "THE CAT SAT"
 
 
 def test_the_lm_context_picks_between_lexicon_words(lm):
     chars = CharTokenizer()
-    decoder = BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm), nbest=3))
+    decoder = BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(lm), nbest=3)))
     for heard, best in [("THE DOG BARKS", "THE DOG BARKS"), ("THE DOG BURNS", "THE LOG BURNS")]:
         # "THE ?OG ...": D and L equally likely, and the word after decides
         log_probs = emissions(chars, spelled(heard, {9: {"D": 0.45, "L": 0.45}}))
@@ -77,7 +80,7 @@ def test_the_lm_context_picks_between_lexicon_words(lm):
 
 
 def decode_text(tokenizer, cfg: DecoderConfig, log_probs: torch.Tensor) -> str:
-    return tokenizer.decode(decode(build_decoder(tokenizer, cfg), log_probs))
+    return tokenizer.decode(decode(build_decoder(tokenizer, resolve_decoder(cfg)), log_probs))
 
 
 def test_a_lexicon_without_lm_spells_only_lexicon_words(lm):
@@ -89,16 +92,35 @@ def test_a_lexicon_without_lm_spells_only_lexicon_words(lm):
 
 def test_tuned_weights_next_to_the_lm_are_used_unless_given(lm):
     chars = CharTokenizer()
-    assert BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm))).lm_weight == 2.0
+    assert BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(lm)))).lm_weight == 2.0
     write_tuned(lm, {"lm_weight": 0.75, "word_score": -0.5, "wer": 0.1})
     try:
-        tuned = BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm)))
+        tuned = BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(lm))))
         assert (tuned.lm_weight, tuned.word_score) == (0.75, -0.5)
-        given = BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(lm), lm_weight=1.5))
+        given = BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(lm), lm_weight=1.5)))
         assert (given.lm_weight, given.word_score) == (1.5, -0.5)
         assert (given.reweighted(0.0, 1.0).lm_weight, given.lm_weight) == (0.0, 1.5)
     finally:
         tuned_path(lm).unlink()
+
+
+def test_a_model_decodes_with_the_lm_beside_its_file_unless_told_otherwise(lm, tmp_path):
+    model = tmp_path / "m.safetensors"  # resolve_decoder looks only beside the model's file
+    assert resolve_decoder(None, model) == resolve_decoder(DecoderConfig("greedy")) == DecoderConfig("greedy")
+    assert resolve_decoder(DecoderConfig(beam_size=8), model).lm is None  # beam search, lexicon-free
+    own = tmp_path / "m.lm.arpa"
+    shutil.copy(lm, own)
+    shutil.copy(lexicon_path(lm), lexicon_path(own))
+    write_tuned(own, {"lm_weight": 0.75, "word_score": -0.5})
+    cfg = resolve_decoder(None, model)
+    assert (cfg.kind, cfg.lm, cfg.lexicon) == ("beam", str(own), str(lexicon_path(own)))
+    assert (cfg.lm_weight, cfg.word_score, cfg.beam_size, cfg.beam_threshold) == (0.75, -0.5, 50, 25.0)
+    given = {"beam_size": 8, "word_score": 1.0}
+    assert resolve_decoder(DecoderConfig(**given), model) == replace(cfg, **given)
+    assert resolve_decoder(DecoderConfig("greedy"), model) == DecoderConfig("greedy")
+    assert resolve_decoder(DecoderConfig(lexicon=str(lexicon_path(lm))), model).lm is None  # a lexicon of its own
+    assert resolve_decoder(DecoderConfig(lm=str(lm)), model).lm == str(lm)
+    assert resolve_decoder(DecoderConfig(choices="digits.txt"), model).kind == "choice"
 
 
 def test_sentencepiece_beam_search_with_lm(lm, tmp_path):
@@ -112,7 +134,8 @@ def test_sentencepiece_beam_search_with_lm(lm, tmp_path):
     log_probs = emissions(sp, frames)
     assert sp.decode(decode(greedy_decode, log_probs)) == "THE HAT SAT"
     assert decode_text(sp, DecoderConfig("beam", lm=str(lm)), log_probs) == "THE CAT SAT"
-    words = word_timestamps(log_probs, decode(build_decoder(sp, DecoderConfig("beam", lm=str(lm))), log_probs),
+    words = word_timestamps(log_probs, decode(build_decoder(sp, resolve_decoder(DecoderConfig("beam", lm=str(lm)))),
+                                              log_probs),
                             sp, STEP)
     assert [w.word for w in words] == ["THE", "CAT", "SAT"]
 
@@ -126,7 +149,7 @@ def digits(tmp_path) -> Path:
 
 def test_the_choice_decoder_answers_a_cut_off_word_with_the_closest_choice(digits):
     chars = CharTokenizer()
-    decoder = build_decoder(chars, DecoderConfig("choice", choices=str(digits)))
+    decoder = build_decoder(chars, resolve_decoder(DecoderConfig(choices=str(digits))))
     cut_off = emissions(chars, spelled("SEVE")[:-1] + [{"N": 0.3, "-": 0.6}])  # the N a second guess at the end
     assert chars.decode(decode(greedy_decode, cut_off)) == "SEVE"
     assert chars.decode(decode(decoder, cut_off)) == "SEVEN"
@@ -175,20 +198,20 @@ def test_bad_choices_files_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"dashes\.txt: no choices in the file"):
         ChoiceDecoder(chars, tmp_path / "dashes.txt")
     with pytest.raises(ValueError, match="only it, takes a file of choices"):
-        DecoderConfig("choice")
-    with pytest.raises(ValueError, match="needs beam search"):
-        DecoderConfig("choice", choices="digits.txt", lm="lm.arpa")
+        resolve_decoder(DecoderConfig("choice"))
+    with pytest.raises(ValueError, match="--lm is a beam-search option: the choice decoder takes none"):
+        resolve_decoder(DecoderConfig(choices="digits.txt", lm="lm.arpa"))
 
 
-@pytest.mark.parametrize("config", [DecoderConfig(), DecoderConfig("beam"), DecoderConfig("beam", lm="LM")])
+@pytest.mark.parametrize("config", [DecoderConfig("greedy"), DecoderConfig("beam"), DecoderConfig(lm="LM")])
 def test_word_timestamps_are_monotonic_within_the_audio_and_confident(lm, config):
     chars = CharTokenizer()
     frames = spelled("THE CAT SAT ON THE MAT", {9: {"C": 0.6, "K": 0.3}})
     frames[21:21] = ["T", "T", "T"]  # the T of SAT held over four steps
     log_probs = emissions(chars, frames)
     if config.lm:
-        config = DecoderConfig("beam", lm=str(lm))
-    tokens = decode(build_decoder(chars, config), log_probs)
+        config = DecoderConfig(lm=str(lm))
+    tokens = decode(build_decoder(chars, resolve_decoder(config)), log_probs)
     words = word_timestamps(log_probs, tokens, chars, STEP)
     assert " ".join(w.word for w in words) == chars.decode(tokens) == "THE CAT SAT ON THE MAT"
     times = [t for w in words for t in (w.start, w.end)]
@@ -209,20 +232,20 @@ def test_bad_lm_and_lexicon_paths_give_clear_errors(lm, tmp_path):
     chars = CharTokenizer()
     with pytest.raises(LMError, match=r"nope\.arpa: cannot read the language model \(No such file or directory\); "
                                      r"build one with `asr lm build"):
-        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(tmp_path / "nope.arpa"),
-                                               lexicon=str(lm.with_suffix(".lexicon.txt"))))
+        BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(tmp_path / "nope.arpa"),
+                                                               lexicon=str(lm.with_suffix(".lexicon.txt")))))
     lexicon = str(lm.with_suffix(".lexicon.txt"))
     garbage = tmp_path / "garbage.arpa"
     garbage.write_text("this is not an ARPA file\n")
     with pytest.raises(LMError, match=r"garbage\.arpa: not a KenLM language model \(ARPA text"):
-        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(garbage), lexicon=lexicon))
+        BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(garbage), lexicon=lexicon)))
     broken = tmp_path / "broken.arpa"
     broken.write_text(lm.read_text()[:200])
     with pytest.raises(LMError, match=r"broken\.arpa: not a KenLM language model \(ARPA or binary\): .+asr lm build"):
-        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(broken), lexicon=lexicon))
+        BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(broken), lexicon=lexicon)))
     with pytest.raises(LMError, match=r"broken\.lexicon\.txt: cannot read the lexicon for the LM .*--lexicon"):
-        BeamSearchDecoder(chars, DecoderConfig("beam", lm=str(broken)))
-    with pytest.raises(ValueError, match="needs beam search"):
-        DecoderConfig("greedy", lm=str(lm))
+        BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(broken))))
+    with pytest.raises(ValueError, match="--lm is a beam-search option: the greedy decoder takes none"):
+        resolve_decoder(DecoderConfig("greedy", lm=str(lm)))
     with pytest.raises(ValueError, match="'greedy', 'beam' or 'choice'"):
-        DecoderConfig("viterbi")
+        resolve_decoder(DecoderConfig("viterbi"))

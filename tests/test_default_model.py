@@ -1,5 +1,6 @@
 """The model shipped inside the package: `asr transcribe` works with nothing downloaded and no --model."""
 
+import os
 import shutil
 import subprocess
 
@@ -53,10 +54,17 @@ def test_asr_transcribe_chooses_among_known_sentences(tmp_path):
     assert mixed.returncode == 2 and "--beam-size is a beam-search option" in mixed.stderr
 
 
-def test_beam_options_on_the_default_model_keep_its_lm():
+def test_the_default_model_decodes_alike_however_it_is_named(tmp_path):
+    """None, "default" and its path (absolute or relative) are one model: beam search with the LM beside it."""
     from asr.core.decoding import DecoderConfig
-    from asr.inference.transcribe import DEFAULT_LM, load_model
+    from asr.inference.transcribe import load_model
 
-    assert load_model(device="cpu").decoder_config.lm == str(DEFAULT_LM)
-    assert load_model(device="cpu", decoder=DecoderConfig("beam", beam_size=8)).decoder_config.lm == str(DEFAULT_LM)
-    assert load_model(device="cpu", decoder=DecoderConfig("greedy")).decoder_config.lm is None
+    wav = espeak(tmp_path, SENTENCE)
+    names = [None, "default", DEFAULT_MODEL, os.path.relpath(DEFAULT_MODEL)]
+    recognizers = [load_model(name, "cpu") for name in names]
+    config = recognizers[0].decoder_config
+    assert (config.kind, config.lm) == ("beam", str(DEFAULT_MODEL.with_suffix(".lm.bin")))
+    assert [r.decoder_config for r in recognizers] == [config] * len(names)
+    texts = [next(r.transcribe(wav, words=False)).text for r in recognizers]
+    assert texts == [texts[0]] * len(names) and error_counts(SENTENCE, texts[0]).cer <= 0.1, texts
+    assert load_model(DEFAULT_MODEL, "cpu", DecoderConfig("greedy")).decoder_config == DecoderConfig("greedy")

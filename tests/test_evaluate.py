@@ -1,20 +1,24 @@
 """Scoring manifests with `asr evaluate` and `asr tune-lm`: each manifest line is an utterance of its own, also
-when two lines name the same audio file; a manifest with nothing to score is an error, not a WER of 0%."""
+when two lines name the same audio file; both decode the log-probs of one path, a recording over 30 s in chunks;
+a manifest with nothing to score is an error, not a WER of 0%."""
 
 import json
 
 import pytest
 import torch
-from conftest import tone
+from conftest import speak, tone
 
 from asr.cli import main
-from asr.core.audio import write_audio
+from asr.core.audio import SAMPLE_RATE, load_audio, write_audio
 from asr.core.bundle import save_bundle
+from asr.core.decoding import DecoderConfig
+from asr.core.lm import build_lm
 from asr.core.manifest import read_manifest
 from asr.core.model import DeepSpeech2
 from asr.core.text import CharTokenizer
+from asr.inference.evaluate import evaluate
 from asr.inference.transcribe import load_model
-from asr.inference.tuning import dev_log_probs
+from asr.inference.tuning import dev_log_probs, transcripts, tune
 from asr.training.config import load_experiment_config
 
 torch.set_num_threads(1)
@@ -58,3 +62,38 @@ def test_evaluate_refuses_an_empty_manifest(setup, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert f"asr evaluate: error: {tmp_path / 'empty.jsonl'}: no utterances in the manifest, nothing to score" in err
+
+
+LONG = ["OPEN THE DOOR", "IT IS COLD OUTSIDE TODAY", "MY BROTHER LIKES GREEN APPLES"]
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory):
+    """(a manifest naming long.flac twice with two references, an LM of LONG): long.flac is LONG said by
+    espeak-ng with pauses, repeated to 35 s, which asr decodes in two chunks."""
+    folder = tmp_path_factory.mktemp("long")
+    pieces = []
+    for n, sentence in enumerate(LONG):
+        speak(sentence, folder / f"{n}.flac")
+        pieces.append(torch.cat([load_audio(folder / f"{n}.flac"), torch.zeros(SAMPLE_RATE // 2)]))
+    write_audio(folder / "long.flac", torch.cat(pieces * 10)[:35 * SAMPLE_RATE])
+    manifest = folder / "long.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": "long.flac", "duration": 35.0, "text": text}) + "\n"
+                                for text in (" ".join(LONG * 6), LONG[0])))
+    (folder / "text.txt").write_text("\n".join(LONG) + "\n")
+    return manifest, build_lm([folder / "text.txt"], folder / "lm.arpa", order=2, estimator="kaldingram")
+
+
+def test_tune_lm_decodes_what_evaluate_scores_on_a_recording_over_30_s(long_recording):
+    manifest, lm = long_recording
+    utterances = read_manifest(manifest)
+    weights = (1.0, 0.5)
+    recognizer = load_model(None, "cpu", DecoderConfig(lm=str(lm), lm_weight=weights[0], word_score=weights[1]))
+    report = evaluate(recognizer, utterances)
+    assert [row["words"] for row in report.rows] == [6 * 13, 3]  # both lines of one file, each with its own text
+    dev = dev_log_probs(recognizer, utterances)
+    assert [len(chunks) for chunks in dev.log_probs] == [2, 2]  # in chunks, as evaluate decodes it
+    tuned = recognizer.decode.reweighted(*weights)
+    assert transcripts(tuned, dev, recognizer.tokenizer) == [row["hypothesis"] for row in report.rows]
+    [trial] = tune(recognizer.decode, dev, [weights], jobs=1)
+    assert trial.counts == report.counts and report.rows[0]["word_errors"] <= 10

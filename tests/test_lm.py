@@ -8,7 +8,7 @@ import torch
 from conftest import SENTENCES, run_asr
 from test_decoding import emissions, spelled
 
-from asr.core.decoding import DecoderConfig, build_decoder
+from asr.core.decoding import DecoderConfig, build_decoder, resolve_decoder
 from asr.core.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon, tuned_path
 from asr.core.manifest import read_manifest
 from asr.core.text import CharTokenizer
@@ -44,7 +44,8 @@ def test_kenlm_builds_arpa_and_binary_lms_that_decode_alike(text, tmp_path):
     log_probs = emissions(chars, spelled("THE KAT SAT", {9: {"K": 0.5, "C": 0.4}}))
     texts = []
     for lm in (arpa, binary):
-        ids = build_decoder(chars, DecoderConfig("beam", lm=str(lm)))(log_probs[None], torch.tensor([len(log_probs)]))
+        decoder = build_decoder(chars, resolve_decoder(DecoderConfig(lm=str(lm))))
+        ids = decoder(log_probs[None], torch.tensor([len(log_probs)]))
         texts.append(chars.decode(ids[0]))
     assert texts == ["THE CAT SAT"] * 2
 
@@ -102,7 +103,7 @@ def test_lm_build_tune_evaluate_and_transcribe_with_timed_words(half_trained, li
     assert run_asr("lm", "build", tmp_path / "text.txt", "--order", 3, "--out", lm).stdout.strip() == str(lm)
 
     recognizer = load_model(model, "cpu")
-    greedy, beam = wer(recognizer, manifest, DecoderConfig()), wer(recognizer, manifest, DecoderConfig("beam"))
+    greedy, beam = wer(recognizer, manifest, DecoderConfig("greedy")), wer(recognizer, manifest, DecoderConfig("beam"))
     with_lm = wer(recognizer, manifest, DecoderConfig("beam", lm=str(lm)))
     assert with_lm <= 0.75 * greedy and beam == pytest.approx(greedy, abs=0.05), (greedy, beam, with_lm)
 

@@ -28,6 +28,16 @@ class BundleError(ValueError):
     pass
 
 
+def model_path(name) -> Path:
+    """The file a model is named by: None or "default" the model shipped with the package, anything else a path."""
+    if name is not None and str(name) != "default":
+        return Path(name)
+    if not DEFAULT_MODEL.exists():
+        raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
+                                "(--model FILE, made by `asr train` or `asr export`)")
+    return DEFAULT_MODEL
+
+
 def save_bundle(path, model: DeepSpeech2, tokenizer, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` and `tokenizer` to one file; floating-point weights are stored as `dtype`."""
     path = Path(path)

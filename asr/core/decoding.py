@@ -1,16 +1,15 @@
-"""Turning CTC log-probabilities into token sequences: greedy best path, beam search through
-torchaudio's flashlight-based `ctc_decoder` (lexicon-free or lexicon-constrained, with or without a KenLM
-word n-gram), a choice among known transcripts (isolated words, commands), and word timestamps with
-confidences from the CTC alignment.
+"""Turning CTC log-probabilities into token sequences: greedy best path, beam search with flashlight-text's
+decoders (lexicon-free or lexicon-constrained, with or without a KenLM word n-gram), a choice among known
+transcripts (isolated words, commands), and word timestamps with confidences from the CTC alignment.
 
 Shapes: B batch, T output steps, V vocabulary (token ids, BLANK = 0).
 """
 
 import copy
 import math
-import tempfile
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,11 +17,12 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
-from asr.core.lm import LMError, lexicon_path, read_lexicon, read_tuned
+from asr.core.lm import LMError, lexicon_path, model_lm, read_lexicon, read_tuned
 from asr.core.text import BLANK, WORD_SEPARATOR, normalize
 
 CHOICE_LATTICE = 1 << 24  # CTC forward variables (T, C, 2L+1) the choice decoder holds at once: 64 MB
 WORD_START = "▁"  # SentencePiece's mark on a piece that begins a word
+UNKNOWN_WORD = "<unk>"  # flashlight's word for a spelling outside the lexicon (with unk_score > -inf)
 DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE = 2.0, 0.0  # when neither the caller nor `asr tune-lm` set them
 
 
@@ -65,31 +65,63 @@ def word_alignment(path: list[int], tokenizer) -> list[tuple[str, int, int]]:
     return [(tokenizer.decode(ids), start, end) for ids, start, end in words]
 
 
+KINDS = ("greedy", "beam", "choice")
+BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "word_score", "unk_score")
+BEAM_DEFAULTS = {"beam_size": 50, "beam_threshold": 25.0, "unk_score": -math.inf}
+
+
 @dataclass
 class DecoderConfig:
-    """How log-probabilities become text. With an LM, lm_weight and word_score left at None come from the
-    values `asr tune-lm` wrote next to it (LM.tuned.json), else DEFAULT_LM_WEIGHT and DEFAULT_WORD_SCORE."""
+    """How log-probabilities become text. A field left at None is decided by resolve_decoder, for the model at
+    hand; the decoders take only the configs it returns, every field decided."""
 
-    kind: str = "greedy"  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
-    beam_size: int = 50  # hypotheses kept after each step
-    beam_threshold: float = 25.0  # hypotheses scoring this far below the best are pruned
+    kind: str | None = None  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
+    beam_size: int | None = None  # hypotheses kept after each step (50)
+    beam_threshold: float | None = None  # hypotheses scoring this far below the best are pruned (25)
     lm: str | None = None  # KenLM word n-gram, ARPA or binary (`asr lm build`)
-    lexicon: str | None = None  # words the beam may spell; default with an LM: LM.lexicon.txt, else none
-    lm_weight: float | None = None  # weight of the LM's log-probability
-    word_score: float | None = None  # added for every word: > 0 favours more words
-    unk_score: float = -math.inf  # added for an unknown word: a prefix of lexicon spellings that is no word
+    lexicon: str | None = None  # words the beam may spell (with an LM: LM.lexicon.txt)
+    lm_weight: float | None = None  # weight of the LM's log-probability (LM.tuned.json's, else 2)
+    word_score: float | None = None  # added for every word: > 0 favours more words (LM.tuned.json's, else 0)
+    unk_score: float | None = None  # added for an unknown word: a prefix of lexicon spellings that is no word (-inf)
     nbest: int = 1  # hypotheses returned per utterance by BeamSearchDecoder.nbest
     choices: str | None = None  # "choice": a file of the transcripts every utterance is one of, one per line
 
-    def __post_init__(self):
-        if self.kind not in ("greedy", "beam", "choice"):
-            raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {self.kind!r}")
-        if self.kind != "beam" and (self.lm or self.lexicon):
-            raise ValueError("an LM or a lexicon needs beam search: use the 'beam' decoder (--decoder beam)")
-        if (self.kind == "choice") != bool(self.choices):
-            raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
-        if self.beam_size < 1 or self.nbest < 1:
-            raise ValueError(f"beam_size ({self.beam_size}) and nbest ({self.nbest}) must be at least 1")
+
+def resolve_decoder(request: DecoderConfig | None = None, model=None) -> DecoderConfig:
+    """The decoder a model decodes with, every field decided: the one place that decides it.
+
+    `model` is the model's file (None: a model without one). What `request` leaves at None: the kind is "choice"
+    with a choices file, "beam" with a beam option or with an LM beside the model (lm.model_lm: the shipped
+    model's default.lm.bin), else "greedy"; beam search given neither LM nor lexicon uses the model's LM; the
+    lexicon is the LM's, the weights those `asr tune-lm` found for the LM, else the defaults.
+    """
+    cfg = replace(request or DecoderConfig())
+    given = [name for name in BEAM_OPTIONS if getattr(cfg, name) is not None]
+    own_lm = model_lm(model) if model is not None else None
+    cfg.kind = cfg.kind or ("choice" if cfg.choices else "beam" if given or own_lm else "greedy")
+    check_request(cfg, given)
+    if cfg.kind != "beam":
+        return cfg
+    if own_lm and not (cfg.lm or cfg.lexicon):
+        cfg.lm = os.path.abspath(own_lm)
+    tuned = read_tuned(cfg.lm) if cfg.lm else {}
+    return replace(cfg, lexicon=cfg.lexicon or (str(lexicon_path(cfg.lm)) if cfg.lm else None),
+                   lm_weight=first_set(cfg.lm_weight, tuned.get("lm_weight"), DEFAULT_LM_WEIGHT),
+                   word_score=first_set(cfg.word_score, tuned.get("word_score"), DEFAULT_WORD_SCORE),
+                   **{name: first_set(getattr(cfg, name), value) for name, value in BEAM_DEFAULTS.items()})
+
+
+def check_request(cfg: DecoderConfig, given: list[str]) -> None:
+    """ValueError for a decoder config that asks for what its kind cannot do."""
+    if cfg.kind not in KINDS:
+        raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {cfg.kind!r}")
+    if cfg.kind != "beam" and given:
+        raise ValueError(f"--{given[0].replace('_', '-')} is a beam-search option: the {cfg.kind} decoder takes "
+                         "none (beam search is --decoder beam)")
+    if (cfg.kind == "choice") != bool(cfg.choices):
+        raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
+    if (cfg.beam_size or 1) < 1 or cfg.nbest < 1:
+        raise ValueError(f"beam_size ({cfg.beam_size}) and nbest ({cfg.nbest}) must be at least 1")
 
 
 @dataclass
@@ -100,56 +132,74 @@ class Hypothesis:
 
 
 class BeamSearchDecoder:
-    """CTC beam search over a tokenizer's vocabulary with torchaudio's `ctc_decoder` (flashlight-text).
+    """CTC beam search over a tokenizer's vocabulary with flashlight-text's lexicon and lexicon-free decoders (those
+    of torchaudio's `ctc_decoder`, built here from the lexicon in memory rather than from files: start-up,
+    docs/benchmarks.md section 5).
 
     Without a lexicon it is lexicon-free and spells anything; with one (always with an LM) it spells only
     lexicon words (and, with unk_score > -inf, prefixes of them as unknown words). Word boundaries: "|"
-    for characters, a piece starting with "▁" for SentencePiece. The LM is loaded once: `reweighted`
-    shares it.
+    for characters, a piece starting with "▁" for SentencePiece. The LM and the lexicon's trie are made
+    once: `reweighted` shares them.
     """
 
     def __init__(self, tokenizer, cfg: DecoderConfig):
+        """`cfg`: a config from resolve_decoder, every field decided."""
+        from flashlight.lib.text.decoder import ZeroLM
+        from flashlight.lib.text.dictionary import Dictionary
+
         self.tokenizer, self.cfg = tokenizer, cfg
-        tuned = read_tuned(cfg.lm) if cfg.lm else {}
-        self.lm_weight = first_set(cfg.lm_weight, tuned.get("lm_weight"), DEFAULT_LM_WEIGHT)
-        self.word_score = first_set(cfg.word_score, tuned.get("word_score"), DEFAULT_WORD_SCORE)
-        self.sil_token = next(t for t in (WORD_SEPARATOR, WORD_START, tokenizer.vocab[BLANK]) if t in tokenizer.vocab)
+        self.lm_weight, self.word_score = cfg.lm_weight, cfg.word_score
+        sil_token = next(t for t in (WORD_SEPARATOR, WORD_START, tokenizer.vocab[BLANK]) if t in tokenizer.vocab)
+        self.sil = tokenizer.vocab.index(sil_token)
         if cfg.lm:
             check_lm_file(cfg.lm)
-        lexicon = cfg.lexicon or (lexicon_path(cfg.lm) if cfg.lm else None)
-        self.spelled = self._spell(lexicon) if lexicon else None  # the lexicon in the model's tokens
-        self.kenlm = self._load_lm() if cfg.lm else None
+        spellings = spell_lexicon(read_lexicon(cfg.lexicon, cfg.lm), tokenizer, self.sil) if cfg.lexicon else {}
+        self.words = Dictionary([UNKNOWN_WORD, *spellings])  # word ids, for the LM and the trie
+        self.words.set_default_index(0)
+        self.lm = self._load_lm() if cfg.lm else ZeroLM()
+        self.trie = self._trie(spellings) if spellings else None
         self.search = self._build()
-
-    def _spell(self, lexicon) -> Path:
-        """Write the lexicon's words spelled in the tokenizer's tokens to a file that lives with `self`."""
-        self.files = tempfile.TemporaryDirectory(prefix="asr-lexicon-")
-        path = Path(self.files.name) / "lexicon.txt"
-        path.write_text(spell_lexicon(read_lexicon(lexicon, self.cfg.lm), self.tokenizer, self.sil_token))
-        return path
 
     def _load_lm(self):
         from flashlight.lib.text.decoder.kenlm import KenLM
-        from flashlight.lib.text.dictionary import create_word_dict, load_words
 
-        try:  # the same word dictionary as ctc_decoder makes from the same lexicon file
-            return KenLM(self.cfg.lm, create_word_dict(load_words(str(self.spelled))))
+        try:
+            return KenLM(self.cfg.lm, self.words)
         except RuntimeError as err:
             raise LMError(f"{self.cfg.lm}: not a KenLM language model (ARPA or binary): "
                           f"{str(err).splitlines()[-1]}; build one with `asr lm build`") from None
 
-    def _build(self):
-        from torchaudio.models.decoder import ctc_decoder
+    def _trie(self, spellings: dict[str, list[int]]):
+        """The lexicon's spellings in a trie, each word's node scored with its unigram LM score, smeared up."""
+        from flashlight.lib.text.decoder import SmearingMode, Trie
 
-        return ctc_decoder(
-            lexicon=str(self.spelled) if self.spelled else None, tokens=self.tokenizer.vocab, lm=self.kenlm,
-            nbest=self.cfg.nbest, beam_size=self.cfg.beam_size, beam_threshold=self.cfg.beam_threshold,
-            lm_weight=self.lm_weight, word_score=self.word_score, unk_score=self.cfg.unk_score,
-            blank_token=self.tokenizer.vocab[BLANK], sil_token=self.sil_token,
+        trie, start = Trie(len(self.tokenizer), self.sil), self.lm.start(False)
+        for spelling, index in zip(spellings.values(), self.words.map_entries_to_indices(list(spellings))):
+            trie.insert(spelling, index, self.lm.score(start, index)[1])
+        trie.smear(SmearingMode.MAX)
+        return trie
+
+    def _build(self):
+        from flashlight.lib.text.decoder import (
+            CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
         )
 
+        cfg = self.cfg
+        shared = {"beam_size": cfg.beam_size, "beam_size_token": len(self.tokenizer),
+                  "beam_threshold": cfg.beam_threshold, "lm_weight": self.lm_weight, "sil_score": 0.0,
+                  "log_add": False, "criterion_type": CriterionType.CTC}
+        if not self.trie:
+            return LexiconFreeDecoder(LexiconFreeDecoderOptions(**shared), self.lm, self.sil, BLANK, [])
+        options = LexiconDecoderOptions(**shared, word_score=self.word_score, unk_score=cfg.unk_score)
+        return LexiconDecoder(options, self.trie, self.lm, self.sil, BLANK, self.words.get_index(UNKNOWN_WORD), [],
+                              False)
+
     def reweighted(self, lm_weight: float, word_score: float) -> "BeamSearchDecoder":
-        """The same decoder with other LM weight and word score, sharing the loaded LM."""
+        """The same decoder with other LM weight and word score, sharing the loaded LM and the trie."""
         other = copy.copy(self)
         other.lm_weight, other.word_score = lm_weight, word_score
         other.search = other._build()
@@ -158,16 +208,18 @@ class BeamSearchDecoder:
     def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         """log_probs (B, T, V), lengths (B,) -> for each utterance its best hypotheses, best first."""
         emissions = log_probs.detach().float().cpu().contiguous()
-        lengths = lengths.cpu()
+        B, _, V = emissions.shape
         results = []
-        for hyps, length in zip(self.search(emissions, lengths), lengths.tolist()):
-            results.append([self._hypothesis(h, length) for h in hyps])
+        for b, length in enumerate(lengths.tolist()):
+            hyps = self.search.decode(emissions.data_ptr() + 4 * b * emissions.stride(0), length, V)  # float32
+            results.append([self._hypothesis(h, length) for h in hyps[:self.cfg.nbest]])
         return results
 
     def _hypothesis(self, h, length: int) -> Hypothesis:
-        # flashlight's path has a virtual step before the first and after the last one, where it puts
-        # a silence token that the emissions never had: keep only the tokens of steps 1..length
-        tokens = [t for t, step in zip(h.tokens.tolist(), h.timesteps.tolist()) if 1 <= step <= length]
+        # flashlight's path has a virtual step before the first and after the last one, where it puts a silence
+        # token that the emissions never had: keep the tokens that start a run in steps 1..length, blanks dropped
+        path = h.tokens
+        tokens = [token for step, token in enumerate(path[1:length + 1], 1) if token not in (BLANK, path[step - 1])]
         return Hypothesis(tokens, self.tokenizer.decode(tokens), h.score)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
@@ -192,19 +244,19 @@ def check_lm_file(path) -> None:
                       "binary); build one with `asr lm build`")
 
 
-def spell_lexicon(words: list[str], tokenizer, sil_token: str) -> str:
-    """A flashlight lexicon, "WORD t1 t2 ... |" per line, of the words the tokenizer can spell."""
-    lines = []
+def spell_lexicon(words: list[str], tokenizer, sil: int) -> dict[str, list[int]]:
+    """{WORD: its token ids} of the words the tokenizer can spell, ending with the silence token `sil` where that
+    is the word separator "|" (characters)."""
+    end = [sil] if tokenizer.vocab[sil] == WORD_SEPARATOR else []
+    spellings = {}
     for word in words:
         try:
-            ids = tokenizer.encode(word)
+            spellings[word] = tokenizer.encode(word) + end
         except ValueError:  # characters outside the vocabulary, e.g. "<unk>" or "<s>" from a KenLM vocab
             continue
-        spelling = [tokenizer.vocab[i] for i in ids] + ([sil_token] if sil_token == WORD_SEPARATOR else [])
-        lines.append(f"{word} {' '.join(spelling)}\n")
-    if not lines:
+    if not spellings:
         raise LMError(f"none of the {len(words)} lexicon words can be spelled with the model's tokens")
-    return "".join(lines)
+    return spellings
 
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (B, T, V), (B,) -> B token-id lists
@@ -264,7 +316,8 @@ def read_choices(path, tokenizer) -> list[list[int]]:
 
 
 def build_decoder(tokenizer, cfg: DecoderConfig) -> Decoder:
-    """The decoder a config asks for: greedy_decode, a BeamSearchDecoder (which loads the LM), or a ChoiceDecoder."""
+    """The decoder a config from resolve_decoder asks for: greedy_decode, a BeamSearchDecoder (which loads the
+    LM), or a ChoiceDecoder."""
     if cfg.kind == "choice":
         return ChoiceDecoder(tokenizer, cfg.choices)
     return greedy_decode if cfg.kind == "greedy" else BeamSearchDecoder(tokenizer, cfg)

@@ -5,6 +5,9 @@ the lexicon (every word of the text, spelled in characters) and, after `asr tune
     lm.arpa or lm.bin      the n-gram model, ARPA text or KenLM binary (fast to load)
     lm.lexicon.txt         WORD W O R D |, one word a line: the words beam search may spell
     lm.tuned.json          {"lm_weight": ..., "word_score": ...} found best on a dev set
+
+Named MODEL.lm.bin (or .lm.arpa) beside a model file MODEL.safetensors, an LM is that model's own: it decodes
+with beam search and that LM unless told otherwise (asr.core.decoding.resolve_decoder).
 """
 
 import functools
@@ -29,11 +32,18 @@ KENLM_MEMORY = "30%"  # lmplz's sorting memory, of the machine's RAM
 # (the 3-gram of the synthetic recipe: 9.0 MB instead of 15.6 MB), as Mozilla DeepSpeech ships its scorer
 BINARY_FORMAT = ["-q", "8", "-b", "8", "trie"]
 FALLBACK_DISCOUNT = 0.5  # for an order whose counts-of-counts give none below 1 (lmplz's --discount_fallback)
+MODEL_LM_SUFFIXES = (".lm.bin", ".lm.arpa")  # an LM beside a model file MODEL.safetensors: MODEL.lm.bin
 INSTALL_KENLM = "build KenLM's lmplz and build_binary with `bash scripts/build_kenlm.sh`"
 
 
 class LMError(ValueError):
     pass
+
+
+def model_lm(model) -> Path | None:
+    """The LM beside a model's file (MODEL.lm.bin or MODEL.lm.arpa, as default.lm.bin beside the shipped
+    default.safetensors), which it decodes with unless told otherwise; None if it has none."""
+    return next((lm for suffix in MODEL_LM_SUFFIXES if (lm := Path(model).with_suffix(suffix)).is_file()), None)
 
 
 def lexicon_path(lm) -> Path:

@@ -1,6 +1,5 @@
 """Scoring a model on manifests: WER/CER and one reference/hypothesis row per utterance."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from asr.core.manifest import Utterance
@@ -23,19 +22,12 @@ class Report:
 
 def evaluate(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> Report:
     """Transcribe `utterances` and score them against their normalised transcripts."""
-    line_of = manifest_lines(utterances)
     total, rows = ErrorCounts(), []
-    for result in recognizer.transcribe([u.audio_filepath for u in utterances], batch_size, words=False):
-        reference = normalize(line_of(result.audio_filepath).text)
+    sources = [u.audio_filepath for u in utterances]
+    for index, result in recognizer.numbered_transcripts(sources, batch_size, words=False):
+        reference = normalize(utterances[index].text)
         counts = error_counts(reference, result.text)
         total += counts
         rows.append({"audio_filepath": result.audio_filepath, "reference": reference,
                      "hypothesis": result.text, "word_errors": counts.word_errors, "words": counts.words})
     return Report(total, rows, len(utterances) - len(rows))
-
-
-def manifest_lines(utterances: list[Utterance]) -> Callable[[str], Utterance]:
-    """For the audio path of each result in turn (results come in manifest order, the unreadable files left out),
-    the utterance of its manifest line: each line is scored on its own, also when two lines name one file."""
-    pending = iter(utterances)
-    return lambda path: next(u for u in pending if str(u.audio_filepath) == path)

@@ -31,7 +31,7 @@ from torch import nn
 
 from asr.core import config
 from asr.core.audio import SAMPLE_RATE
-from asr.core.bundle import DEFAULT_MODEL, bundle_from_checkpoint, load_bundle, save_bundle
+from asr.core.bundle import bundle_from_checkpoint, load_bundle, model_path, save_bundle
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import BLANK, tokenizer_from_dict
 from asr.inference.formats import EXPORT_FORMATS
@@ -147,10 +147,8 @@ class OnnxModel:
 def load_source(source: str) -> tuple[DeepSpeech2, object]:
     """(model, tokenizer) from 'default' (the shipped model), a model bundle, or a checkpoint of asr train
     (.ckpt, read through a bundle so that it is checked the same way)."""
-    if source == "default":
-        return load_bundle(DEFAULT_MODEL)
     if Path(source).suffix != ".ckpt":
-        return load_bundle(source)
+        return load_bundle(model_path(source))
     with tempfile.TemporaryDirectory() as tmp:
         return load_bundle(bundle_from_checkpoint(source, Path(tmp) / "model.safetensors"))
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,15 +29,18 @@ from asr.core.audio import (
     source_name,
     stream_audio,
 )
-from asr.core.bundle import DEFAULT_MODEL, BundleError, load_bundle
-from asr.core.decoding import DecoderConfig, Word, build_decoder, word_timestamps
+from asr.core.bundle import BundleError, load_bundle, model_path
+from asr.core.decoding import DecoderConfig, Word, build_decoder, resolve_decoder, word_timestamps
 from asr.inference.chunking import MAX_CHUNK_SECONDS, Chunk, chunks
 from asr.inference.quantize import quantize_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LM = DEFAULT_MODEL.with_name("default.lm.bin")  # shipped beside the default model where it helps it
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers in glibc's malloc.h
+
+
+# a batch of chunks through the model: their (source index, name, Chunk)s, log-probs (B, T, V) and lengths (B,)
+LogProbBatch = tuple[list[tuple[int, str, Chunk]], torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -77,15 +80,19 @@ def check_device(name: str) -> torch.device:
 
 
 class Recognizer:
-    """A trained model with its tokenizer, ready to transcribe."""
+    """A trained model with its tokenizer, ready to transcribe; `path`: the file it was loaded from, whose LM
+    beside it (MODEL.lm.bin) it decodes with unless told otherwise."""
 
-    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None):
-        self.model, self.tokenizer, self.device = model, tokenizer, torch.device(device)
-        self.set_decoder(decoder or DecoderConfig())
+    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None,
+                 path: str | os.PathLike | None = None):
+        self.model, self.tokenizer, self.device, self.path = model, tokenizer, torch.device(device), path
+        self.set_decoder(decoder)
 
-    def set_decoder(self, cfg: DecoderConfig) -> None:
-        """Decode with `cfg` from now on: greedy, or beam search (an LM is loaded here)."""
-        self.decoder_config, self.decode = cfg, build_decoder(self.tokenizer, cfg)
+    def set_decoder(self, request: DecoderConfig | None = None) -> None:
+        """Decode from now on as `request` asks, what it leaves open decided for this model by resolve_decoder
+        (None: the model's default); a beam search's LM is loaded here."""
+        self.decoder_config = resolve_decoder(request, self.path)
+        self.decode = build_decoder(self.tokenizer, self.decoder_config)
 
     @torch.inference_mode()
     def log_probs(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,13 +105,25 @@ class Recognizer:
 
     def recognize(self, waves: list[torch.Tensor], words: bool = True) -> list[tuple[str, list[Word]]]:
         """Text and timed words (with `words`; else none) for each of a list of 16 kHz mono waveforms (S_i,)."""
-        log_probs, lengths = self.log_probs(waves)
+        return self.decoded(*self.log_probs(waves), words)
+
+    def decoded(self, log_probs: torch.Tensor, lengths: torch.Tensor, words: bool) -> list[tuple[str, list[Word]]]:
+        """Text and timed words (with `words`; else none) for each of log-probs (B, T, V) with lengths (B,)."""
         step = self.model.cfg.output_step_seconds
         results = []
         for probs, length, ids in zip(log_probs, lengths.tolist(), self.decode(log_probs, lengths)):
             timed = word_timestamps(probs[:length], ids, self.tokenizer, step) if words else []
             results.append((self.tokenizer.decode(ids), timed))
         return results
+
+    def log_prob_batches(self, sources, batch_size: int = 8, on_error: Callable[[AudioError], None] | None = None,
+                         sample_rate: int = SAMPLE_RATE) -> Iterator[LogProbBatch]:
+        """The model run over the sources' chunks `batch_size` at a time, as `transcribe` runs it, so that
+        `asr evaluate` and `asr tune-lm` decode the same log-probs. Unreadable sources go to `on_error` (default:
+        logged)."""
+        map_large_allocations()
+        for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
+            yield batch, *self.log_probs([chunk.wave for _, _, chunk in batch])
 
     def transcribe(self, sources, batch_size: int = 8, on_error: Callable[[AudioError], None] | None = None,
                    words: bool = True, sample_rate: int = SAMPLE_RATE,
@@ -119,18 +138,24 @@ class Recognizer:
         `progress` is called after each batch with the seconds of audio it held. A source that cannot be
         read is passed to `on_error` (default: logged) and skipped.
         """
+        for _, transcript in self.numbered_transcripts(sources, batch_size, on_error, words, sample_rate, progress):
+            yield transcript
+
+    def numbered_transcripts(self, sources, batch_size: int = 8,
+                             on_error: Callable[[AudioError], None] | None = None, words: bool = True,
+                             sample_rate: int = SAMPLE_RATE,
+                             progress: Callable[[float], None] | None = None) -> Iterator[tuple[int, Transcript]]:
+        """(index of the source, its Transcript), as `transcribe` gives the transcripts."""
         if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
             sources = [sources]
-        map_large_allocations()
         current, parts = None, []  # the source being put together: its index, and (chunk start, text, words)
-        for batch in batched(numbered_chunks(sources, sample_rate, on_error or report), batch_size):
-            results = self.recognize([chunk.wave for _, _, chunk in batch], words)
-            for (index, name, chunk), (text, timed) in zip(batch, results):
+        for batch, log_probs, lengths in self.log_prob_batches(sources, batch_size, on_error, sample_rate):
+            for (index, name, chunk), (text, timed) in zip(batch, self.decoded(log_probs, lengths, words)):
                 if index != current:  # a new source (one that failed part-way leaves its parts behind)
                     current, parts = index, []
                 parts.append((chunk.start, text, timed))  # not the chunk: its samples are done with
                 if chunk.last:
-                    yield stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
+                    yield index, stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
             if progress:
                 progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
 
@@ -140,7 +165,12 @@ def stitch(name: str, parts: list[tuple[float, str, list[Word]]], duration: floa
     words in its time."""
     words = [Word(w.word, round(start + w.start, 3), round(start + w.end, 3), w.confidence)
              for start, _, timed in parts for w in timed]
-    return Transcript(name, " ".join(text for _, text, _ in parts if text), round(duration, 3), words)
+    return Transcript(name, joined(text for _, text, _ in parts), round(duration, 3), words)
+
+
+def joined(texts: Iterable[str]) -> str:
+    """The text of a recording from its chunks' texts in order."""
+    return " ".join(text for text in texts if text)
 
 
 @functools.cache
@@ -218,48 +248,26 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def audio_batches(sources: Iterable, batch_size: int,
-                  on_error: Callable[[AudioError], None] | None = None) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """Lists of up to `batch_size` (name, 16 kHz waveform (S,)) of the readable `sources`, in order."""
-    pending: list[tuple[str, torch.Tensor]] = []
-    for source in sources:
-        try:
-            pending.append((source_name(source), load_audio(source)))
-        except AudioError as err:
-            (on_error or report)(err)
-        if len(pending) == batch_size:
-            yield pending
-            pending = []
-    if pending:
-        yield pending
-
-
 def report(err: AudioError) -> None:
     log.error("skipped %s", err)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = None,
                decoder: DecoderConfig | None = None, quantize: str | None = None) -> Recognizer:
-    """A Recognizer for a model bundle; with no path, the default model shipped with the package.
+    """A Recognizer for a model bundle; None or "default": the default model shipped with the package.
 
-    `decoder` picks greedy decoding (the default; for the default model: beam search with its LM, which
-    beam search there always uses unless given another LM or a lexicon) or beam search, e.g.
-    DecoderConfig("beam", lm="lm.bin") for a word n-gram made by `asr lm build`.
+    `decoder` says how to decode, what it leaves open decided by resolve_decoder: a model with an LM beside
+    its file (MODEL.lm.bin, as the shipped model has) decodes with beam search and that LM, others greedily;
+    e.g. DecoderConfig("greedy"), or DecoderConfig(lm="lm.bin") for a word n-gram made by `asr lm build`.
     `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.inference.quantize).
     An ONNX export (`asr export --format onnx`, with its JSON beside it) runs in onnxruntime on the CPU.
     """
-    if path is not None and exported_format(path) == "onnx":
+    path = model_path(path)
+    if exported_format(path) == "onnx":
         return load_onnx(path, device, decoder, quantize)
-    if path is None:
-        if not DEFAULT_MODEL.exists():
-            raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
-                                    "(--model FILE, made by `asr train` or `asr export`)")
-        path = DEFAULT_MODEL
-        if DEFAULT_LM.exists() and (decoder is None or (decoder.kind == "beam" and not decoder.lm and not decoder.lexicon)):
-            decoder = replace(decoder or DecoderConfig("beam"), lm=str(DEFAULT_LM))  # beam search with its LM
     device = check_device(device or ("cpu" if quantize else default_device()))  # int8 runs on the CPU only
     model, tokenizer = load_bundle(path, device)
-    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder)
+    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder, path)
 
 
 def exported_format(path: str | os.PathLike) -> str | None:
@@ -285,7 +293,7 @@ def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize:
         model = OnnxModel(path)
     except ImportError:
         raise BundleError(f"{path}: an ONNX model needs onnxruntime: pip install -e '.[export]'") from None
-    return Recognizer(model, model.tokenizer, "cpu", decoder)
+    return Recognizer(model, model.tokenizer, "cpu", decoder, path)
 
 
 def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:

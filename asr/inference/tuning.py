@@ -1,7 +1,9 @@
 """`asr tune-lm`: search the LM weight and word score of beam search on a dev set.
 
-The model runs over the dev set once; the log-probabilities are then decoded at every point of a grid
-(or at random points), in parallel processes forked after the LM is loaded, so it is loaded only once.
+The model runs over the dev set once, as `asr evaluate` runs it (Recognizer.log_prob_batches: recordings over
+30 s in chunks, batches alike), so the weights are tuned on the decodings that evaluate scores; the
+log-probabilities are then decoded at every point of a grid (or at random points), in parallel processes
+forked after the LM is loaded, so it is loaded only once.
 """
 
 import itertools
@@ -16,8 +18,7 @@ from asr.core.decoding import BeamSearchDecoder, greedy_decode
 from asr.core.manifest import Utterance
 from asr.core.metrics import ErrorCounts, error_counts
 from asr.core.text import normalize
-from asr.inference.evaluate import manifest_lines
-from asr.inference.transcribe import Recognizer, audio_batches
+from asr.inference.transcribe import Recognizer, joined
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ RANDOM_RANGES = {"lm_weight": (0.0, 4.0), "word_score": (-3.0, 3.0)}
 
 @dataclass
 class DevSet:
-    log_probs: list[torch.Tensor]  # one (T_i, V) per utterance, float32
+    log_probs: list[list[torch.Tensor]]  # per utterance, one (T_c, V) per chunk, float32
     references: list[str]  # normalised
 
 
@@ -40,26 +41,30 @@ class Trial:
 
 
 def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> DevSet:
-    """Run the model once over the utterances whose audio can be read."""
-    line_of = manifest_lines(utterances)
-    dev = DevSet([], [])
-    for items in audio_batches([u.audio_filepath for u in utterances], batch_size):
-        log_probs, lengths = recognizer.log_probs([wave for _, wave in items])
-        for (name, _), probs, length in zip(items, log_probs, lengths.tolist()):
-            dev.log_probs.append(probs[:length].clone())
-            dev.references.append(normalize(line_of(name).text))
+    """Run the model once over the utterances whose audio can be read, each manifest line on its own."""
+    dev, current, chunks = DevSet([], []), None, []  # the utterance being put together: index, (T_c, V) each
+    for batch, log_probs, lengths in recognizer.log_prob_batches([u.audio_filepath for u in utterances], batch_size):
+        for (index, _, chunk), probs, length in zip(batch, log_probs, lengths.tolist()):
+            if index != current:  # a new utterance (one that failed part-way leaves its chunks behind, as evaluate)
+                current, chunks = index, []
+            chunks.append(probs[:length].clone())
+            if chunk.last:
+                dev.log_probs.append(chunks)
+                dev.references.append(normalize(utterances[index].text))
     if not dev.log_probs:
         raise ValueError("no utterance of the dev manifest could be read")
     return dev
 
 
+def transcripts(decode, dev: DevSet, tokenizer) -> list[str]:
+    """The dev set decoded by a decoder ((B, T, V), (B,) -> token ids), one chunk at a time."""
+    return [joined(tokenizer.decode(decode(probs[None], torch.tensor([len(probs)]))[0]) for probs in chunks)
+            for chunks in dev.log_probs]
+
+
 def score(decode, dev: DevSet, tokenizer) -> ErrorCounts:
-    """Summed errors of a decoder ((B, T, V), (B,) -> token ids) over the dev set, one utterance at a time."""
-    total = ErrorCounts()
-    for probs, reference in zip(dev.log_probs, dev.references):
-        ids = decode(probs[None], torch.tensor([len(probs)]))[0]
-        total += error_counts(reference, tokenizer.decode(ids))
-    return total
+    """Summed errors of a decoder ((B, T, V), (B,) -> token ids) over the dev set."""
+    return sum(map(error_counts, dev.references, transcripts(decode, dev, tokenizer)), ErrorCounts())
 
 
 def grid(lm_weights: list[float], word_scores: list[float]) -> list[tuple[float, float]]:

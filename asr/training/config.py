@@ -119,13 +119,6 @@ TRAINING_ONLY = {"dropout", "frontend.freq_masks", "frontend.freq_mask_width", "
                  "frontend.time_mask_width", "frontend.time_mask_max_ratio"}
 
 
-def init_path(source: str) -> Path:
-    """The bundle that init_from names: a path, or "default" for the model shipped with asr."""
-    from asr.core.bundle import DEFAULT_MODEL  # torch: only for a config that fine-tunes
-
-    return DEFAULT_MODEL if source == "default" else Path(source)
-
-
 def fine_tuning_model(source: str, model: dict) -> dict:
     """The model section of a config that fine-tunes the bundle `source`: the bundle's network with the config's
     `model` over it, whose other keys must have the bundle's values (ConfigError naming the first that does not).
@@ -143,10 +136,10 @@ def fine_tuning_model(source: str, model: dict) -> dict:
 def bundle_network(source: str) -> dict:
     """The model settings of bundle `source` that its weights depend on, as a model section; not the vocabulary
     size, which is the tokenizer's."""
-    from asr.core.bundle import BundleError, load_bundle
+    from asr.core.bundle import BundleError, load_bundle, model_path
 
     try:
-        network = config.to_dict(load_bundle(init_path(source))[0].cfg)
+        network = config.to_dict(load_bundle(model_path(source))[0].cfg)
     except BundleError as err:
         raise config.ConfigError(f"init_from: {err}") from None
     for key in TRAINING_ONLY | {"vocab_size"}:

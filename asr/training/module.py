@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from asr.core import config
-from asr.core.bundle import load_bundle
+from asr.core.bundle import load_bundle, model_path
 from asr.core.decoding import greedy_decode
 from asr.core.model import DeepSpeech2
 from asr.core.text import BLANK, tokenizer_from_dict
-from asr.training.config import ExperimentConfig, init_path
+from asr.training.config import ExperimentConfig
 from asr.training.metrics import ErrorRate
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
     With `new_head`, the output layer is left as initialised and the tokenizer may differ: the encoder
     (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
     """
-    path = init_path(source)
+    path = model_path(source)
     model, tokenizer = load_bundle(path)
     if not new_head and tokenizer.to_dict() != module.tokenizer.to_dict():
         raise config.ConfigError(f"init_from {path}: the bundle's tokenizer differs from this config's "
