@@ -10,7 +10,16 @@ from asr.core.augment import AugmentConfig
 from asr.core.model import ModelConfig
 from asr.core.text import TokenizerConfig
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def find_conf_dir() -> Path:
+    """The configs named by `asr train NAME`: asr/conf in an installed wheel (pyproject.toml ships the top-level
+    conf/ as the package asr.conf), else conf/ beside asr/ in a source checkout (editable installs included)."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "conf"
+    return shipped if shipped.is_dir() else package.parent / "conf"
+
+
+CONF_DIR = find_conf_dir()
 
 
 @dataclass
