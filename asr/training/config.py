@@ -39,7 +39,6 @@ class DataConfig:
     # training speeds, e.g. [0.9, 1.0, 1.1]: a batch may then exceed max_batch_seconds by 1 / min(speed)
     speed_perturb: list[float] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # rooms, noise, telephone, gain, clipping
-    seed: int = 0
 
     def __post_init__(self):
         if not 0 <= self.min_duration <= self.max_duration:
@@ -77,7 +76,7 @@ class OptimConfig:
 @dataclass
 class ExperimentConfig:
     exp_dir: str = "exp/run"  # checkpoints, logs and the exported model go here
-    seed: int = 0
+    seed: int = 0  # the one seed: weights' init, batch order, augmentation and DataLoader workers
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 class SpeechDataModule(L.LightningDataModule):
     """Train and validation DataLoaders over manifests, sharded across ranks by DurationBatchSampler.
 
-    Build the Trainer with use_distributed_sampler=False so that Lightning leaves the sampler alone.
+    Build the Trainer with use_distributed_sampler=False so that Lightning leaves the sampler alone. `seed`, the
+    experiment's, orders the batches and seeds their augmentation and the DataLoader workers.
     """
 
-    def __init__(self, cfg: DataConfig, tokenizer, model: ModelConfig | None = None):
+    def __init__(self, cfg: DataConfig, tokenizer, model: ModelConfig | None = None, seed: int = 0):
         super().__init__()
         self.cfg = cfg
+        self.seed = seed
         self.tokenizer = tokenizer
         self.model = model  # with it, utterances CTC cannot align for this model are dropped when read
         self.train_set: list[Utterance] = []
@@ -56,7 +58,7 @@ class SpeechDataModule(L.LightningDataModule):
             self.train_set = [u for corpus in corpora for u in corpus]
             self.train_groups = [c for c, corpus in enumerate(corpora) for _ in corpus]
             if self.augmenter is None and (self.cfg.augment.enabled or self.cfg.speed_perturb):
-                self.augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.cfg.seed)
+                self.augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.seed)
             if self.cfg.train_weights:
                 log.info("training mix per epoch: %s", mix_summary(self.cfg.train_manifests, corpora,
                                                                    self.cfg.train_weights))
@@ -97,7 +99,7 @@ class SpeechDataModule(L.LightningDataModule):
             max_batch_size=self.cfg.max_batch_size,
             shuffle=train,
             sorta_grad=train and self.cfg.sorta_grad,
-            seed=self.cfg.seed,
+            seed=self.seed,
             num_replicas=self.trainer.world_size if attached else 1,
             rank=self.trainer.global_rank if attached else 0,
             groups=self.train_groups if train else None,
@@ -112,7 +114,7 @@ class SpeechDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.cfg.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.cfg.seed),  # workers' seeds, not drawn from the global RNG
+            generator=torch.Generator().manual_seed(self.seed),  # workers' seeds, not drawn from the global RNG
         )
 
 
