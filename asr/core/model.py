@@ -26,7 +26,7 @@ class ModelConfig:
     rnn_hidden: int = 1024
     rnn_merge: str = "sum"  # how the two directions combine: "sum" (H) or "concat" (2H)
     dropout: float = 0.1
-    vocab_size: int = 29  # set from the tokenizer
+    vocab_size: int = 29  # the tokenizer's size: training sets it (an experiment config may not), a bundle stores it
 
     def __post_init__(self):
         if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):
