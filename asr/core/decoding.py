@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
+from asr.core.config import ConfigError
 from asr.core.lm import LMError, lexicon_path, read_lexicon, read_tuned
 from asr.core.text import BLANK, WORD_SEPARATOR, normalize
 
@@ -83,13 +84,13 @@ class DecoderConfig:
 
     def __post_init__(self):
         if self.kind not in ("greedy", "beam", "choice"):
-            raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {self.kind!r}")
+            raise ConfigError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {self.kind!r}")
         if self.kind != "beam" and (self.lm or self.lexicon):
-            raise ValueError("an LM or a lexicon needs beam search: use the 'beam' decoder (--decoder beam)")
+            raise ConfigError("an LM or a lexicon needs beam search: use the 'beam' decoder (--decoder beam)")
         if (self.kind == "choice") != bool(self.choices):
-            raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
+            raise ConfigError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
         if self.beam_size < 1 or self.nbest < 1:
-            raise ValueError(f"beam_size ({self.beam_size}) and nbest ({self.nbest}) must be at least 1")
+            raise ConfigError(f"beam_size ({self.beam_size}) and nbest ({self.nbest}) must be at least 1")
 
 
 @dataclass
@@ -249,7 +250,7 @@ def read_choices(path, tokenizer) -> list[list[int]]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the choices ({getattr(err, 'strerror', None) or err})") from None
+        raise ConfigError(f"{path}: cannot read the choices ({getattr(err, 'strerror', None) or err})") from None
     choices = {}
     for number, line in enumerate(lines, 1):
         if not (text := normalize(line)):
@@ -257,9 +258,9 @@ def read_choices(path, tokenizer) -> list[list[int]]:
         try:
             choices.setdefault(text, tokenizer.encode(text))
         except ValueError as err:
-            raise ValueError(f"{path}, line {number}: the model cannot spell {line.strip()!r}: {err}") from None
+            raise ConfigError(f"{path}, line {number}: the model cannot spell {line.strip()!r}: {err}") from None
     if not choices:
-        raise ValueError(f"{path}: no choices in the file (one transcript per line)")
+        raise ConfigError(f"{path}: no choices in the file (one transcript per line)")
     return list(choices.values())
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from asr.core.decoding import BeamSearchDecoder, greedy_decode
-from asr.core.manifest import Utterance
+from asr.core.manifest import ManifestError, Utterance
 from asr.core.metrics import ErrorCounts, error_counts
 from asr.core.text import normalize
 from asr.inference.evaluate import manifest_lines
@@ -49,7 +49,7 @@ def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_siz
             dev.log_probs.append(probs[:length].clone())
             dev.references.append(normalize(line_of(name).text))
     if not dev.log_probs:
-        raise ValueError("no utterance of the dev manifest could be read")
+        raise ManifestError("no utterance of the dev manifest could be read")
     return dev
 
 

@@ -42,20 +42,22 @@ class DataConfig:
 
     def __post_init__(self):
         if not 0 <= self.min_duration <= self.max_duration:
-            raise ValueError(
+            raise config.ConfigError(
                 f"data: need 0 <= min_duration <= max_duration, got {self.min_duration} and {self.max_duration}"
             )
         if any(speed <= 0 for speed in self.speed_perturb):
-            raise ValueError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
+            raise config.ConfigError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
         if self.train_weights and len(self.train_weights) != len(self.train_manifests):
-            raise ValueError(f"data.train_weights: one weight per train manifest ({len(self.train_manifests)}), "
-                             f"got {len(self.train_weights)}")
+            raise config.ConfigError(f"data.train_weights: one weight per train manifest "
+                                     f"({len(self.train_manifests)}), got {len(self.train_weights)}")
         if self.train_weights and (min(self.train_weights) < 0 or not any(self.train_weights)):
-            raise ValueError(f"data.train_weights must not be negative, and one must be above 0: {self.train_weights}")
+            raise config.ConfigError(f"data.train_weights must not be negative, and one must be above 0: "
+                                     f"{self.train_weights}")
         if not (self.max_batch_seconds > 0 and (self.max_batch_size is None or self.max_batch_size >= 1)
                 and self.num_workers >= 0):
-            raise ValueError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and num_workers >= 0, "
-                             f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
+            raise config.ConfigError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and "
+                                     f"num_workers >= 0, "
+                                     f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
 
 
 @dataclass
@@ -69,8 +71,9 @@ class OptimConfig:
     def __post_init__(self):
         if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.warmup_ratio <= 1 and self.final_lr_ratio >= 0
                 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
-            raise ValueError(f"optim: need lr > 0, weight_decay >= 0, warmup_ratio in [0, 1], final_lr_ratio >= 0 "
-                             f"and two betas in [0, 1), got {self}")
+            raise config.ConfigError(f"optim: need lr > 0, weight_decay >= 0, warmup_ratio in [0, 1], "
+                                     f"final_lr_ratio >= 0 "
+                                     f"and two betas in [0, 1), got {self}")
 
 
 @dataclass
@@ -88,10 +91,11 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if self.save_every_n_steps < 0:
-            raise ValueError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
-                             f"got {self.save_every_n_steps}")
+            raise config.ConfigError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
+                                     f"got {self.save_every_n_steps}")
         if self.init_new_head and not self.init_from:
-            raise ValueError("init_new_head=true keeps the encoder of the init_from model, but init_from is not set")
+            raise config.ConfigError("init_new_head=true keeps the encoder of the init_from model, but init_from is "
+                                     "not set")
 
 
 def resolve_config_path(name: str) -> Path:

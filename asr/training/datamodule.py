@@ -9,8 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.core.augment import Augmenter
+from asr.core.config import ConfigError
 from asr.core.ctc import trainable
-from asr.core.manifest import Utterance, read_manifest
+from asr.core.manifest import ManifestError, Utterance, read_manifest
 from asr.core.model import ModelConfig
 from asr.training.config import DataConfig
 from asr.training.dataset import SpeechDataset, collate
@@ -73,21 +74,21 @@ class SpeechDataModule(L.LightningDataModule):
             log.info("%s: dropped %d of %d utterances outside [%g, %g] s", ", ".join(manifests),
                      len(utterances) - len(kept), len(utterances), self.cfg.min_duration, self.cfg.max_duration)
         if utterances and not kept:
-            raise ValueError(f"{', '.join(manifests)}: no utterance lasts between min_duration and max_duration")
+            raise ManifestError(f"{', '.join(manifests)}: no utterance lasts between min_duration and max_duration")
         if self.model is not None:
             kept = trainable(kept, self.tokenizer, self.model, speed, ", ".join(manifests))
             if utterances and not kept:
-                raise ValueError(f"{', '.join(manifests)}: no utterance can be trained on; run `asr check-manifest`")
+                raise ManifestError(f"{', '.join(manifests)}: no utterance can be trained on; run `asr check-manifest`")
         return kept
 
     def train_dataloader(self) -> DataLoader:
         if not self.train_set:
-            raise ValueError("no training data: set data.train_manifests (and call setup() first)")
+            raise ConfigError("no training data: set data.train_manifests (and call setup() first)")
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
         if not self.val_set:
-            raise ValueError("no validation data: set data.val_manifests (and call setup() first)")
+            raise ConfigError("no validation data: set data.val_manifests (and call setup() first)")
         return self._loader(self.val_set, train=False)
 
     def _loader(self, utterances: list[Utterance], train: bool) -> DataLoader:
