@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from asr.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
 
 log = logging.getLogger("asr")
@@ -20,15 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging()
-    from asr.core.audio import AudioError
-    from asr.core.bundle import BundleError
-    from asr.core.config import ConfigError
-    from asr.corpora.librispeech import DownloadError
-
     try:
         return args.run(args) or 0
-    except (AudioError, BundleError, ConfigError, DownloadError, FileNotFoundError, MemoryError,
-            ValueError) as err:
+    except (AsrError, FileNotFoundError, MemoryError) as err:  # what the user can fix; anything else is a bug
         print(f"asr {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `asr transcribe ... | head`: the reader has gone, stop quietly
@@ -337,11 +332,12 @@ def is_global_zero() -> bool:
 def run_export(args) -> None:
     import torch
 
+    from asr.core.config import ConfigError
     from asr.inference.export import export, load_source
 
     if args.dtype != "float32" and args.format != "bundle":
-        raise ValueError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks "
-                         "it)")
+        raise ConfigError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks "
+                          "it)")
     print(export(*load_source(args.source), args.out, args.format, args.quantize, getattr(torch, args.dtype)))
 
 
@@ -374,12 +370,12 @@ def load_recognizer(args, decoder=None):
 
 
 def run_evaluate(args) -> int:
-    from asr.core.manifest import read_manifest
+    from asr.core.manifest import ManifestError, read_manifest
     from asr.inference.evaluate import evaluate
 
     manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]  # before the model loads
     if empty := [manifest for manifest, utterances in manifests if not utterances]:
-        raise ValueError(f"{empty[0]}: no utterances in the manifest, nothing to score")
+        raise ManifestError(f"{empty[0]}: no utterances in the manifest, nothing to score")
     recognizer = load_recognizer(args, decoder_request(args))
     rows, skipped = [], 0
     for manifest, utterances in manifests:
@@ -401,6 +397,7 @@ def run_evaluate(args) -> int:
 
 
 def run_transcribe(args) -> int:
+    from asr.core.config import ConfigError
     from asr.inference.transcribe import find_audio
     from asr.inference.writers import SUBTITLES, render, tab_line
 
@@ -408,7 +405,8 @@ def run_transcribe(args) -> int:
         log.setLevel(logging.WARNING)
     found = list(find_audio(args.inputs))
     if args.format in SUBTITLES and len(found) > 1 and not args.output_dir:
-        raise ValueError(f"--format {args.format} makes one document per file: give --output-dir for {len(found)} files")
+        raise ConfigError(f"--format {args.format} makes one document per file: give --output-dir for "
+                          f"{len(found)} files")
     if args.plot:  # before the model loads
         from asr.inference.plot import check_plottable
 
@@ -585,12 +583,13 @@ def run_tune_lm(args) -> None:
 
 
 def check_not_onnx(model: str | None, what: str) -> None:
-    """ValueError if `model` is an ONNX export: `what` looks inside the PyTorch network."""
+    """ConfigError if `model` is an ONNX export: `what` looks inside the PyTorch network."""
+    from asr.core.config import ConfigError
     from asr.inference.transcribe import exported_format
 
     if model and exported_format(model) == "onnx":
-        raise ValueError(f"{what} looks inside the PyTorch network: give the model bundle that {model} was "
-                         "exported from")
+        raise ConfigError(f"{what} looks inside the PyTorch network: give the model bundle that {model} was "
+                          "exported from")
 
 
 def run_inspect_gates(args) -> None:

@@ -118,7 +118,7 @@ def ours(manifest: Path, name: str, batch_size: int, steps: int, warmup: int, wo
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         use_distributed_sampler=False)
     module = ASRModule(config.to_dict(cfg), tokenizer.to_dict())
-    trainer.fit(module, datamodule=SpeechDataModule(cfg.data, tokenizer, cfg.model))
+    trainer.fit(module, datamodule=SpeechDataModule(cfg.data, tokenizer, cfg.model, seed=cfg.seed))
     return {"seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds, "audio_seconds": timer.audio,
             "padded_seconds": timer.padded, "steps": trainer.global_step - warmup,
             "parameters": sum(p.numel() for p in module.model.parameters())}

@@ -22,6 +22,8 @@ def test_named_configs_load_and_overrides_apply():
 
 @pytest.mark.parametrize("override, message", [
     ("model.rnn_hiden=32", "unknown config key 'model.rnn_hiden'"),
+    ("data.seed=1", "unknown config key 'data.seed'"),  # one seed: the top-level one
+    ("model.vocab_size=100", "model.vocab_size is not a setting"),  # training takes it from the tokenizer
     ("model.frontend.kind=spectrogram", "frontend.kind must be one of"),
     ("model.rnn_layers=two", "'model.rnn_layers' must be int"),
     ("data.train_manifests=a.jsonl", "'data.train_manifests' must be list"),

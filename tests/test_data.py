@@ -396,6 +396,26 @@ def test_datamodule_concatenates_manifests_drops_out_of_range_and_builds_loaders
     assert sorted(i for batch in val for i in batch.indices.tolist()) == [0, 1]
 
 
+def test_the_experiment_seed_orders_the_batches_and_seeds_their_augmentation_and_the_workers(tmp_path):
+    utts = make_corpus(tmp_path / "wav", [(0.2 + 0.01 * i, "A") for i in range(12)])
+    write_manifest(tmp_path / "m.jsonl", utts)
+    cfg = DataConfig(train_manifests=[str(tmp_path / "m.jsonl")], max_batch_seconds=1.0, num_workers=0,
+                     sorta_grad=False)
+
+    def drawn(seed: int) -> tuple[list[list[Draw]], int]:
+        """The first epoch's batches (indices and augmentation seeds) and the workers' base seed."""
+        dm = SpeechDataModule(cfg, CharTokenizer(), seed=seed)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        return list(loader.batch_sampler), loader.generator.initial_seed()
+
+    assert drawn(1) == drawn(1)
+    (batches, workers), (other_batches, other_workers) = drawn(1), drawn(2)
+    assert flatten([[d.index for d in b] for b in batches]) != flatten([[d.index for d in b] for b in other_batches])
+    assert {d.seed for d in flatten(batches)}.isdisjoint(d.seed for d in flatten(other_batches))
+    assert workers != other_workers
+
+
 def test_data_config_rejects_inverted_duration_range():
     with pytest.raises(ValueError, match="min_duration <= max_duration"):
         DataConfig(min_duration=5.0, max_duration=1.0)

@@ -15,6 +15,7 @@ from asr.core.text import (
     tokenizer_from_dict,
     train_sentencepiece,
 )
+from asr.errors import AsrError
 
 LJSPEECH = Path(__file__).resolve().parent / "data" / "ljspeech_300.txt"  # the first lines of LJ Speech's text
 
@@ -123,7 +124,7 @@ def test_train_sentencepiece_explains_bad_vocab_size(tmp_path, sentences, vocab_
 
 
 def test_train_sentencepiece_rejects_empty_text(tmp_path):
-    with pytest.raises(ValueError, match="no text"):
+    with pytest.raises(AsrError, match="no text"):
         train_sentencepiece(["", "?!"], tmp_path / "sp.model")
 
 

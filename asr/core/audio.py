@@ -15,12 +15,14 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from asr.errors import AsrError
+
 SAMPLE_RATE = 16000  # Hz, the rate of every waveform inside asr
 HEADER_READ_THREADS = 16  # header reads wait on the disk, not the CPU
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")  # what soundfile reads and writes
 
 
-class AudioError(Exception):
+class AudioError(AsrError):
     """An audio file that is missing, empty, corrupt or not audio at all."""
 
     def __init__(self, path, cause: str):

@@ -20,6 +20,7 @@ import torch
 import torchaudio.functional as AF
 
 from asr.core.audio import SAMPLE_RATE
+from asr.core.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,14 @@ class AugmentConfig:
     def __post_init__(self):
         for name in ("reverb", "noise", "babble", "telephone", "gain", "clip"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"data.augment.{name} is a probability: it must be in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"data.augment.{name} is a probability: it must be in [0, 1], "
+                                  f"got {getattr(self, name)}")
         for name in ("rt60", "babble_talkers", "snr_db", "gain_db", "clip_level"):
             low, high = getattr(self, name)
             if low > high:
-                raise ValueError(f"data.augment.{name}: a [low, high] range, got {getattr(self, name)}")
+                raise ConfigError(f"data.augment.{name}: a [low, high] range, got {getattr(self, name)}")
         if self.reverb and (self.rooms < 1 or self.rt60[0] <= 0):
-            raise ValueError("data.augment: reverb needs rooms >= 1 and a positive rt60 range")
+            raise ConfigError("data.augment: reverb needs rooms >= 1 and a positive rt60 range")
 
     @property
     def enabled(self) -> bool:

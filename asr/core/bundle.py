@@ -18,14 +18,15 @@ from asr.core import config
 from asr.core.features import FrontendConfig
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import Tokenizer, tokenizer_from_dict
+from asr.errors import AsrError
 
 FORMAT = "asr-bundle"
 VERSION = "1"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.safetensors"  # shipped with the package
 
 
-class BundleError(ValueError):
-    pass
+class BundleError(AsrError, ValueError):
+    """A model file that is not a bundle of asr, or a damaged one."""
 
 
 def model_path(name) -> Path:

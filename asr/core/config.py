@@ -13,9 +13,11 @@ from typing import Any
 
 import yaml
 
+from asr.errors import AsrError
 
-class ConfigError(ValueError):
-    pass
+
+class ConfigError(AsrError, ValueError):
+    """A config key or command-line setting that is unknown, of the wrong type or out of range."""
 
 
 def read_yaml(path) -> dict:
@@ -27,6 +29,8 @@ def read_yaml(path) -> dict:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

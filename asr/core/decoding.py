@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
 
+from asr.core.config import ConfigError
 from asr.core.lm import LMError, lexicon_path, model_lm, read_lexicon, read_tuned
 from asr.core.text import BLANK, WORD_SEPARATOR, normalize
 
@@ -112,16 +113,16 @@ def resolve_decoder(request: DecoderConfig | None = None, model=None) -> Decoder
 
 
 def check_request(cfg: DecoderConfig, given: list[str]) -> None:
-    """ValueError for a decoder config that asks for what its kind cannot do."""
+    """ConfigError for a decoder config that asks for what its kind cannot do."""
     if cfg.kind not in KINDS:
-        raise ValueError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {cfg.kind!r}")
+        raise ConfigError(f"decoder kind must be 'greedy', 'beam' or 'choice', not {cfg.kind!r}")
     if cfg.kind != "beam" and given:
-        raise ValueError(f"--{given[0].replace('_', '-')} is a beam-search option: the {cfg.kind} decoder takes "
+        raise ConfigError(f"--{given[0].replace('_', '-')} is a beam-search option: the {cfg.kind} decoder takes "
                          "none (beam search is --decoder beam)")
     if (cfg.kind == "choice") != bool(cfg.choices):
-        raise ValueError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
+        raise ConfigError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
     if (cfg.beam_size or 1) < 1 or cfg.nbest < 1:
-        raise ValueError(f"beam_size ({cfg.beam_size}) and nbest ({cfg.nbest}) must be at least 1")
+        raise ConfigError(f"beam_size ({cfg.beam_size}) and nbest ({cfg.nbest}) must be at least 1")
 
 
 @dataclass
@@ -301,7 +302,7 @@ def read_choices(path, tokenizer) -> list[list[int]]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the choices ({getattr(err, 'strerror', None) or err})") from None
+        raise ConfigError(f"{path}: cannot read the choices ({getattr(err, 'strerror', None) or err})") from None
     choices = {}
     for number, line in enumerate(lines, 1):
         if not (text := normalize(line)):
@@ -309,9 +310,9 @@ def read_choices(path, tokenizer) -> list[list[int]]:
         try:
             choices.setdefault(text, tokenizer.encode(text))
         except ValueError as err:
-            raise ValueError(f"{path}, line {number}: the model cannot spell {line.strip()!r}: {err}") from None
+            raise ConfigError(f"{path}, line {number}: the model cannot spell {line.strip()!r}: {err}") from None
     if not choices:
-        raise ValueError(f"{path}: no choices in the file (one transcript per line)")
+        raise ConfigError(f"{path}: no choices in the file (one transcript per line)")
     return list(choices.values())
 
 

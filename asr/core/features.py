@@ -14,6 +14,7 @@ import torchaudio
 from torch import nn
 
 from asr.core.audio import SAMPLE_RATE
+from asr.core.config import ConfigError
 
 KINDS = ("linear", "log_mel", "mfcc")
 LOG_EPSILON = 1e-6
@@ -55,18 +56,18 @@ class FrontendConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"frontend.kind must be one of {KINDS}, got {self.kind!r}")
+            raise ConfigError(f"frontend.kind must be one of {KINDS}, got {self.kind!r}")
         if not (0 < self.win_ms <= MAX_MS and 0 < self.hop_ms <= MAX_MS) or min(self.win_length, self.hop_length) < 1:
-            raise ValueError(f"frontend.win_ms and hop_ms must each cover at least one sample at {SAMPLE_RATE} Hz, "
-                             f"and at most {MAX_MS} ms, got {self.win_ms} and {self.hop_ms}")
+            raise ConfigError(f"frontend.win_ms and hop_ms must each cover at least one sample at {SAMPLE_RATE} Hz, "
+                              f"and at most {MAX_MS} ms, got {self.win_ms} and {self.hop_ms}")
         if self.n_mels < 1 or (self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels):
-            raise ValueError(f"frontend: need n_mels >= 1 (and 1 <= n_mfcc <= n_mels for mfcc), got {self.n_mels} "
-                             f"and {self.n_mfcc}")
+            raise ConfigError(f"frontend: need n_mels >= 1 (and 1 <= n_mfcc <= n_mels for mfcc), got {self.n_mels} "
+                              f"and {self.n_mfcc}")
         if min(self.freq_masks, self.freq_mask_width, self.time_masks, self.time_mask_width) < 0:
-            raise ValueError("frontend: SpecAugment mask counts and widths must not be negative")
+            raise ConfigError("frontend: SpecAugment mask counts and widths must not be negative")
         if max(self.freq_masks, self.time_masks) > MAX_MASKS:  # each is a module: a crafted count must not fill memory
-            raise ValueError(f"frontend: at most {MAX_MASKS} SpecAugment masks of a kind, got {self.freq_masks} "
-                             f"and {self.time_masks}")
+            raise ConfigError(f"frontend: at most {MAX_MASKS} SpecAugment masks of a kind, got {self.freq_masks} "
+                              f"and {self.time_masks}")
 
 
 def frame_lengths(sample_lengths: torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:

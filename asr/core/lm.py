@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from asr.core.text import WORD_SEPARATOR, normalize
+from asr.errors import AsrError
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ MODEL_LM_SUFFIXES = (".lm.bin", ".lm.arpa")  # an LM beside a model file MODEL.s
 INSTALL_KENLM = "build KenLM's lmplz and build_binary with `bash scripts/build_kenlm.sh`"
 
 
-class LMError(ValueError):
-    pass
+class LMError(AsrError, ValueError):
+    """An n-gram LM, lexicon or tuned-weights file that cannot be built or used."""
 
 
 def model_lm(model) -> Path | None:
@@ -161,9 +162,10 @@ def read_lexicon(path, lm=None) -> list[str]:
     """The words of a lexicon file: the first field of each line (spellings, if any, are ignored)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:
         made_for = f" for the LM {lm}" if lm else ""
-        raise LMError(f"{path}: cannot read the lexicon{made_for} ({err.strerror}); `asr lm build` writes one "
+        why = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise LMError(f"{path}: cannot read the lexicon{made_for} ({why}); `asr lm build` writes one "
                       "next to the LM, or pass another with --lexicon") from None
     return [line.split()[0] for line in lines if line.strip()]
 

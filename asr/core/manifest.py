@@ -10,10 +10,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asr.errors import AsrError
+
 MANIFEST_KEYS = {"audio_filepath": (str,), "duration": (int, float), "text": (str,)}  # key -> JSON types
 
 
-class ManifestError(ValueError):
+class ManifestError(AsrError, ValueError):
     """A manifest line that is not a JSON object with audio_filepath, duration and text."""
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asr.core.config import ConfigError
 from asr.core.features import Frontend, FrontendConfig, frame_lengths, padding_mask
 
 
@@ -26,22 +27,22 @@ class ModelConfig:
     rnn_hidden: int = 1024
     rnn_merge: str = "sum"  # how the two directions combine: "sum" (H) or "concat" (2H)
     dropout: float = 0.1
-    vocab_size: int = 29  # set from the tokenizer
+    vocab_size: int = 29  # the tokenizer's size: training sets it (an experiment config may not), a bundle stores it
 
     def __post_init__(self):
         if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):
-            raise ValueError("model.conv_channels, conv_kernels and conv_strides must have the same length")
+            raise ConfigError("model.conv_channels, conv_kernels and conv_strides must have the same length")
         if self.rnn_merge not in ("sum", "concat"):
-            raise ValueError(f"model.rnn_merge must be 'sum' or 'concat', got {self.rnn_merge!r}")
+            raise ConfigError(f"model.rnn_merge must be 'sum' or 'concat', got {self.rnn_merge!r}")
         if not self.conv_channels or min(self.conv_channels) < 1 or self.rnn_layers < 1 or self.rnn_hidden < 1:
-            raise ValueError("model: need at least one conv layer, and conv_channels, rnn_layers and rnn_hidden "
-                             f"of at least 1, got {self.conv_channels}, {self.rnn_layers} and {self.rnn_hidden}")
+            raise ConfigError("model: need at least one conv layer, and conv_channels, rnn_layers and rnn_hidden "
+                              f"of at least 1, got {self.conv_channels}, {self.rnn_layers} and {self.rnn_hidden}")
         for name in ("conv_kernels", "conv_strides"):
             if any(len(pair) != 2 or min(pair) < 1 for pair in getattr(self, name)):
-                raise ValueError(f"model.{name}: each entry is a [freq, time] pair of positive integers, "
-                                 f"got {getattr(self, name)}")
+                raise ConfigError(f"model.{name}: each entry is a [freq, time] pair of positive integers, "
+                                  f"got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def output_step_seconds(self) -> float:

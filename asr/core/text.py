@@ -15,6 +15,9 @@ from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from asr.core.config import ConfigError
+from asr.errors import AsrError
+
 BLANK = 0  # CTC blank id in every tokenizer
 WORD_SEPARATOR = "|"  # stands for a space in the character vocabulary, as in wav2vec2/flashlight
 CHAR_VOCAB = ["<blank>", WORD_SEPARATOR, "'"] + list(string.ascii_uppercase)
@@ -160,14 +163,14 @@ class SentencePieceTokenizer:
         try:
             proto = Path(path).read_bytes()
         except OSError as err:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: cannot read the SentencePiece model ({err.strerror}); "
                 "check the path or train one with asr.core.text.train_sentencepiece"
             ) from err
         try:
             return cls(proto)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+            raise ConfigError(f"{path}: {err}") from err
 
     def __len__(self) -> int:
         return len(self.vocab)
@@ -199,13 +202,13 @@ def train_sentencepiece(
 ) -> Path:
     """Train a SentencePiece model on normalised `texts`, write it to `out_path` (.model), return the path."""
     if model_type not in ("unigram", "bpe"):
-        raise ValueError(f"model_type must be 'unigram' or 'bpe', not {model_type!r}")
+        raise ConfigError(f"model_type must be 'unigram' or 'bpe', not {model_type!r}")
     sentences = [s for s in map(normalize, texts) if s]
     if not sentences:
-        raise ValueError("no text to train a SentencePiece model on: every sentence is empty after normalisation")
+        raise AsrError("no text to train a SentencePiece model on: every sentence is empty after normalisation")
     needed = len(set("".join(sentences))) + 1  # every character (space as "▁") plus <unk>
     if vocab_size < needed:
-        raise ValueError(f"vocab_size={vocab_size} is too small: the characters alone need {needed} pieces")
+        raise ConfigError(f"vocab_size={vocab_size} is too small: the characters alone need {needed} pieces")
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
@@ -214,7 +217,7 @@ def train_sentencepiece(
             normalization_rule_name="identity", minloglevel=2,
         )
     except RuntimeError as err:
-        raise ValueError(
+        raise ConfigError(
             f"cannot train a {model_type} SentencePiece model with vocab_size={vocab_size} on "
             f"{len(sentences)} sentences: {str(err).split('] ')[-1]} "
             "Use more text or a smaller vocab_size."
@@ -237,12 +240,12 @@ def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
         return CharTokenizer()
     if cfg.kind == "sentencepiece":
         if not cfg.model:
-            raise ValueError(
+            raise ConfigError(
                 "tokenizer kind 'sentencepiece' needs model: the path to a .model file "
                 "(train one with asr.core.text.train_sentencepiece)"
             )
         return SentencePieceTokenizer.from_file(cfg.model)
-    raise ValueError(f"unknown tokenizer kind {cfg.kind!r}; use 'char' or 'sentencepiece'")
+    raise ConfigError(f"unknown tokenizer kind {cfg.kind!r}; use 'char' or 'sentencepiece'")
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:

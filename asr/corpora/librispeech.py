@@ -23,8 +23,10 @@ from rich.console import Console
 from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
 from asr.core.audio import HEADER_READ_THREADS, audio_duration
-from asr.core.manifest import Utterance, write_manifest
+from asr.core.config import ConfigError
+from asr.core.manifest import ManifestError, Utterance, write_manifest
 from asr.core.text import normalize
+from asr.errors import AsrError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ CHUNK = 1 << 20  # bytes per read
 TIMEOUT = 60  # seconds without data before a download is given up (and can be resumed)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(AsrError, RuntimeError):
     """A download that failed, was cut short, or whose content is not what was expected."""
 
 
@@ -57,7 +59,7 @@ def librispeech_archives(subsets: list[str], lm_text: bool = False, mirror: str 
     official ones, e.g. for a mirror serving its own archives."""
     unknown = sorted(set(subsets) - set(LIBRISPEECH_SHA256))
     if unknown:
-        raise ValueError(f"unknown LibriSpeech subset {unknown[0]!r}; the subsets are {', '.join(LIBRISPEECH_SHA256)}")
+        raise ConfigError(f"unknown LibriSpeech subset {unknown[0]!r}; the subsets are {', '.join(LIBRISPEECH_SHA256)}")
     checksums, mirror = checksums or {}, mirror.rstrip("/")
     archives = [(f"{mirror}/12/{s}.tar.gz", checksums.get(f"{s}.tar.gz", LIBRISPEECH_SHA256[s])) for s in subsets]
     if lm_text:
@@ -68,11 +70,15 @@ def librispeech_archives(subsets: list[str], lm_text: bool = False, mirror: str 
 def read_checksums(path: str | os.PathLike) -> dict[str, str]:
     """{file name: sha256} from a `sha256sum` output file ("HASH  NAME" lines)."""
     sums = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a `sha256sum` output file (not UTF-8 text)") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             digest, _, name = line.strip().partition(" ")
             if len(digest) != 64 or not name.strip():
-                raise ValueError(f"{path} line {n}: expected 'SHA256  FILE_NAME', got {line!r}")
+                raise ConfigError(f"{path} line {n}: expected 'SHA256  FILE_NAME', got {line!r}")
             sums[Path(name.strip().lstrip("*")).name] = digest.lower()
     return sums
 
@@ -207,6 +213,15 @@ def download_librispeech(out_dir: str | os.PathLike, subsets: list[str], lm_text
     return list(dict.fromkeys(extracted))
 
 
+def read_transcripts(path: Path) -> list[str]:
+    """The lines of a LibriSpeech *.trans.txt file; ManifestError if it is not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                            "save the transcripts as UTF-8") from None
+
+
 def prepare_librispeech(root: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write `out_dir/<subset>.jsonl` for every subset of a LibriSpeech-layout folder.
 
@@ -225,7 +240,7 @@ def prepare_librispeech(root: str | os.PathLike, out_dir: str | os.PathLike) -> 
     rows = []  # (subset, audio path, text)
     for trans in transcripts:
         subset = trans.absolute().parents[2].name
-        for n, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(read_transcripts(trans), 1):
             utt_id, _, text = line.strip().partition(" ")
             if not utt_id:
                 continue

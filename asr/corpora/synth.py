@@ -40,6 +40,7 @@ import torch
 
 from asr.core.audio import SAMPLE_RATE, AudioError, load_audio, write_audio
 from asr.core.augment import colored_noise
+from asr.core.config import ConfigError
 from asr.core.manifest import read_manifest
 from asr.core.text import normalize
 
@@ -185,10 +186,10 @@ def available_voices() -> list[Voice]:
 
 
 def check_not_reserved(pattern: str) -> None:
-    """Raise ValueError if `pattern` names a voice reserved for evaluation (by full id or bare name)."""
+    """ConfigError if `pattern` names a voice reserved for evaluation (by full id or bare name)."""
     for reserved in RESERVED_VOICES:
         if pattern.lower() in (reserved.lower(), reserved.split(":", 1)[1].lower()):
-            raise ValueError(
+            raise ConfigError(
                 f"--voices {pattern}: {reserved} is reserved for independent evaluation and is never used "
                 "for training (see DESIGN.md); pick a training voice, written as ENGINE:VOICE"
             )
@@ -204,7 +205,7 @@ def select_voices(patterns: list[str] | None = None) -> list[Voice]:
             check_not_reserved(pattern)
         selected = [v for v in voices if any(p == v.engine or fnmatch.fnmatch(v.id, p) for p in patterns)]
     if not selected:
-        raise ValueError(
+        raise ConfigError(
             f"no voice to synthesize with (asked for {patterns or 'all'}, installed: "
             f"{sorted({v.engine for v in voices}) or 'none'}); run scripts/install_tts.sh"
         )
@@ -531,7 +532,7 @@ def _check_out_dir(out_dir: Path) -> None:
     """Refuse to mix a new corpus into an old one."""
     old = [p.name for p in (*(out_dir / s for s in SPLITS), *(out_dir / f"{s}.jsonl" for s in SPLITS)) if p.exists()]
     if old:
-        raise ValueError(f"{out_dir} already holds a corpus ({', '.join(old)}); delete it or choose another --out")
+        raise ConfigError(f"{out_dir} already holds a corpus ({', '.join(old)}); delete it or choose another --out")
 
 
 def synthesize_corpus(
@@ -547,7 +548,7 @@ def synthesize_corpus(
     Returns {split: manifest path} for the splits train, dev and test.
     """
     if hours <= 0 or jobs < 1 or min(dev_share, test_share) < 0 or dev_share + test_share >= 1:
-        raise ValueError("need hours > 0, jobs >= 1, and dev_share, test_share >= 0 with dev_share + test_share < 1")
+        raise ConfigError("need hours > 0, jobs >= 1, and dev_share, test_share >= 0 with dev_share + test_share < 1")
     if augment_share > 0 and not shutil.which("sox"):
         log.warning("synth: sox is not installed, so no utterance is augmented (run scripts/install_tts.sh)")
         augment_share = 0.0

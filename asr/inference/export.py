@@ -31,9 +31,10 @@ from torch import nn
 
 from asr.core import config
 from asr.core.audio import SAMPLE_RATE
-from asr.core.bundle import bundle_from_checkpoint, load_bundle, model_path, save_bundle
+from asr.core.bundle import BundleError, bundle_from_checkpoint, load_bundle, model_path, save_bundle
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import BLANK, tokenizer_from_dict
+from asr.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS
 from asr.inference.quantize import quantize_model, quantize_onnx
 
@@ -87,7 +88,7 @@ def example_inputs(model: DeepSpeech2) -> tuple[torch.Tensor, torch.Tensor]:
 def export_onnx(model: DeepSpeech2, out: Path) -> Path:
     """Write `model` as an ONNX graph with dynamic batch and length axes."""
     if importlib.util.find_spec("onnx") is None:
-        raise ValueError("ONNX export needs the onnx package: pip install 'asr[export]' (or onnx onnxruntime)")
+        raise AsrError("ONNX export needs the onnx package: pip install 'asr[export]' (or onnx onnxruntime)")
     model = with_conv_spectrograms(model).eval()
     axes = {"waves": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
             "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}}
@@ -131,9 +132,12 @@ class OnnxModel:
         import onnxruntime
 
         path = Path(path)
-        info = json.loads(info_path(path).read_text(encoding="utf-8"))
-        self.cfg = config.from_dict(ModelConfig, info["model_config"])
-        self.tokenizer = tokenizer_from_dict(info["tokenizer"])
+        try:
+            info = json.loads(info_path(path).read_text(encoding="utf-8"))
+            self.cfg = config.from_dict(ModelConfig, info["model_config"])
+            self.tokenizer = tokenizer_from_dict(info["tokenizer"])
+        except (ValueError, KeyError, TypeError) as err:  # JSON, UTF-8, config or tokenizer of another form
+            raise BundleError(f"{info_path(path)}: damaged deployment info ({err}); export the model again") from None
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -158,10 +162,10 @@ def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = 
     """Write `model` as a bundle (weights as `dtype`), or as ONNX or TorchScript with its deployment info
     in info_path(out) beside it."""
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+        raise config.ConfigError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     if quantize and fmt == "bundle":
-        raise ValueError("--quantize int8 is for --format onnx and torchscript: a bundle keeps float weights "
-                         "(quantize at load time: asr transcribe --quantize int8)")
+        raise config.ConfigError("--quantize int8 is for --format onnx and torchscript: a bundle keeps float "
+                                 "weights (quantize at load time: asr transcribe --quantize int8)")
     out = Path(out)
     model = model.cpu().eval()
     if fmt == "bundle":

@@ -12,7 +12,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from asr.core.audio import audio_duration, load_audio
+from asr.core.audio import AudioError, audio_duration, load_audio
+from asr.core.config import ConfigError
 from asr.core.text import BLANK, WORD_SEPARATOR
 from asr.inference.chunking import MAX_CHUNK_SECONDS
 
@@ -29,14 +30,14 @@ def posteriors(recognizer, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def check_plottable(sources: list) -> None:
-    """ValueError unless `sources` is one audio file, short enough to plot."""
+    """ConfigError unless `sources` is one audio file, AudioError unless it is short enough to plot."""
     if len(sources) != 1:
-        raise ValueError(f"--plot draws one audio file; the inputs name {len(sources)}")
+        raise ConfigError(f"--plot draws one audio file; the inputs name {len(sources)}")
     if not isinstance(path := sources[0], (str, os.PathLike)):
-        raise ValueError("--plot draws an audio file, not standard input")
+        raise ConfigError("--plot draws an audio file, not standard input")
     if (seconds := audio_duration(path)) > MAX_PLOT_SECONDS:
-        raise ValueError(f"{path}: {seconds:.1f} s is too long to plot; --plot draws recordings of up to "
-                         f"{MAX_PLOT_SECONDS:.0f} s (cut one out, e.g. `sox {path} part.wav trim 0 20`)")
+        raise AudioError(path, f"{seconds:.1f} s is too long to plot; --plot draws recordings of up to "
+                               f"{MAX_PLOT_SECONDS:.0f} s (cut one out, e.g. `sox {path} part.wav trim 0 20`)")
 
 
 def plot_file(recognizer, path, transcript, out) -> Path:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.core.config import ConfigError
+from asr.errors import AsrError
 from asr.inference.formats import QUANTIZE
 
 
@@ -24,9 +26,9 @@ def quantize_model(model: nn.Module, kind: str | None) -> nn.Module:
     if kind is None:
         return model
     if kind not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {QUANTIZE}, got {kind!r}")
+        raise ConfigError(f"quantize must be one of {QUANTIZE}, got {kind!r}")
     if next(model.parameters()).device.type != "cpu":
-        raise ValueError("int8 dynamic quantization runs on the CPU only: use --device cpu")
+        raise ConfigError("int8 dynamic quantization runs on the CPU only: use --device cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
@@ -38,7 +40,7 @@ def quantize_onnx(model_input: Path, model_output: Path) -> Path:
     to `model_output`. The front-end's nodes (the mel filterbank is a MatMul) stay float32: quantizing
     spectra, whose values span many orders of magnitude, to 8 bits would erase the quiet bins."""
     if importlib.util.find_spec("onnxruntime") is None:
-        raise ValueError("int8 ONNX export needs onnxruntime: pip install 'asr[export]'")
+        raise AsrError("int8 ONNX export needs onnxruntime: pip install 'asr[export]'")
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

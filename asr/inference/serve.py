@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asr.core.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from asr.core.config import ConfigError
 from asr.inference.chunking import Chunk, chunks
 from asr.inference.transcribe import M_ARENA_MAX, Recognizer, Transcript, mallopt, map_large_allocations, stitch
 from asr.inference.writers import cues, render
@@ -250,7 +251,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
                max_upload: int = 25_000_000, model_name: str = "default") -> Starlette:
     """The service around a loaded model; `max_wait` in seconds, `max_upload` in bytes."""
     if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0:
-        raise ValueError("--max-batch, --max-queue and --max-upload-mb must be positive, --max-wait-ms at least 0")
+        raise ConfigError("--max-batch, --max-queue and --max-upload-mb must be positive, --max-wait-ms at least 0")
     map_large_allocations()  # chunks of every length come and go: keep the heap from fragmenting
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)  # the worker threads' own heaps grew RSS by 50 MB in 4 min of soak
     metrics, started = Metrics(), time.monotonic()

@@ -30,6 +30,7 @@ from asr.core.audio import (
     stream_audio,
 )
 from asr.core.bundle import BundleError, load_bundle, model_path
+from asr.core.config import ConfigError
 from asr.core.decoding import DecoderConfig, Word, build_decoder, resolve_decoder, word_timestamps
 from asr.inference.chunking import MAX_CHUNK_SECONDS, Chunk, chunks
 from asr.inference.quantize import quantize_model
@@ -62,20 +63,20 @@ def available_devices() -> list[str]:
 
 
 def check_device(name: str) -> torch.device:
-    """torch.device(name) if this machine has that device; else ValueError naming the ones it has."""
+    """torch.device(name) if this machine has that device; else ConfigError naming the ones it has."""
     here = f"devices here: {', '.join(available_devices())}"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device {name!r}: not a device name ({here})") from None
+        raise ConfigError(f"device {name!r}: not a device name ({here})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: no CUDA device is available (no GPU, or a CPU-only torch); {here}")
+        raise ConfigError(f"device {name!r}: no CUDA device is available (no GPU, or a CPU-only torch); {here}")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: there is no CUDA device {device.index}; {here}")
+        raise ConfigError(f"device {name!r}: there is no CUDA device {device.index}; {here}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r}: MPS is not available; {here}")
+        raise ConfigError(f"device {name!r}: MPS is not available; {here}")
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {name!r}: asr runs on cpu, cuda or mps; {here}")
+        raise ConfigError(f"device {name!r}: asr runs on cpu, cuda or mps; {here}")
     return device
 
 
@@ -283,10 +284,10 @@ def exported_format(path: str | os.PathLike) -> str | None:
 def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize: str | None) -> Recognizer:
     """A Recognizer running an ONNX export in onnxruntime, on the CPU."""
     if quantize:
-        raise ValueError(f"{path}: an ONNX export is quantized when it is exported (`asr export SOURCE OUT.onnx "
-                         "--format onnx --quantize int8`), not when it is loaded")
+        raise ConfigError(f"{path}: an ONNX export is quantized when it is exported (`asr export SOURCE OUT.onnx "
+                          "--format onnx --quantize int8`), not when it is loaded")
     if device not in (None, "cpu"):
-        raise ValueError(f"{path}: an ONNX export runs on the CPU, in onnxruntime (asked for device {device!r})")
+        raise ConfigError(f"{path}: an ONNX export runs on the CPU, in onnxruntime (asked for device {device!r})")
     try:
         from asr.inference.export import OnnxModel
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from asr.core.decoding import BeamSearchDecoder, greedy_decode
-from asr.core.manifest import Utterance
+from asr.core.manifest import ManifestError, Utterance
 from asr.core.metrics import ErrorCounts, error_counts
 from asr.core.text import normalize
 from asr.inference.transcribe import Recognizer, joined
@@ -52,7 +52,7 @@ def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_siz
                 dev.log_probs.append(chunks)
                 dev.references.append(normalize(utterances[index].text))
     if not dev.log_probs:
-        raise ValueError("no utterance of the dev manifest could be read")
+        raise ManifestError("no utterance of the dev manifest could be read")
     return dev
 
 

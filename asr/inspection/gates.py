@@ -14,7 +14,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from asr.core.audio import SAMPLE_RATE, load_audio
+from asr.core.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.core.config import ConfigError
 from asr.core.decoding import greedy_decode, word_alignment
 from asr.core.model import DeepSpeech2, output_lengths
 from asr.inspection.lstm import LSTMActivations, lstm_weights, run_lstm
@@ -48,9 +49,9 @@ def trace_layer(model: DeepSpeech2, wave: torch.Tensor, layer: int, direction: s
     -> features (F, T_frames), log-probabilities (T, V), activations of the layer, each (T, H)
     """
     if not 0 <= layer < len(model.rnns):
-        raise ValueError(f"layer {layer}: the model has LSTM layers 0 to {len(model.rnns) - 1}")
+        raise ConfigError(f"layer {layer}: the model has LSTM layers 0 to {len(model.rnns) - 1}")
     if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        raise ConfigError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
     seen = {}
     hooks = [model.frontend.register_forward_hook(lambda module, args, out: seen.update(features=out[0])),
              model.rnns[layer].register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))]
@@ -71,10 +72,10 @@ def gate_curves(model: DeepSpeech2, tokenizer, path, layer: int = 0, direction: 
                 units: int = 32, device: str | torch.device = "cpu") -> tuple[GateCurves, torch.Tensor]:
     """The curves of one layer and direction over an audio file, and the model's features (F, T_frames)."""
     if units < 1:
-        raise ValueError(f"units={units}: show at least one unit")
+        raise ConfigError(f"units={units}: show at least one unit")
     wave = load_audio(path)  # (S,)
     if output_lengths(model.cfg, torch.tensor([len(wave)])) < 1:
-        raise ValueError(f"{path}: {len(wave) / SAMPLE_RATE:.3f} s of audio is too short for one output step")
+        raise AudioError(path, f"{len(wave) / SAMPLE_RATE:.3f} s of audio is too short for one output step")
     features, log_probs, acts = trace_layer(model, wave.to(device), layer, direction)
     step = model.cfg.output_step_seconds
     steps = torch.arange(len(log_probs))

@@ -12,7 +12,16 @@ from asr.core.augment import AugmentConfig
 from asr.core.model import ModelConfig
 from asr.core.text import TokenizerConfig
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def find_conf_dir() -> Path:
+    """The configs named by `asr train NAME`: asr/conf in an installed wheel (pyproject.toml ships the top-level
+    conf/ as the package asr.conf), else conf/ beside asr/ in a source checkout (editable installs included)."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "conf"
+    return shipped if shipped.is_dir() else package.parent / "conf"
+
+
+CONF_DIR = find_conf_dir()
 
 
 @dataclass
@@ -32,24 +41,25 @@ class DataConfig:
     # training speeds, e.g. [0.9, 1.0, 1.1]: a batch may then exceed max_batch_seconds by 1 / min(speed)
     speed_perturb: list[float] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # rooms, noise, telephone, gain, clipping
-    seed: int = 0
 
     def __post_init__(self):
         if not 0 <= self.min_duration <= self.max_duration:
-            raise ValueError(
+            raise config.ConfigError(
                 f"data: need 0 <= min_duration <= max_duration, got {self.min_duration} and {self.max_duration}"
             )
         if any(speed <= 0 for speed in self.speed_perturb):
-            raise ValueError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
+            raise config.ConfigError(f"data.speed_perturb: speeds must be above 0, got {self.speed_perturb}")
         if self.train_weights and len(self.train_weights) != len(self.train_manifests):
-            raise ValueError(f"data.train_weights: one weight per train manifest ({len(self.train_manifests)}), "
-                             f"got {len(self.train_weights)}")
+            raise config.ConfigError(f"data.train_weights: one weight per train manifest "
+                                     f"({len(self.train_manifests)}), got {len(self.train_weights)}")
         if self.train_weights and (min(self.train_weights) < 0 or not any(self.train_weights)):
-            raise ValueError(f"data.train_weights must not be negative, and one must be above 0: {self.train_weights}")
+            raise config.ConfigError(f"data.train_weights must not be negative, and one must be above 0: "
+                                     f"{self.train_weights}")
         if not (self.max_batch_seconds > 0 and (self.max_batch_size is None or self.max_batch_size >= 1)
                 and self.num_workers >= 0):
-            raise ValueError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and num_workers >= 0, "
-                             f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
+            raise config.ConfigError(f"data: need max_batch_seconds > 0, max_batch_size >= 1 (or null) and "
+                                     f"num_workers >= 0, "
+                                     f"got {self.max_batch_seconds}, {self.max_batch_size} and {self.num_workers}")
 
 
 @dataclass
@@ -63,14 +73,15 @@ class OptimConfig:
     def __post_init__(self):
         if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.warmup_ratio <= 1 and self.final_lr_ratio >= 0
                 and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
-            raise ValueError(f"optim: need lr > 0, weight_decay >= 0, warmup_ratio in [0, 1], final_lr_ratio >= 0 "
-                             f"and two betas in [0, 1), got {self}")
+            raise config.ConfigError(f"optim: need lr > 0, weight_decay >= 0, warmup_ratio in [0, 1], "
+                                     f"final_lr_ratio >= 0 "
+                                     f"and two betas in [0, 1), got {self}")
 
 
 @dataclass
 class ExperimentConfig:
     exp_dir: str = "exp/run"  # checkpoints, logs and the exported model go here
-    seed: int = 0
+    seed: int = 0  # the one seed: weights' init, batch order, augmentation and DataLoader workers
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -84,10 +95,11 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if self.save_every_n_steps < 0:
-            raise ValueError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
-                             f"got {self.save_every_n_steps}")
+            raise config.ConfigError(f"save_every_n_steps must be 0 (only at epoch ends) or more, "
+                                     f"got {self.save_every_n_steps}")
         if self.init_new_head and not self.init_from:
-            raise ValueError("init_new_head=true keeps the encoder of the init_from model, but init_from is not set")
+            raise config.ConfigError("init_new_head=true keeps the encoder of the init_from model, but init_from is "
+                                     "not set")
 
 
 def resolve_config_path(name: str) -> Path:
@@ -105,6 +117,10 @@ def resolve_config_path(name: str) -> Path:
 def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentConfig:
     path = resolve_config_path(name)
     data = config.apply_overrides(config.read_yaml(path), list(overrides))
+    if "vocab_size" in (data.get("model") or {}):  # training sets it from the tokenizer, whatever a YAML says
+        raise config.ConfigError(f"{path}: model.vocab_size is not a setting: the model has one output per token "
+                                 "of the tokenizer (the tokenizer: section), so its size comes from there; remove "
+                                 "model.vocab_size")
     try:
         if data.get("init_from") and isinstance(data.get("model", {}), dict):  # else from_dict names the error
             data["model"] = fine_tuning_model(str(data["init_from"]), data.get("model") or {})

@@ -9,8 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.core.augment import Augmenter
+from asr.core.config import ConfigError
 from asr.core.ctc import trainable
-from asr.core.manifest import Utterance, read_manifest
+from asr.core.manifest import ManifestError, Utterance, read_manifest
 from asr.core.model import ModelConfig
 from asr.training.config import DataConfig
 from asr.training.dataset import SpeechDataset, collate
@@ -22,12 +23,14 @@ log = logging.getLogger(__name__)
 class SpeechDataModule(L.LightningDataModule):
     """Train and validation DataLoaders over manifests, sharded across ranks by DurationBatchSampler.
 
-    Build the Trainer with use_distributed_sampler=False so that Lightning leaves the sampler alone.
+    Build the Trainer with use_distributed_sampler=False so that Lightning leaves the sampler alone. `seed`, the
+    experiment's, orders the batches and seeds their augmentation and the DataLoader workers.
     """
 
-    def __init__(self, cfg: DataConfig, tokenizer, model: ModelConfig | None = None):
+    def __init__(self, cfg: DataConfig, tokenizer, model: ModelConfig | None = None, seed: int = 0):
         super().__init__()
         self.cfg = cfg
+        self.seed = seed
         self.tokenizer = tokenizer
         self.model = model  # with it, utterances CTC cannot align for this model are dropped when read
         self.train_set: list[Utterance] = []
@@ -56,7 +59,7 @@ class SpeechDataModule(L.LightningDataModule):
             self.train_set = [u for corpus in corpora for u in corpus]
             self.train_groups = [c for c, corpus in enumerate(corpora) for _ in corpus]
             if self.augmenter is None and (self.cfg.augment.enabled or self.cfg.speed_perturb):
-                self.augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.cfg.seed)
+                self.augmenter = Augmenter(self.cfg.augment, self.cfg.speed_perturb, seed=self.seed)
             if self.cfg.train_weights:
                 log.info("training mix per epoch: %s", mix_summary(self.cfg.train_manifests, corpora,
                                                                    self.cfg.train_weights))
@@ -71,21 +74,21 @@ class SpeechDataModule(L.LightningDataModule):
             log.info("%s: dropped %d of %d utterances outside [%g, %g] s", ", ".join(manifests),
                      len(utterances) - len(kept), len(utterances), self.cfg.min_duration, self.cfg.max_duration)
         if utterances and not kept:
-            raise ValueError(f"{', '.join(manifests)}: no utterance lasts between min_duration and max_duration")
+            raise ManifestError(f"{', '.join(manifests)}: no utterance lasts between min_duration and max_duration")
         if self.model is not None:
             kept = trainable(kept, self.tokenizer, self.model, speed, ", ".join(manifests))
             if utterances and not kept:
-                raise ValueError(f"{', '.join(manifests)}: no utterance can be trained on; run `asr check-manifest`")
+                raise ManifestError(f"{', '.join(manifests)}: no utterance can be trained on; run `asr check-manifest`")
         return kept
 
     def train_dataloader(self) -> DataLoader:
         if not self.train_set:
-            raise ValueError("no training data: set data.train_manifests (and call setup() first)")
+            raise ConfigError("no training data: set data.train_manifests (and call setup() first)")
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
         if not self.val_set:
-            raise ValueError("no validation data: set data.val_manifests (and call setup() first)")
+            raise ConfigError("no validation data: set data.val_manifests (and call setup() first)")
         return self._loader(self.val_set, train=False)
 
     def _loader(self, utterances: list[Utterance], train: bool) -> DataLoader:
@@ -97,7 +100,7 @@ class SpeechDataModule(L.LightningDataModule):
             max_batch_size=self.cfg.max_batch_size,
             shuffle=train,
             sorta_grad=train and self.cfg.sorta_grad,
-            seed=self.cfg.seed,
+            seed=self.seed,
             num_replicas=self.trainer.world_size if attached else 1,
             rank=self.trainer.global_rank if attached else 0,
             groups=self.train_groups if train else None,
@@ -112,7 +115,7 @@ class SpeechDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.cfg.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.cfg.seed),  # workers' seeds, not drawn from the global RNG
+            generator=torch.Generator().manual_seed(self.seed),  # workers' seeds, not drawn from the global RNG
         )
 
 

@@ -9,6 +9,8 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Sampler
 
+from asr.core.config import ConfigError
+
 DURATION_GRID = 0.05  # seconds; the sampler buckets durations on this grid and shuffles within a cell
 
 
@@ -57,7 +59,7 @@ class DurationBatchSampler(Sampler[list[Draw]]):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         if len(durations) < num_replicas:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(durations)} utterances cannot be shared among {num_replicas} ranks without repeating "
                 "some; use more data or fewer devices"
             )
@@ -162,7 +164,7 @@ class DurationBatchSampler(Sampler[list[Draw]]):
         while len(batches) % self.num_replicas:
             splittable = [j for j, b in enumerate(batches) if len(b) > 1]
             if not splittable:
-                raise ValueError(
+                raise ConfigError(
                     f"{len(batches)} single-utterance batches cannot be shared equally among "
                     f"{self.num_replicas} ranks; raise max_batch_seconds / max_batch_size or use fewer devices"
                 )

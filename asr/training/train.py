@@ -118,7 +118,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callb
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
     module = ASRModule(config.to_dict(cfg), tokenizer.to_dict())
-    datamodule = SpeechDataModule(cfg.data, tokenizer, cfg.model)
+    datamodule = SpeechDataModule(cfg.data, tokenizer, cfg.model, seed=cfg.seed)
     check_before_writing(cfg)
     try:
         trainer = build_trainer(cfg, callbacks, checkpoint_io)
