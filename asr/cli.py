@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
 
 log = logging.getLogger("asr")

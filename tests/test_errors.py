@@ -16,7 +16,7 @@ from asr.core.config import ConfigError
 from asr.core.lm import LMError
 from asr.core.manifest import ManifestError
 from asr.corpora.librispeech import DownloadError
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 
 @pytest.mark.parametrize("error", [AudioError, BundleError, ConfigError, DownloadError, LMError, ManifestError])

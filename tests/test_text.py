@@ -15,7 +15,7 @@ from asr.core.text import (
     tokenizer_from_dict,
     train_sentencepiece,
 )
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 LJSPEECH = Path(__file__).resolve().parent / "data" / "ljspeech_300.txt"  # the first lines of LJ Speech's text
 

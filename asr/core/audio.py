@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 SAMPLE_RATE = 16000  # Hz, the rate of every waveform inside asr
 HEADER_READ_THREADS = 16  # header reads wait on the disk, not the CPU

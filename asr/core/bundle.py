@@ -18,7 +18,7 @@ from asr.core import config
 from asr.core.features import FrontendConfig
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import Tokenizer, tokenizer_from_dict
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 FORMAT = "asr-bundle"
 VERSION = "1"

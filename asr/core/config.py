@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 
 class ConfigError(AsrError, ValueError):

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from asr.core.text import WORD_SEPARATOR, normalize
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 log = logging.getLogger(__name__)
 

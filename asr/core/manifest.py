@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 MANIFEST_KEYS = {"audio_filepath": (str,), "duration": (int, float), "text": (str,)}  # key -> JSON types
 

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import sentencepiece as spm
 
 from asr.core.config import ConfigError
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 BLANK = 0  # CTC blank id in every tokenizer
 WORD_SEPARATOR = "|"  # stands for a space in the character vocabulary, as in wav2vec2/flashlight

@@ -26,7 +26,7 @@ from asr.core.audio import HEADER_READ_THREADS, audio_duration
 from asr.core.config import ConfigError
 from asr.core.manifest import ManifestError, Utterance, write_manifest
 from asr.core.text import normalize
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 
 log = logging.getLogger(__name__)
 

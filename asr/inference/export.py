@@ -34,7 +34,7 @@ from asr.core.audio import SAMPLE_RATE
 from asr.core.bundle import BundleError, bundle_from_checkpoint, load_bundle, model_path, save_bundle
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import BLANK, tokenizer_from_dict
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS
 from asr.inference.quantize import quantize_model, quantize_onnx
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from asr.core.config import ConfigError
-from asr.errors import AsrError
+from asr.core.errors import AsrError
 from asr.inference.formats import QUANTIZE
 
 
