@@ -115,22 +115,33 @@ class Batcher:
             self.active -= 1
 
     async def run(self) -> None:
-        """Forever: take a batch, decode it on a worker thread, hand out the results."""
+        """Forever: take a batch, run the network on it on a worker thread, then search its log-probs on another
+        while the network runs on the next batch (the beam search, which batching cannot speed up, overlaps the
+        network instead of following it); at most one batch is being searched at a time."""
+        searching: asyncio.Task | None = None
         while True:
             batch = [(job, i) for job, i in await self.next_batch() if not job.future.done()]
             if not batch:
                 continue
             try:
-                results = await asyncio.to_thread(self.decode, [job.chunks[i].wave for job, i in batch],
-                                                  any(job.words for job, _ in batch))
+                outputs = await asyncio.to_thread(self.network, [job.chunks[i].wave for job, i in batch])
             except Exception as err:  # e.g. MemoryError: these requests fail, the service goes on
-                for job, _ in batch:
-                    if not job.future.done():
-                        job.future.set_exception(err)
+                fail(batch, err)
                 continue
-            for (job, i), result in zip(batch, results):
-                job.finish(i, result)
-            self.metrics.count_batch(len(batch))
+            if searching is not None:
+                await searching
+            searching = asyncio.create_task(self.search(batch, outputs, any(job.words for job, _ in batch)))
+
+    async def search(self, batch: list[tuple["Job", int]], outputs: list, words: bool) -> None:
+        """Decode a batch's log-probs (from network) on a worker thread and hand out the results."""
+        try:
+            results = await asyncio.to_thread(self.decoded, outputs, len(batch), words)
+        except Exception as err:
+            fail(batch, err)
+            return
+        for (job, i), result in zip(batch, results):
+            job.finish(i, result)
+        self.metrics.count_batch(len(batch))
 
     async def next_batch(self) -> list[tuple[Job, int]]:
         """The first chunk to come, and those that come within `max_wait` of it while other requests are on
@@ -149,13 +160,26 @@ class Batcher:
                 break
         return batch
 
-    def decode(self, waves: list[torch.Tensor], words: bool) -> list:
-        """(text, words) for each waveform (S_i,), run in groups of similar length (see length_groups)."""
-        results = [None] * len(waves)
-        for group in length_groups([len(w) for w in waves]):
-            for i, result in zip(group, self.recognizer.recognize([waves[i] for i in group], words)):
+    def network(self, waves: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """The log-probs (B_g, T, V) and lengths (B_g,) of waveforms (S_i,) run in groups of similar length (see
+        length_groups), with each group's positions in `waves`."""
+        return [(group, *self.recognizer.log_probs([waves[i] for i in group]))
+                for group in length_groups([len(w) for w in waves])]
+
+    def decoded(self, outputs: list[tuple[list[int], torch.Tensor, torch.Tensor]], size: int, words: bool) -> list:
+        """(text, words) for each of the `size` waveforms whose log-probs `network` gave, in their order."""
+        results = [None] * size
+        for group, log_probs, lengths in outputs:
+            for i, result in zip(group, self.recognizer.decoded(log_probs, lengths, words)):
                 results[i] = result
         return results
+
+
+def fail(batch: list[tuple[Job, int]], err: Exception) -> None:
+    """Fail the requests of a batch that could not be decoded (those still waiting)."""
+    for job, _ in batch:
+        if not job.future.done():
+            job.future.set_exception(err)
 
 
 def length_groups(lengths: list[int], padding: float = MAX_PADDING) -> list[list[int]]:
