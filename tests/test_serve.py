@@ -173,6 +173,22 @@ def test_requests_that_arrive_together_are_decoded_in_one_batch(server, recordin
     assert after["queue_depth"] == 0 and after["audio_seconds"] > before["audio_seconds"]
 
 
+def test_concurrent_requests_decoded_by_beam_search_each_get_their_own_transcript(recordings):
+    """With beam search (the default model's own decoder), whose search of one batch overlaps the network run of
+    the next, each of several different uploads sent together gets its own transcript."""
+    model = asr.load_model(None, "cpu")
+    names = ["short.wav", "ten.wav", "long.flac", "ten.wav", "short.wav", "long.flac", "short.wav", "ten.wav"]
+    want = {name: t.text for name, t in zip(sorted(set(names)), model.transcribe([recordings / n
+                                                                                    for n in sorted(set(names))]))}
+    assert len(set(want.values())) == 3
+    with running("--decoder", "beam", "--max-wait-ms", "300") as process:
+        with ThreadPoolExecutor(len(names)) as pool:
+            answers = list(pool.map(lambda name: post(process.url, recordings / name), names))
+        done = metrics(process.url)
+    assert [a.json()["text"] for a in answers] == [want[name] for name in names]
+    assert done["batches"] < done["batched_chunks"]  # some chunks shared a batch
+
+
 def test_a_batch_is_run_in_groups_of_similar_length():
     assert length_groups([16000] * 4) == [[0, 1, 2, 3]]
     seconds = [2, 15, 14, 3, 2.5, 10]
