@@ -2,7 +2,9 @@
 # The default model shipped with asr: synthetic speech and real read speech, mixed and augmented.
 #
 #   recipes/mixed/run.sh [START [STOP]]    stages: data lm curve train export tune evaluate install
-#                                          (default: all; START alone runs it and all after; START STOP a range)
+#                                          (default: data to evaluate; START alone runs it and the stages after
+#                                          it to evaluate; START STOP a range). install copies the model and LM
+#                                          over asr/assets/default.*, so it runs only when named: run.sh install
 #
 # data:     the synthetic recipe's 32 h corpus (training engines; its dev/test are unseen speakers), an unseen-
 #           engine corpus (RHVoice, never trained on), speechocean762's train/dev manifests and the curve's subsets.
@@ -106,5 +108,6 @@ stage() {
     esac
 }
 
-select_stages "${1:-data}" "${2:-install}" data lm curve train export tune evaluate install
+LAST=evaluate; [ "${1:-}" != install ] || LAST=install  # a plain run stops before install
+select_stages "${1:-data}" "${2:-$LAST}" data lm curve train export tune evaluate install
 run_stages
