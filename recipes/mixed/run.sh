@@ -32,6 +32,7 @@ CURVE=${CURVE:-0h 1h 2.5h 4.5h}
 CURVE_STEPS=${CURVE_STEPS:-250}
 TRAIN_STEPS=${TRAIN_STEPS:-900}
 EXP=exp/mixed
+mkdir -p "$EXP"  # the curve stage appends to $EXP/curve.txt, the lm stage writes here
 START_MODEL=exp/synthetic-leg6/model-fp16.safetensors  # the synthetic recipe's last leg, shipped until 193c9db
 MODEL=$EXP/model-fp16.safetensors
 LM=$EXP/lm.bin
