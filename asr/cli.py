@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=number(int, 1), default=64,
                    help="requests admitted at once; more are answered 503 with Retry-After (default: 64)")
     p.add_argument("--max-upload-mb", type=number(float, above=0), default=25.0, help="larger uploads get 413 (default: 25)")
+    p.add_argument("--max-audio-minutes", type=number(float, above=0), default=60.0,
+                   help="uploads whose audio lasts longer get 413, before they are decoded (default: 60)")
     add_decoder_arguments(p)
     p.set_defaults(run=run_serve)
 
@@ -534,11 +536,11 @@ def run_synth(args) -> None:
 
 def run_serve(args) -> None:
     from asr.inference.serve import serve
-    from asr.inference.transcribe import load_model
 
-    recognizer = load_model(args.model, args.device, decoder_request(args), args.quantize)
+    recognizer = load_recognizer(args, decoder_request(args))
     serve(recognizer, args.host, args.port, str(args.model or "default"), max_batch=args.max_batch,
-          max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_upload=round(args.max_upload_mb * 1e6))
+          max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_upload=round(args.max_upload_mb * 1e6),
+          max_audio=args.max_audio_minutes * 60)
 
 
 def run_lm_build(args) -> None:
@@ -562,9 +564,10 @@ def run_tune_lm(args) -> None:
         tune,
     )
 
+    utterances = read_manifest(args.manifest)  # a bad manifest is reported before the model loads
     recognizer = load_recognizer(args, DecoderConfig(
         "beam", beam_size=args.beam_size, beam_threshold=args.beam_threshold, lm=args.lm, lexicon=args.lexicon))
-    dev = dev_log_probs(recognizer, read_manifest(args.manifest), args.batch_size)
+    dev = dev_log_probs(recognizer, utterances, args.batch_size)
     points = (random_points(args.random, args.seed) if args.random
               else grid(args.lm_weights or LM_WEIGHTS, args.word_scores or WORD_SCORES))
     trials = tune(recognizer.decode, dev, points, args.jobs)
@@ -593,11 +596,12 @@ def check_not_onnx(model: str | None, what: str) -> None:
 
 
 def run_inspect_gates(args) -> None:
+    from asr.core.decoding import DecoderConfig
     from asr.inference.transcribe import load_model
     from asr.inspection.gates import gate_curves, plot_gates
 
     check_not_onnx(args.model, "asr inspect gates")
-    recognizer = load_model(args.model, args.device)
+    recognizer = load_model(args.model, args.device, DecoderConfig("greedy"))  # the gates need no LM
     curves, features = gate_curves(recognizer.model, recognizer.tokenizer, args.file, args.layer, args.direction,
                                    args.units, recognizer.device)
     out = plot_gates(curves, features, args.out)

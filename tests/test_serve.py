@@ -162,6 +162,15 @@ def test_bad_input_gets_a_json_error_naming_the_problem_and_the_service_goes_on(
     assert post(server, recordings / "short.wav").json()["text"] == expected["short.wav"].text
 
 
+def test_an_upload_whose_header_says_it_lasts_over_the_limit_gets_413_before_it_is_decoded(recordings, expected):
+    with running("--max-audio-minutes", "1") as process:
+        answer = post(process.url, recordings / "long.flac")  # 75 s in 1.1 MB: within the upload limit
+        assert answer.status_code == 413, answer.text
+        assert "long.flac: 75 s of audio, over this service's limit of 60 s" in answer.json()["error"]["message"]
+        assert post(process.url, recordings / "ten.wav").json()["text"] == expected["ten.wav"].text
+        assert metrics(process.url)["batched_chunks"] == 1  # the long upload never reached the model
+
+
 def test_requests_that_arrive_together_are_decoded_in_one_batch(server, recordings, expected):
     before = metrics(server)
     with ThreadPoolExecutor(6) as pool:

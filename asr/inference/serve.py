@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import soundfile as sf
 import torch
 import uvicorn
 from starlette.applications import Starlette
@@ -197,12 +198,17 @@ def length_groups(lengths: list[int], padding: float = MAX_PADDING) -> list[list
     return groups
 
 
-def read_upload(data: bytes, filename: str) -> list[Chunk]:
-    """An uploaded audio file -> its chunks at SAMPLE_RATE; RequestError naming the file if it is no audio."""
+def read_upload(data: bytes, filename: str, max_seconds: float = float("inf")) -> list[Chunk]:
+    """An uploaded audio file -> its chunks at SAMPLE_RATE; RequestError naming the file if it is no audio, or 413
+    if its header says it lasts over `max_seconds` (compressed silence packs hours into a few MB: decoded, it
+    would take the memory of every request in flight)."""
     if not data:
         raise RequestError(400, f"{filename}: is an empty file (0 bytes); send an audio file", "file")
     upload = io.BytesIO(data)
     upload.name = filename  # for load_audio's errors
+    if (seconds := header_seconds(upload)) > max_seconds:
+        raise RequestError(413, f"{filename}: {seconds:.0f} s of audio, over this service's limit of {max_seconds:g} s "
+                                "(asr serve --max-audio-minutes); send a shorter recording", "file")
     try:
         return list(chunks([(load_audio(upload).numpy(), SAMPLE_RATE)]))
     except AudioError as err:
@@ -210,6 +216,18 @@ def read_upload(data: bytes, filename: str) -> list[Chunk]:
             raise RequestError(415, f"{filename}: an unsupported format; send one of {', '.join(AUDIO_EXTENSIONS)}",
                                "file") from err
         raise RequestError(400, str(err), "file") from err
+
+
+def header_seconds(upload: io.BytesIO) -> float:
+    """The duration an audio file's header gives, 0 if it has none that soundfile reads (load_audio then says
+    what is wrong)."""
+    try:
+        info = sf.info(upload)
+    except Exception:  # not audio: load_audio reports it
+        return 0.0
+    finally:
+        upload.seek(0)
+    return info.frames / info.samplerate if info.samplerate else 0.0
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -272,8 +290,9 @@ def response(transcript: Transcript, fmt: str) -> Response:
 
 
 def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.02, max_queue: int = 64,
-               max_upload: int = 25_000_000, model_name: str = "default") -> Starlette:
-    """The service around a loaded model; `max_wait` in seconds, `max_upload` in bytes."""
+               max_upload: int = 25_000_000, max_audio: float = 3600.0, model_name: str = "default") -> Starlette:
+    """The service around a loaded model; `max_wait` and `max_audio` (an upload's duration) in seconds,
+    `max_upload` in bytes."""
     if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0:
         raise ConfigError("--max-batch, --max-queue and --max-upload-mb must be positive, --max-wait-ms at least 0")
     map_large_allocations()  # chunks of every length come and go: keep the heap from fragmenting
@@ -301,7 +320,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
         return response(transcript, fmt)
 
     async def transcribe(data: bytes, filename: str, words: bool) -> Transcript:
-        pieces = await asyncio.to_thread(read_upload, data, filename)
+        pieces = await asyncio.to_thread(read_upload, data, filename, max_audio)
         results = await batcher.recognize(pieces, words)
         parts = [(chunk.start, text, timed) for chunk, (text, timed) in zip(pieces, results)]
         return stitch(filename, parts, pieces[-1].start + len(pieces[-1].wave) / SAMPLE_RATE)
@@ -333,7 +352,9 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
     async def lifespan(app):
         worker = asyncio.create_task(batcher.run())
         yield
-        worker.cancel()
+        worker.cancel()  # after uvicorn has answered the requests in flight
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
 
     routes = [Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]), Route("/health", health),
               Route("/metrics", metrics_json)]
