@@ -8,11 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the package tomli
+    import tomli as tomllib
 
 from asr.core.audio import write_audio
 from conftest import tone

@@ -181,5 +181,6 @@ def test_a_config_asking_for_huge_layers_is_refused_by_the_weights_shapes_within
     done = subprocess.run([sys.executable, "-c", CAPPED_LOAD, *map(str, crafted)], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert len(done.stdout.splitlines()) == len(crafted)  # one refusal per crafted file, none skipped
     for path, line, (_, message) in zip(crafted, done.stdout.splitlines(), HUGE.values()):
         assert json.loads(line).startswith(f"{path}: the weights do not match the model config: {message}")
