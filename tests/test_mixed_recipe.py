@@ -47,6 +47,42 @@ def test_prepare_real_without_its_data_says_what_it_needs(tmp_path):
     assert "manifest.jsonl" in result.stderr and "SPEECHOCEAN" in result.stderr
 
 
+def prepare_real(source: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RECIPE / "prepare_real.py"), str(source), str(out)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda row: row.pop("speaker"), "no speaker"),
+    (lambda row: row.pop("split"), "no split"),
+    (lambda row: row.update(split="test"), "split 'test'"),
+], ids=["no-speaker", "no-split", "split-test"])
+def test_prepare_real_names_the_line_without_a_speaker_or_a_train_or_dev_split(tmp_path, change, problem):
+    source = fake_speechocean(tmp_path / "so")
+    manifest = source / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    change(rows[6])  # line 7
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = prepare_real(source, tmp_path / "out")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{manifest} line 7: {problem}" in result.stderr, result.stderr
+    assert "a speaker and a split of train or dev" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("empty", ["train", "dev"])
+def test_prepare_real_refuses_a_manifest_with_an_empty_split(tmp_path, empty):
+    source = fake_speechocean(tmp_path / "so")
+    manifest = source / "manifest.jsonl"
+    other = "dev" if empty == "train" else "train"
+    rows = [{**json.loads(line), "split": other} for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = prepare_real(source, tmp_path / "out")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{manifest}: no line has the split {empty}" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_sh_refuses_to_start_without_its_data_and_names_the_variable(tmp_path):
     result = subprocess.run(["bash", str(RECIPE / "run.sh"), "data", "data"], capture_output=True, text=True,
                             timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable,
