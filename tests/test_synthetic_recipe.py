@@ -122,6 +122,7 @@ def test_the_recipe_without_its_data_says_which_variable_points_to_it(tmp_path, 
                             text=True, timeout=60)
     assert result.returncode == 2 and message.format(tmp=tmp_path) in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "corpus").exists()
+    assert "== stage" not in result.stderr  # run.sh writes under data/, not tmp_path: no stage was started
 
 
 def test_run_sh_names_its_stages_when_given_one_it_lacks():
