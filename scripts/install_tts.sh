@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Install the offline text-to-speech engines used by `asr synth` (Debian bookworm).
 #
-#   Debian main:          espeak-ng, flite, festival + diphone voices (kal, rab, don), sox, and RHVoice
-#                         (English HTS voices; never in training corpora: `asr synth --voices rhvoice` makes
-#                         the unseen-engine sets)
+#   Debian main:          espeak-ng, flite, festival + diphone voices (kal, rab, don), sox
 #   Debian contrib/non-free (a deb822 source is added for it): mbrola + English-capable
-#                         mbrola voices, pico2wave (libttspico-utils)
+#                         mbrola voices, pico2wave (libttspico-utils), and RHVoice (English HTS voices;
+#                         never in training corpora: `asr synth --voices rhvoice` makes the unseen-engine sets)
 #
 # Idempotent: re-running it changes nothing once everything is installed. Packages that the
 # mirror lacks are skipped with a warning; `asr synth` skips engines that are missing.
@@ -17,14 +16,14 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-MAIN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-rablpc16k festvox-don sox
-               rhvoice rhvoice-english)  # RHVoice: an engine held out of training, for unseen-engine sets
+MAIN_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-rablpc16k festvox-don sox)
 NONFREE_PACKAGES=(
     mbrola mbrola-us1 mbrola-us3 mbrola-en1
     mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6
     mbrola-fr1 mbrola-fr4 mbrola-gr2 mbrola-ro1 mbrola-nl2 mbrola-hu1
     mbrola-sw1 mbrola-sw2 mbrola-af1 mbrola-pl1
     libttspico-utils
+    rhvoice rhvoice-english  # RHVoice: an engine held out of training, for unseen-engine sets
 )
 NONFREE_SOURCE=/etc/apt/sources.list.d/debian-contrib-non-free.sources
 APT=(apt-get -o DPkg::Lock::Timeout=600)  # wait for another apt-get instead of failing
@@ -70,6 +69,6 @@ mapfile -t todo < <(available "${todo[@]}")
 if [ "${#todo[@]}" -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends "${todo[@]}"
 fi
-for tool in espeak-ng mbrola flite text2wave pico2wave sox; do
+for tool in espeak-ng mbrola flite text2wave pico2wave sox RHVoice-test; do
     if command -v "$tool" >/dev/null; then echo "found $tool"; else echo "warning: $tool not found" >&2; fi
 done
