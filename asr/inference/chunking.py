@@ -30,6 +30,11 @@ class Chunk:
     wave: torch.Tensor  # (S,) float32 at SAMPLE_RATE
     last: bool  # the recording's final chunk
 
+    @property
+    def end(self) -> float:
+        """Seconds from the start of the recording to this chunk's end."""
+        return self.start + len(self.wave) / SAMPLE_RATE
+
 
 def quietest_point(wave: np.ndarray, window: int) -> int:
     """The sample at the middle of the longest run of quietest windows of `window` samples in wave (S,)."""

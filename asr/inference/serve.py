@@ -323,7 +323,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
         pieces = await asyncio.to_thread(read_upload, data, filename, max_audio)
         results = await batcher.recognize(pieces, words)
         parts = [(chunk.start, text, timed) for chunk, (text, timed) in zip(pieces, results)]
-        return stitch(filename, parts, pieces[-1].start + len(pieces[-1].wave) / SAMPLE_RATE)
+        return stitch(filename, parts, pieces[-1].end)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": model_name})  # the model is loaded before the service starts

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -149,16 +149,30 @@ class Recognizer:
         """(index of the source, its Transcript), as `transcribe` gives the transcripts."""
         if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
             sources = [sources]
-        current, parts = None, []  # the source being put together: its index, and (chunk start, text, words)
-        for batch, log_probs, lengths in self.log_prob_batches(sources, batch_size, on_error, sample_rate):
-            for (index, name, chunk), (text, timed) in zip(batch, self.decoded(log_probs, lengths, words)):
-                if index != current:  # a new source (one that failed part-way leaves its parts behind)
-                    current, parts = index, []
-                parts.append((chunk.start, text, timed))  # not the chunk: its samples are done with
-                if chunk.last:
-                    yield index, stitch(name, parts, chunk.start + len(chunk.wave) / SAMPLE_RATE)
-            if progress:
-                progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
+
+        def decoded_chunks():
+            for batch, log_probs, lengths in self.log_prob_batches(sources, batch_size, on_error, sample_rate):
+                for (index, name, chunk), result in zip(batch, self.decoded(log_probs, lengths, words)):
+                    yield index, name, chunk, result
+                if progress:
+                    progress(sum(len(chunk.wave) for _, _, chunk in batch) / SAMPLE_RATE)
+
+        for index, name, parts, end in by_source(decoded_chunks()):
+            yield index, stitch(name, [(start, text, timed) for start, (text, timed) in parts], end)
+
+
+def by_source(items: Iterable[tuple[int, str, Chunk, Any]]
+              ) -> Iterator[tuple[int, str, list[tuple[float, Any]], float]]:
+    """Per-chunk results, (source index, name, chunk, result) in order, regrouped per source: (index, name,
+    [(chunk start, result), ...], end in seconds) once its last chunk is in. The chunks themselves are not kept
+    (their samples are done with); a source that failed part-way is left behind."""
+    current, parts = None, []
+    for index, name, chunk, result in items:
+        if index != current:
+            current, parts = index, []
+        parts.append((chunk.start, result))
+        if chunk.last:
+            yield index, name, parts, chunk.end
 
 
 def stitch(name: str, parts: list[tuple[float, str, list[Word]]], duration: float) -> Transcript:

@@ -18,7 +18,7 @@ from asr.core.decoding import BeamSearchDecoder, greedy_decode
 from asr.core.manifest import ManifestError, Utterance
 from asr.core.metrics import ErrorCounts, error_counts
 from asr.core.text import normalize
-from asr.inference.transcribe import Recognizer, joined
+from asr.inference.transcribe import Recognizer, by_source, joined
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,16 @@ class Trial:
 
 def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_size: int = 8) -> DevSet:
     """Run the model once over the utterances whose audio can be read, each manifest line on its own."""
-    dev, current, chunks = DevSet([], []), None, []  # the utterance being put together: index, (T_c, V) each
-    for batch, log_probs, lengths in recognizer.log_prob_batches([u.audio_filepath for u in utterances], batch_size):
-        for (index, _, chunk), probs, length in zip(batch, log_probs, lengths.tolist()):
-            if index != current:  # a new utterance (one that failed part-way leaves its chunks behind, as evaluate)
-                current, chunks = index, []
-            chunks.append(probs[:length].clone())
-            if chunk.last:
-                dev.log_probs.append(chunks)
-                dev.references.append(normalize(utterances[index].text))
+    def chunk_log_probs():  # each chunk's (T_c, V)
+        for batch, log_probs, lengths in recognizer.log_prob_batches([u.audio_filepath for u in utterances],
+                                                                      batch_size):
+            for (index, name, chunk), probs, length in zip(batch, log_probs, lengths.tolist()):
+                yield index, name, chunk, probs[:length].clone()
+
+    dev = DevSet([], [])
+    for index, _, parts, _ in by_source(chunk_log_probs()):  # as evaluate regroups them
+        dev.log_probs.append([probs for _, probs in parts])
+        dev.references.append(normalize(utterances[index].text))
     if not dev.log_probs:
         raise ManifestError("no utterance of the dev manifest could be read")
     return dev
