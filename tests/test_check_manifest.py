@@ -141,7 +141,7 @@ def test_training_data_drops_what_ctc_cannot_align_and_missing_audio_with_a_coun
     good = [line for n, line in enumerate(corpus.read_bytes().splitlines(), 1) if n in (1, 5, 2, 10)]
     corpus.with_name("clean.jsonl").write_bytes(b"\n".join(good) + b"\n")  # lines 1 (good), 2, 5, 10 (good)
     data = SpeechDataModule(tiny.data, CharTokenizer(), tiny.model)
-    with caplog.at_level(logging.WARNING, logger="asr.core.ctc"):
+    with caplog.at_level(logging.WARNING, logger="asr.training.datamodule"):
         data.setup("fit")
     assert [u.audio_filepath.name for u in data.train_set] == ["a.wav", "b.flac"]
     assert [u.text for u in data.val_set] == ["HELLO", "WORLD"]

@@ -1,7 +1,6 @@
 """What CTC can train on: an utterance whose transcript needs more output steps than its audio gives the
-model cannot be aligned, and is reported (asr check-manifest) or dropped (training)."""
+model cannot be aligned, and is reported (asr check-manifest) or dropped (asr.training.datamodule)."""
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -10,8 +9,6 @@ from asr.core.audio import SAMPLE_RATE
 from asr.core.manifest import Utterance
 from asr.core.model import ModelConfig, output_lengths
 from asr.core.text import normalize
-
-log = logging.getLogger(__name__)
 
 
 def ctc_problems(utterances: Sequence[Utterance], tokenizer, model: ModelConfig,
@@ -37,18 +34,3 @@ def ctc_problems(utterances: Sequence[Utterance], tokenizer, model: ModelConfig,
                         f"the transcript needs {needed} output steps ({len(ids)} labels + repeats) but "
                         f"{u.duration:g} s of audio gives the model only {available}: CTC cannot align it")
     return problems
-
-
-def trainable(utterances: Sequence[Utterance], tokenizer, model: ModelConfig, speed: float,
-              where: str) -> list[Utterance]:
-    """The utterances whose audio file exists and that CTC can align (see ctc_problems, at the fastest training
-    `speed`); the others are dropped with a warning that counts them and names the first."""
-    problems = [None if u.audio_filepath.is_file() else f"no such audio file {u.audio_filepath}"
-                for u in utterances]
-    problems = [p or q for p, q in zip(problems, ctc_problems(utterances, tokenizer, model, speed))]
-    dropped = [(u, p) for u, p in zip(utterances, problems) if p]
-    if dropped:
-        log.warning("%s: dropped %d of %d utterances that cannot be trained on (first: %s: %s); "
-                    "`asr check-manifest` lists them all", where, len(dropped), len(utterances),
-                    dropped[0][0].audio_filepath, dropped[0][1])
-    return [u for u, p in zip(utterances, problems) if not p]

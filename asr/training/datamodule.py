@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from asr.core.augment import Augmenter
 from asr.core.config import ConfigError
-from asr.core.ctc import trainable
+from asr.core.ctc import ctc_problems
 from asr.core.manifest import ManifestError, Utterance, read_manifest
 from asr.core.model import ModelConfig
 from asr.training.config import DataConfig
@@ -125,3 +125,18 @@ def mix_summary(manifests: Sequence[str], corpora: Sequence[Sequence[Utterance]]
     total = sum(drawn) or 1.0
     return ", ".join(f"{m} {h / w if w else 0:.1f} h x {w:g} = {h:.1f} h ({100 * h / total:.0f}%)"
                      for m, w, h in zip(manifests, weights, drawn))
+
+
+def trainable(utterances: Sequence[Utterance], tokenizer, model: ModelConfig, speed: float,
+              where: str) -> list[Utterance]:
+    """The utterances whose audio file exists and that CTC can align (see ctc_problems, at the fastest training
+    `speed`); the others are dropped with a warning that counts them and names the first."""
+    problems = [None if u.audio_filepath.is_file() else f"no such audio file {u.audio_filepath}"
+                for u in utterances]
+    problems = [p or q for p, q in zip(problems, ctc_problems(utterances, tokenizer, model, speed))]
+    dropped = [(u, p) for u, p in zip(utterances, problems) if p]
+    if dropped:
+        log.warning("%s: dropped %d of %d utterances that cannot be trained on (first: %s: %s); "
+                    "`asr check-manifest` lists them all", where, len(dropped), len(utterances),
+                    dropped[0][0].audio_filepath, dropped[0][1])
+    return [u for u, p in zip(utterances, problems) if not p]
