@@ -33,6 +33,7 @@ import soundfile as sf
 from bench_transcribe import SENTENCES  # scripts/ is the script's own folder: first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 120  # seconds for a server to answer /health once it has printed its URL
 BAD_UPLOADS = [("empty.wav", b""), ("noise.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8),
                ("notes.txt", b"not audio\n")]
 
@@ -74,14 +75,26 @@ class Server:
                                         env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         self.url = self.process.stdout.readline().strip()
         if not self.url:
-            self.log.seek(0)
-            sys.exit(f"bench_serve: asr serve did not start:\n{self.log.read().decode()[-3000:]}")
+            self.fail("did not start")
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
                 httpx.get(f"{self.url}/health").raise_for_status()
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
+            if self.process.poll() is not None:
+                self.fail(f"exited ({self.process.returncode}) before its /health answered")
+            if time.monotonic() > deadline:
+                self.fail(f"did not answer /health within {START_TIMEOUT} s")
+
+    def fail(self, what: str) -> None:
+        """Kill the server if it still runs, and exit with what went wrong and the tail of its log."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=120)
+        self.log.seek(0)
+        sys.exit(f"bench_serve: asr serve {what}:\n{self.log.read().decode()[-3000:]}")
 
     def transcribe(self, client: httpx.Client, name: str, data: bytes) -> httpx.Response:
         return client.post(f"{self.url}/v1/audio/transcriptions", files={"file": (name, data)}, timeout=300)
