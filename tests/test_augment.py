@@ -101,6 +101,12 @@ def test_room_impulse_responses_vary_with_room_and_seed():
     assert not torch.equal(rooms[0], room_impulse_responses(1, [0.2, 0.9], seed=1)[0])
 
 
+def test_room_impulse_responses_redraw_a_room_too_large_for_the_drawn_reverberation_time():
+    # 0.15 s is shorter than many drawn rooms can reverberate: pyroomacoustics refuses those, and they are redrawn
+    rooms = room_impulse_responses(48, [0.15, 0.9], 125)
+    assert len(rooms) == 48
+
+
 def test_reverberation_spreads_energy_in_time():
     click = torch.zeros(SAMPLE_RATE)
     click[100] = 1.0
@@ -120,6 +126,7 @@ def test_clipping_flattens_the_peaks():
     (dict(noise=1.5), "data.augment.noise is a probability"),
     (dict(snr_db=[30, 5]), "data.augment.snr_db: a \\[low, high\\] range"),
     (dict(reverb=0.5, rooms=0), "reverb needs rooms >= 1"),
+    (dict(rt60=[0.05, 0.9]), "data.augment.rt60 must start at 0.1 s or more"),
 ])
 def test_bad_settings_are_refused_with_the_key(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -29,6 +29,10 @@ TELEPHONE_BAND_HZ = (300.0, 3400.0)
 MAX_IMAGE_ORDER = 17  # image-source reflections simulated; the tail beyond decays below -60 dB in most rooms
 ROOM_SIDES_M = ((3.0, 10.0), (3.0, 8.0), (2.4, 4.0))  # length, width, height ranges
 MIC_DISTANCE_M = (0.3, 3.0)
+# The shortest reverberation time allowed. Sabine's 24 ln(10) V / (c S) with total absorption is a room's
+# shortest: 0.0744 s for the smallest drawn (3 x 3 x 2.4 m, c = 343 m/s), longer for larger ones. At 0.1 s about
+# one drawn room in eight can have it (none at 0.075 s in practice), so the simulation's redraws stay few.
+MIN_RT60_S = 0.1
 
 
 @dataclass
@@ -57,8 +61,11 @@ class AugmentConfig:
             low, high = getattr(self, name)
             if low > high:
                 raise ConfigError(f"data.augment.{name}: a [low, high] range, got {getattr(self, name)}")
-        if self.reverb and (self.rooms < 1 or self.rt60[0] <= 0):
-            raise ConfigError("data.augment: reverb needs rooms >= 1 and a positive rt60 range")
+        if self.reverb and self.rooms < 1:
+            raise ConfigError(f"data.augment.rooms: reverb needs rooms >= 1, got {self.rooms}")
+        if self.rt60[0] < MIN_RT60_S:  # few or no drawn rooms have shorter: the simulation would redraw for ever
+            raise ConfigError(f"data.augment.rt60 must start at {MIN_RT60_S} s or more (few simulated rooms "
+                              f"reverberate for less), got {self.rt60}")
 
     @property
     def enabled(self) -> bool:
@@ -82,8 +89,9 @@ def room_impulse_responses(count: int, rt60: Sequence[float], seed: int) -> list
     responses = []
     while len(responses) < count:
         room = np.array([rng.uniform(*side) for side in ROOM_SIDES_M])
-        absorption, order = pra.inverse_sabine(rng.uniform(*rt60), room)
-        if absorption >= 1:  # a reverberation time this room cannot have
+        try:
+            absorption, order = pra.inverse_sabine(rng.uniform(*rt60), room)
+        except ValueError:  # a reverberation time this room cannot have (too large for it): draw again
             continue
         shoebox = pra.ShoeBox(room, fs=SAMPLE_RATE, materials=pra.Material(absorption),
                               max_order=min(order, MAX_IMAGE_ORDER))
