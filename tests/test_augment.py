@@ -125,6 +125,10 @@ def test_clipping_flattens_the_peaks():
 @pytest.mark.parametrize("bad, message", [
     (dict(noise=1.5), "data.augment.noise is a probability"),
     (dict(snr_db=[30, 5]), "data.augment.snr_db: a \\[low, high\\] range"),
+    (dict(rt60=[0.3]), "data.augment.rt60: a \\[low, high\\] range"),
+    (dict(gain_db=[-20.0, 0.0, 10.0]), "data.augment.gain_db: a \\[low, high\\] range"),
+    (dict(clip_level=[]), "data.augment.clip_level: a \\[low, high\\] range"),
+    (dict(babble_talkers=[0, 0]), "data.augment.babble_talkers: at least one talker"),
     (dict(reverb=0.5, rooms=0), "reverb needs rooms >= 1"),
     (dict(rt60=[0.05, 0.9]), "data.augment.rt60 must start at 0.1 s or more"),
 ])

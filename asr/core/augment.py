@@ -58,9 +58,12 @@ class AugmentConfig:
                 raise ConfigError(f"data.augment.{name} is a probability: it must be in [0, 1], "
                                   f"got {getattr(self, name)}")
         for name in ("rt60", "babble_talkers", "snr_db", "gain_db", "clip_level"):
-            low, high = getattr(self, name)
-            if low > high:
-                raise ConfigError(f"data.augment.{name}: a [low, high] range, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if len(value) != 2 or value[0] > value[1]:
+                raise ConfigError(f"data.augment.{name}: a [low, high] range, two values with low <= high, "
+                                  f"got {value}")
+        if self.babble_talkers[0] < 1:
+            raise ConfigError(f"data.augment.babble_talkers: at least one talker, got {self.babble_talkers}")
         if self.reverb and self.rooms < 1:
             raise ConfigError(f"data.augment.rooms: reverb needs rooms >= 1, got {self.rooms}")
         if self.rt60[0] < MIN_RT60_S:  # few or no drawn rooms have shorter: the simulation would redraw for ever
