@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from asr.core.config import ConfigError
 from asr.core.decoding import (
     BeamSearchDecoder,
     ChoiceDecoder,
@@ -100,8 +101,16 @@ def test_tuned_weights_next_to_the_lm_are_used_unless_given(lm):
         given = BeamSearchDecoder(chars, resolve_decoder(DecoderConfig("beam", lm=str(lm), lm_weight=1.5)))
         assert (given.lm_weight, given.word_score) == (1.5, -0.5)
         assert (given.reweighted(0.0, 1.0).lm_weight, given.lm_weight) == (0.0, 1.5)
+        reweighted = given.reweighted(0.0, 1.0)
+        assert (reweighted.cfg.lm_weight, reweighted.cfg.word_score, given.cfg.lm_weight) == (0.0, 1.0, 1.5)
     finally:
         tuned_path(lm).unlink()
+
+
+@pytest.mark.parametrize("bad", [dict(beam_size=0), dict(beam_size=-1), dict(nbest=0)])
+def test_a_beam_or_nbest_below_one_is_refused(bad):
+    with pytest.raises(ConfigError, match="must be at least 1"):
+        resolve_decoder(DecoderConfig("beam", **bad))
 
 
 def test_a_model_decodes_with_the_lm_beside_its_file_unless_told_otherwise(lm, tmp_path):

@@ -121,7 +121,7 @@ def check_request(cfg: DecoderConfig, given: list[str]) -> None:
                          "none (beam search is --decoder beam)")
     if (cfg.kind == "choice") != bool(cfg.choices):
         raise ConfigError("the 'choice' decoder, and only it, takes a file of choices (--choices FILE)")
-    if (cfg.beam_size or 1) < 1 or cfg.nbest < 1:
+    if (cfg.beam_size is not None and cfg.beam_size < 1) or cfg.nbest < 1:
         raise ConfigError(f"beam_size ({cfg.beam_size}) and nbest ({cfg.nbest}) must be at least 1")
 
 
@@ -149,7 +149,6 @@ class BeamSearchDecoder:
         from flashlight.lib.text.dictionary import Dictionary
 
         self.tokenizer, self.cfg = tokenizer, cfg
-        self.lm_weight, self.word_score = cfg.lm_weight, cfg.word_score
         sil_token = next(t for t in (WORD_SEPARATOR, WORD_START, tokenizer.vocab[BLANK]) if t in tokenizer.vocab)
         self.sil = tokenizer.vocab.index(sil_token)
         if cfg.lm:
@@ -160,6 +159,14 @@ class BeamSearchDecoder:
         self.lm = self._load_lm() if cfg.lm else ZeroLM()
         self.trie = self._trie(spellings) if spellings else None
         self.search = self._build()
+
+    @property
+    def lm_weight(self) -> float:
+        return self.cfg.lm_weight
+
+    @property
+    def word_score(self) -> float:
+        return self.cfg.word_score
 
     def _load_lm(self):
         from flashlight.lib.text.decoder.kenlm import KenLM
@@ -202,14 +209,14 @@ class BeamSearchDecoder:
     def reweighted(self, lm_weight: float, word_score: float) -> "BeamSearchDecoder":
         """The same decoder with other LM weight and word score, sharing the loaded LM and the trie."""
         other = copy.copy(self)
-        other.lm_weight, other.word_score = lm_weight, word_score
+        other.cfg = replace(self.cfg, lm_weight=lm_weight, word_score=word_score)
         other.search = other._build()
         return other
 
     def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
         """log_probs (B, T, V), lengths (B,) -> for each utterance its best hypotheses, best first."""
         emissions = log_probs.detach().float().cpu().contiguous()
-        B, _, V = emissions.shape
+        _, _, V = emissions.shape
         results = []
         for b, length in enumerate(lengths.tolist()):
             hyps = self.search.decode(emissions.data_ptr() + 4 * b * emissions.stride(0), length, V)  # float32
