@@ -24,6 +24,8 @@ def test_named_configs_load_and_overrides_apply():
     ("model.rnn_hiden=32", "unknown config key 'model.rnn_hiden'"),
     ("data.seed=1", "unknown config key 'data.seed'"),  # one seed: the top-level one
     ("model.vocab_size=100", "model.vocab_size is not a setting"),  # training takes it from the tokenizer
+    ("model=3", "model.: expected a mapping, got 3"),
+    ("model=vocab_size", "model.: expected a mapping, got 'vocab_size'"),  # a string, not a section holding the key
     ("model.frontend.kind=spectrogram", "frontend.kind must be one of"),
     ("model.rnn_layers=two", "'model.rnn_layers' must be int"),
     ("data.train_manifests=a.jsonl", "'data.train_manifests' must be list"),

@@ -117,7 +117,8 @@ def resolve_config_path(name: str) -> Path:
 def load_experiment_config(name: str, overrides: list[str] = ()) -> ExperimentConfig:
     path = resolve_config_path(name)
     data = config.apply_overrides(config.read_yaml(path), list(overrides))
-    if "vocab_size" in (data.get("model") or {}):  # training sets it from the tokenizer, whatever a YAML says
+    # training sets it from the tokenizer, whatever a YAML says (a model: that is not a section, from_dict refuses)
+    if isinstance(data.get("model"), dict) and "vocab_size" in data["model"]:
         raise config.ConfigError(f"{path}: model.vocab_size is not a setting: the model has one output per token "
                                  "of the tokenizer (the tokenizer: section), so its size comes from there; remove "
                                  "model.vocab_size")
