@@ -77,7 +77,7 @@ class DurationBatchSampler(Sampler[list[Draw]]):
         self.epoch = 0
         self.batches_done = 0  # batches of this epoch already yielded (from this rank's share)
         self.resume_from = 0  # batches the next pass skips, once (set by load_state_dict)
-        self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
+        self._cache: tuple[int, list[list[Draw]]] | None = None  # (epoch, this rank's batches)
 
     @property
     def sampler(self) -> "DurationBatchSampler":
@@ -99,7 +99,9 @@ class DurationBatchSampler(Sampler[list[Draw]]):
         self.resume_from = self.batches_done
 
     def __len__(self) -> int:
-        """Batches per epoch for this rank, skipped ones included (the same for every epoch)."""
+        """Batches of the current epoch for this rank, skipped ones included. The same for every epoch unless a
+        corpus weight is fractional: each epoch then draws other utterances, whose durations cut into a count of
+        their own."""
         return len(self._rank_batches())
 
     def __iter__(self):
@@ -119,18 +121,19 @@ class DurationBatchSampler(Sampler[list[Draw]]):
     def _global_batches(self) -> list[list[Draw]]:
         """All ranks' batches of the current epoch, identical on every rank."""
         g = torch.Generator().manual_seed(self.seed + self.epoch)
+        shortest_first = self.sorta_grad and self.epoch == 0  # SortaGrad's first epoch, when shuffling
         if not self.shuffle:
             order = torch.argsort(self.durations, stable=True)
         else:
             pool = self._epoch_pool(g)  # (N',) the utterances this epoch draws, some several times
-            if self.sorta_grad and self.epoch == 0:
+            if shortest_first:
                 order = pool[torch.argsort(self.durations[pool], stable=True)]
             else:  # shuffled, then stably sorted by grid cell: random order within each cell
                 perm = pool[torch.randperm(len(pool), generator=g)]
                 order = perm[torch.argsort(self.cells[perm], stable=True)]
         batches = self._cut(order.tolist())
         batches = self._split_to_multiple(batches)
-        if self.shuffle and not (self.sorta_grad and self.epoch == 0):
+        if self.shuffle and not shortest_first:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         seeds = iter(torch.randint(2**62, (sum(map(len, batches)),), generator=g).tolist())
         return [[Draw(i, next(seeds)) for i in batch] for batch in batches]
