@@ -344,6 +344,15 @@ def test_an_undecodable_file_in_training_is_reported_and_the_next_utterance_take
         dataset[0]
 
 
+def test_an_undecodable_babble_talker_is_reported_and_left_silent(tmp_path, caplog):
+    utts = make_corpus(tmp_path / "wav", [(0.3, "one")])
+    utts[0].audio_filepath.write_text("not audio, though its header was read when the manifest was")
+    with caplog.at_level(logging.WARNING, logger="asr.training.dataset"):
+        wave = SpeechDataset(utts, CharTokenizer()).other(torch.Generator().manual_seed(0))
+    assert wave.shape == (0,)
+    assert str(utts[0].audio_filepath) in caplog.text and "not a readable audio file" in caplog.text
+
+
 def test_dataloader_with_sampler_yields_padded_batches(tmp_path):
     specs = [(0.3, "hello world"), (0.5, "It's 2"), (0.2, "ok"), (0.45, "a b c"), (0.35, "yes")]
     utts = make_corpus(tmp_path / "wav", specs)

@@ -52,11 +52,13 @@ class SpeechDataset(Dataset):
                          "utterances after it; check the data with `asr check-manifest --decode`")
 
     def other(self, rng: torch.Generator) -> torch.Tensor:
-        """A random utterance's wave (S',), for babble; silence if it cannot be decoded."""
+        """A random utterance's wave (S',), for babble; silence if it cannot be decoded (the file named in a
+        warning, as __getitem__ does)."""
         u = self.utterances[int(torch.randint(len(self), (), generator=rng))]
         try:
             return load_audio(u.audio_filepath)
-        except AudioError:
+        except AudioError as err:
+            log.warning("silence in place of a babble talker: %s", err)
             return torch.zeros(0)
 
 
