@@ -70,14 +70,7 @@ def load_bundle(path, device: str | torch.device = "cpu"):
     file's header, so loading costs memory in proportion to the file, whatever its metadata asks for.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"{path}: no such model file")
-    metadata, shapes = read_header(path)
-    if metadata.get("format") != FORMAT:
-        raise BundleError(f"{path}: a safetensors file, but not an asr model bundle (no '{FORMAT}' metadata)")
-    cfg, tokenizer = read_metadata(path, metadata)
-    if cfg.vocab_size != len(tokenizer):
-        raise BundleError(f"{path}: the model predicts {cfg.vocab_size} tokens but the tokenizer has {len(tokenizer)}")
+    cfg, tokenizer, shapes = bundle_header(path)
     check_shapes(path, cfg, shapes)
     model = DeepSpeech2(cfg)
     state = {name: t.float() if t.is_floating_point() else t for name, t in read_tensors(path).items()}
@@ -86,6 +79,20 @@ def load_bundle(path, device: str | torch.device = "cpu"):
     except RuntimeError as err:
         raise mismatch(path, str(err)) from None
     return model.to(device).eval(), tokenizer
+
+
+def bundle_header(path: Path) -> tuple[ModelConfig, Tokenizer, dict[str, tuple[int, ...]]]:
+    """(model config, tokenizer, tensor name -> shape) of a bundle, from its header alone (no tensor is read);
+    BundleError if it is not a bundle."""
+    if not path.is_file():
+        raise BundleError(f"{path}: no such model file")
+    metadata, shapes = read_header(path)
+    if metadata.get("format") != FORMAT:
+        raise BundleError(f"{path}: a safetensors file, but not an asr model bundle (no '{FORMAT}' metadata)")
+    cfg, tokenizer = read_metadata(path, metadata)
+    if cfg.vocab_size != len(tokenizer):
+        raise BundleError(f"{path}: the model predicts {cfg.vocab_size} tokens but the tokenizer has {len(tokenizer)}")
+    return cfg, tokenizer, shapes
 
 
 def read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:

@@ -153,10 +153,10 @@ def fine_tuning_model(source: str, model: dict) -> dict:
 def bundle_network(source: str) -> dict:
     """The model settings of bundle `source` that its weights depend on, as a model section; not the vocabulary
     size, which is the tokenizer's."""
-    from asr.core.bundle import BundleError, load_bundle, model_path
+    from asr.core.bundle import BundleError, bundle_header, model_path
 
-    try:
-        network = config.to_dict(load_bundle(model_path(source))[0].cfg)
+    try:  # the header only: init_weights loads the weights when training starts
+        network = config.to_dict(bundle_header(model_path(source))[0])
     except BundleError as err:
         raise config.ConfigError(f"init_from: {err}") from None
     for key in TRAINING_ONLY | {"vocab_size"}:
