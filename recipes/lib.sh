@@ -36,3 +36,9 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     [ -n "$best" ] || { echo "run.sh: no best-*.ckpt in $1/checkpoints: that run has not been trained" >&2; exit 1; }
     "$PYTHON" -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
+
+install_model() {  # MODEL LM.bin: the model and its LM (with LM.lexicon.txt, LM.tuned.json) become asr's default
+    mkdir -p asr/assets && cp "$1" asr/assets/default.safetensors
+    local part
+    for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
+}

@@ -91,8 +91,7 @@ stage() {
                       echo "# asr evaluate $decoder"
                       "$PYTHON" -m asr evaluate --model $MODEL "${SPLITS[@]}" $decoder
                   done | tee $EXP/scores.txt ;;
-        install)  mkdir -p asr/assets && cp $MODEL asr/assets/default.safetensors
-                  for part in bin lexicon.txt tuned.json; do cp $EXP/lm.$part asr/assets/default.lm.$part; done ;;
+        install)  install_model $MODEL $LM ;;
     esac
 }
 
