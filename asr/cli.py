@@ -117,14 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voices", nargs="+", metavar="VOICE",
                    help="engines (espeak-ng, mbrola, flite, festival, pico), ENGINE:VOICE ids or globs such as "
                         "'espeak-ng:en-gb*' (default: every training voice installed); the voices reserved for "
-                        "evaluation are refused")
+                        "evaluation are refused. kokoro (or kokoro:GLOB of pack names) alone: the neural TTS, "
+                        "which writes a train split only, and extends a corpus already in --out to --hours")
+    p.add_argument("--voice-packs", metavar="NPZ",
+                   help="kokoro: its voice packs, a .npz of name -> (510, 1, 256) (the dev voices are never used)")
+    p.add_argument("--kokoro-model", metavar="ONNX",
+                   help="kokoro: kokoro-v1.0.int8.onnx (default: joined from its PyPI parts into ~/.cache/asr)")
     p.add_argument("--seed", type=number(int, 0), default=0, help="of the voices, sentences and splits (default: 0)")
     p.add_argument("--jobs", type=number(int, 1), default=os.cpu_count() or 1,
                    help="worker processes (default: one per core)")
     p.add_argument("--augment-share", type=number(float, 0, 1), default=0.3,
                    help="share of utterances augmented with sox (default: 0.3)")
-    p.add_argument("--dev-share", type=number(float, 0, 1), default=0.05, help="share of the hours (default: 0.05)")
-    p.add_argument("--test-share", type=number(float, 0, 1), default=0.05, help="share of the hours (default: 0.05)")
+    p.add_argument("--dev-share", type=number(float, 0, 1), help="share of the hours (default: 0.05)")
+    p.add_argument("--test-share", type=number(float, 0, 1), help="share of the hours (default: 0.05)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="MANIFEST",
                    help="manifests whose sentences are never read (held-out evaluation sets)")
     p.set_defaults(run=run_synth)
@@ -523,15 +528,40 @@ def output_stem(audio: str, inputs: list[str]) -> str:
 
 def run_synth(args) -> None:
     """Make the corpus; print "SPLIT<TAB>MANIFEST" lines."""
-    from asr.corpora.synth import synthesize_corpus
+    kokoro = [v for v in args.voices or [] if v.split(":", 1)[0] == "kokoro"]
+    if kokoro:
+        manifests = run_kokoro(args, kokoro)
+    else:
+        from asr.corpora.synth import synthesize_corpus
 
-    manifests = synthesize_corpus(
-        args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
-        augment_share=args.augment_share, dev_share=args.dev_share, test_share=args.test_share,
-        exclude=args.exclude,
-    )
+        manifests = synthesize_corpus(
+            args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
+            augment_share=args.augment_share, dev_share=first(args.dev_share, 0.05),
+            test_share=first(args.test_share, 0.05), exclude=args.exclude,
+        )
     for split, path in manifests.items():
         print(f"{split}\t{path}")
+
+
+def first(value, default):
+    return default if value is None else value
+
+
+def run_kokoro(args, kokoro: list[str]) -> dict:
+    """asr synth --voices kokoro: the neural TTS's train corpus, alone (no splits, no sox augmentation)."""
+    from asr.core.config import ConfigError
+    from asr.corpora.kokoro import synthesize_kokoro
+
+    if len(kokoro) < len(args.voices):
+        raise ConfigError("--voices: kokoro makes a corpus of its own (a train split, extended in place); name "
+                          "it without the other engines, in a run of its own")
+    if args.dev_share or args.test_share:
+        raise ConfigError("--voices kokoro writes a train split only (its unseen-voice dev set is made apart): "
+                          "drop --dev-share and --test-share")
+    if not args.voice_packs:
+        raise ConfigError("--voices kokoro needs --voice-packs NPZ, the Kokoro voice packs to speak with")
+    return synthesize_kokoro(args.text_files, args.out, args.hours, packs_path=args.voice_packs, seed=args.seed,
+                             jobs=args.jobs, exclude=args.exclude, model=args.kokoro_model, patterns=kokoro)
 
 
 def run_serve(args) -> None:

