@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
+# speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
+#
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train export tune evaluate install
+#                                            (default: corpus to evaluate; START alone runs it and the stages after
+#                                            it to evaluate; START STOP a range). install copies the model and LM
+#                                            over asr/assets/default.*, so it runs only when named: run.sh install
+#
+# corpus:   `asr synth --voices kokoro`: KOKORO_HOURS of Kokoro speech (hundreds of speakers, the dev voices never)
+#           in data/kokoro, on JOBS processes of one thread. It appends to what is there, so a run that stops, or a
+#           later one with more hours, goes on where the last ended; the later stages train on whatever it holds.
+#           Made in the background beside other work: nice -n 19 recipes/natural/run.sh corpus corpus &
+# data:     the mixed recipe's data (robotic 32 h corpus, RHVoice dev/test, speechocean762), then prepare.py: the
+#           Kokoro train manifests (the shared corpus's train rows + data/kokoro, every dev/test sentence dropped),
+#           the curve's subsets of them, Cathy, and the dev sets (Kokoro's unseen voices, real-dev).
+# lm:       the 3-gram LM from the text corpora, every sentence read in a dev or test set left out.
+# curve:    the learning curve: CURVE_STEPS from the mixed recipe's model with each of CURVE's Kokoro amounts (0 h
+#           and the subsets; "all" is everything the corpus holds), Kokoro 5 h of each epoch whatever its hours;
+#           each scored greedily on the dev sets.
+# train:    the shipped model: TRAIN_STEPS more from the curve's "all" point, on the same mix.
+# export:   its best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
+# evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
+#
+# Data it needs (defaults: the development machines' data folder beside the checkout; README.md says what each
+# is): KOKORO (../shared/data/kokoro: voices.npz, and the shared corpus with its unseen-voice dev split), CATHY
+# (../shared/data/cathy), and the mixed recipe's TEXT_DIR, SPEECHOCEAN and REAL_DEV; the kokoro extra and the TTS
+# engines of scripts/install_tts.sh. PYTHON: the Python asr is installed in.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source recipes/lib.sh
+
+export TEXT_DIR=${TEXT_DIR:-../shared/data/text}
+export SPEECHOCEAN=${SPEECHOCEAN:-../shared/data/speechocean762}
+export REAL_DEV=${REAL_DEV:-../shared/data/real-dev/manifest.jsonl}
+KOKORO=${KOKORO:-../shared/data/kokoro}
+CATHY=${CATHY:-../shared/data/cathy}
+KOKORO_HOURS=${KOKORO_HOURS:-20}
+CURVE=${CURVE:-0h 1.5h 3h all}
+CURVE_STEPS=${CURVE_STEPS:-300}
+TRAIN_STEPS=${TRAIN_STEPS:-900}
+KOKORO_EPOCH_HOURS=5  # Kokoro audio in each epoch, at every point of the curve
+EXP=exp/natural
+mkdir -p "$EXP"
+START_MODEL=exp/mixed/model-fp16.safetensors  # the mixed recipe's model, shipped from a35632c
+MODEL=$EXP/model-fp16.safetensors
+LM=$EXP/lm.bin
+DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
+     data/synthetic/dev.jsonl)
+TEST=(data/rhvoice/test.jsonl data/synthetic/test.jsonl)
+
+need() {  # FILE WHAT...: stop with what is missing and where it comes from
+    [ -e "$1" ] || { echo "run.sh: $1 not found: ${*:2} (recipes/natural/README.md)" >&2; exit 1; }
+}
+
+start_model() {  # the mixed recipe's model: from its run, else from the commit that shipped it
+    [ -f $START_MODEL ] && return
+    mkdir -p "$(dirname $START_MODEL)"
+    git show a35632c:asr/assets/default.safetensors > $START_MODEL.partial && mv $START_MODEL.partial $START_MODEL || {
+        rm -f $START_MODEL.partial
+        echo "run.sh: no $START_MODEL: run recipes/mixed/run.sh (to its export stage), or use a git clone of asr" >&2
+        exit 1
+    }
+}
+
+kokoro_manifest() {  # HOURS -> the Kokoro training manifest of the curve point HOURS (0h: none)
+    case $1 in
+        0h)  ;;
+        all) echo data/natural/kokoro-train.jsonl ;;
+        *)   echo data/natural/kokoro-train-$1.jsonl ;;
+    esac
+}
+
+curve_subsets() {  # the curve's Kokoro amounts that are subsets, in hours: "0h 1.5h 3h all" -> "1.5 3"
+    local hours
+    for hours in $CURVE; do case $hours in 0h|all) ;; *) echo "${hours%h}" ;; esac; done
+}
+
+train() {  # EXP_DIR KOKORO_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on the mix with that much Kokoro,
+           # weighted to KOKORO_EPOCH_HOURS of each epoch
+    local exp=$1 kokoro manifests=data/synthetic/train.jsonl,data/speechocean762/train.jsonl,data/natural/cathy.jsonl
+    local weights=0.1,0.7,2.0 steps=$3 every=$4
+    kokoro=$(kokoro_manifest "$2")
+    shift 4
+    if [ -n "$kokoro" ]; then
+        manifests+=",$kokoro"
+        weights+=",$($PYTHON -c "import sys; from asr.core.manifest import read_manifest; \
+            print(round($KOKORO_EPOCH_HOURS * 3600 / sum(u.duration for u in read_manifest(sys.argv[1])), 3))" "$kokoro")"
+    fi
+    $PYTHON -m asr train recipes/natural/natural.yaml exp_dir="$exp" trainer.max_steps="$steps" \
+        trainer.val_check_interval="$every" "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" \
+        "$@" --resume
+    export_best "$exp"
+}
+
+stage() {
+    case $1 in
+        corpus)   need "$KOKORO/voices.npz" "the Kokoro voice packs; set KOKORO to the folder holding voices.npz"
+                  $PYTHON -m asr synth "$TEXT_DIR"/libritts_tc100.txt --voices kokoro --out data/kokoro \
+                      --hours "$KOKORO_HOURS" --seed 0 --jobs "${JOBS:-1}" --voice-packs "$KOKORO"/voices.npz \
+                      --exclude "$KOKORO"/manifest.jsonl "$REAL_DEV" "$SPEECHOCEAN"/manifest.jsonl ;;
+        data)     need "$KOKORO/manifest.jsonl" "the shared Kokoro corpus, whose dev split is the unseen-voice dev set"
+                  need "$CATHY/manifest.jsonl" "Cathy's recordings (a manifest.jsonl and its audio); set CATHY"
+                  recipes/mixed/run.sh data data
+                  $PYTHON recipes/natural/prepare.py data/natural --kokoro "$KOKORO" --kokoro-made data/kokoro \
+                      --cathy "$CATHY" --real-dev "$REAL_DEV" --held-out data/speechocean762/dev.jsonl "${TEST[@]}" \
+                      data/rhvoice/dev.jsonl data/synthetic/dev.jsonl --hours $(curve_subsets) ;;
+        lm)       $PYTHON recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${DEV[@]}" "${TEST[@]}" \
+                      --out $EXP/lm-text.txt
+                  $PYTHON -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
+        curve)    start_model
+                  for hours in $CURVE; do
+                      train exp/natural-curve-$hours "$hours" "$CURVE_STEPS" "$CURVE_STEPS" >&2
+                      echo "# Kokoro $hours, $CURVE_STEPS steps"
+                      $PYTHON -m asr evaluate --model exp/natural-curve-$hours/model-fp16.safetensors "${DEV[@]}" \
+                          --decoder greedy
+                  done | tee -a $EXP/curve.txt ;;
+        train)    need exp/natural-curve-all/model-fp16.safetensors "the curve's last model: run the curve stage first"
+                  train $EXP all "$TRAIN_STEPS" $((TRAIN_STEPS / 3)) init_from=exp/natural-curve-all/model-fp16.safetensors ;;
+        export)   export_best $EXP ;;
+        tune)     $PYTHON -c "import sys; from asr.core.manifest import read_manifest, write_manifest; \
+                      write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
+                      $EXP/dev-all.jsonl "${DEV[@]}"
+                  $PYTHON -m asr tune-lm --model $MODEL --manifest $EXP/dev-all.jsonl --lm $LM \
+                      --lm-weights 0.5,1,1.5,2 --word-scores=-1,0,1,2 ;;
+        evaluate) for decoder in "--decoder greedy" "--lm $LM"; do
+                      echo "# asr evaluate $decoder"
+                      $PYTHON -m asr evaluate --model $MODEL "${DEV[@]}" "${TEST[@]}" $decoder
+                  done | tee $EXP/scores.txt ;;
+        install)  install_model $MODEL $LM ;;
+    esac
+}
+
+LAST=evaluate; [ "${1:-}" != install ] || LAST=install  # a plain run stops before install
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train export tune evaluate install
+run_stages
