@@ -42,3 +42,38 @@ install_model() {  # MODEL LM.bin: the model and its LM (with LM.lexicon.txt, LM
     local part
     for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
 }
+
+model_from_git() {  # PATH COMMIT WHAT: a model shipped at COMMIT into PATH, unless PATH is there (WHAT: how else)
+    [ -f "$1" ] && return
+    mkdir -p "$(dirname "$1")"
+    git show "$2":asr/assets/default.safetensors > "$1.partial" && mv "$1.partial" "$1" || {
+        rm -f "$1.partial"
+        echo "run.sh: no $1: $3, or use a git clone of asr" >&2
+        exit 1
+    }
+}
+
+tune_lm() {  # EXP MODEL LM DEV...: the LM's weights tuned on the dev sets pooled (EXP/dev-all.jsonl) -> LM.tuned.json
+    local exp=$1 model=$2 lm=$3
+    shift 3
+    "$PYTHON" -c "import sys; from asr.core.manifest import read_manifest, write_manifest; \
+        write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" "$exp"/dev-all.jsonl "$@"
+    "$PYTHON" -m asr tune-lm --model "$model" --manifest "$exp"/dev-all.jsonl --lm "$lm" \
+        --lm-weights 0.5,1,1.5,2 --word-scores=-1,0,1,2
+}
+
+evaluate_all() {  # MODEL LM SCORES MANIFEST...: every manifest scored greedily, then with the LM, into SCORES
+    local model=$1 lm=$2 scores=$3 decoder
+    shift 3
+    for decoder in "--decoder greedy" "--lm $lm"; do
+        echo "# asr evaluate $decoder"
+        "$PYTHON" -m asr evaluate --model "$model" "$@" $decoder
+    done | tee "$scores"
+}
+
+build_lm() {  # EXP LM HELD_OUT...: the 3-gram LM of TEXT_DIR's sentences, those of the HELD_OUT manifests left out
+    local exp=$1 lm=$2
+    shift 2
+    "$PYTHON" recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "$@" --out "$exp"/lm-text.txt
+    "$PYTHON" -m asr lm build "$exp"/lm-text.txt --order 3 --out "$lm"
+}

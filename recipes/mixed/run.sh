@@ -43,14 +43,8 @@ need() {  # FILE WHAT...: stop with what is missing and where it comes from
     [ -e "$1" ] || { echo "run.sh: $1 not found: ${*:2} (recipes/mixed/README.md)" >&2; exit 1; }
 }
 
-start_model() {  # the synthetic recipe's model: from its run, else from the commit that shipped it
-    [ -f $START_MODEL ] && return
-    mkdir -p "$(dirname $START_MODEL)"
-    git show 193c9db:asr/assets/default.safetensors > $START_MODEL.partial && mv $START_MODEL.partial $START_MODEL || {
-        rm -f $START_MODEL.partial
-        echo "run.sh: no $START_MODEL: run recipes/synthetic/run.sh (its legs 1-6), or use a git clone of asr" >&2
-        exit 1
-    }
+start_model() {  # the model it starts from: from its own run, else from the commit that shipped it
+    model_from_git $START_MODEL 193c9db "run recipes/synthetic/run.sh (its legs 1-6)"
 }
 
 train() {  # EXP_DIR REAL_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on the synthetic corpus mixed with
@@ -82,9 +76,7 @@ stage() {
                           --dev-share 0.49 --test-share 0.49 --exclude data/synthetic/{train,dev,test}.jsonl "$REAL_DEV"
                   fi
                   $PYTHON recipes/mixed/prepare_real.py "$SPEECHOCEAN" data/speechocean762 --hours 1 2.5 ;;
-        lm)       $PYTHON recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${DEV[@]}" "${TEST[@]}" \
-                      --out $EXP/lm-text.txt
-                  $PYTHON -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
+        lm)       build_lm $EXP $LM "${DEV[@]}" "${TEST[@]}" ;;
         curve)    start_model
                   for hours in $CURVE; do
                       train exp/mixed-curve-$hours "$hours" "$CURVE_STEPS" "$CURVE_STEPS" >&2
@@ -95,15 +87,8 @@ stage() {
         train)    need exp/mixed-curve-4.5h/model-fp16.safetensors "the curve's 4.5 h model: run the curve stage first"
                   train $EXP 4.5h "$TRAIN_STEPS" $((TRAIN_STEPS / 3)) init_from=exp/mixed-curve-4.5h/model-fp16.safetensors ;;
         export)   export_best $EXP ;;
-        tune)     $PYTHON -c "import sys; from asr.core.manifest import read_manifest, write_manifest; \
-                      write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
-                      $EXP/dev-all.jsonl "${DEV[@]}"
-                  $PYTHON -m asr tune-lm --model $MODEL --manifest $EXP/dev-all.jsonl --lm $LM \
-                      --lm-weights 0.5,1,1.5,2 --word-scores=-1,0,1,2 ;;
-        evaluate) for decoder in "--decoder greedy" "--lm $LM"; do
-                      echo "# asr evaluate $decoder"
-                      $PYTHON -m asr evaluate --model $MODEL "${DEV[@]}" "${TEST[@]}" $decoder
-                  done | tee $EXP/scores.txt ;;
+        tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
+        evaluate) evaluate_all $MODEL $LM $EXP/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
         install)  install_model $MODEL $LM ;;
     esac
 }

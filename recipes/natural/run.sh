@@ -53,14 +53,8 @@ need() {  # FILE WHAT...: stop with what is missing and where it comes from
     [ -e "$1" ] || { echo "run.sh: $1 not found: ${*:2} (recipes/natural/README.md)" >&2; exit 1; }
 }
 
-start_model() {  # the mixed recipe's model: from its run, else from the commit that shipped it
-    [ -f $START_MODEL ] && return
-    mkdir -p "$(dirname $START_MODEL)"
-    git show a35632c:asr/assets/default.safetensors > $START_MODEL.partial && mv $START_MODEL.partial $START_MODEL || {
-        rm -f $START_MODEL.partial
-        echo "run.sh: no $START_MODEL: run recipes/mixed/run.sh (to its export stage), or use a git clone of asr" >&2
-        exit 1
-    }
+start_model() {  # the model it starts from: from its own run, else from the commit that shipped it
+    model_from_git $START_MODEL a35632c "run recipes/mixed/run.sh (to its export stage)"
 }
 
 kokoro_manifest() {  # HOURS -> the Kokoro training manifest of the curve point HOURS (0h: none)
@@ -105,9 +99,7 @@ stage() {
                   $PYTHON recipes/natural/prepare.py data/natural --kokoro "$KOKORO" --kokoro-made data/kokoro \
                       --cathy "$CATHY" --real-dev "$REAL_DEV" --held-out data/speechocean762/dev.jsonl "${TEST[@]}" \
                       data/rhvoice/dev.jsonl data/synthetic/dev.jsonl --hours $(curve_subsets) ;;
-        lm)       $PYTHON recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "${DEV[@]}" "${TEST[@]}" \
-                      --out $EXP/lm-text.txt
-                  $PYTHON -m asr lm build $EXP/lm-text.txt --order 3 --out $LM ;;
+        lm)       build_lm $EXP $LM "${DEV[@]}" "${TEST[@]}" ;;
         curve)    start_model
                   for hours in $CURVE; do
                       train exp/natural-curve-$hours "$hours" "$CURVE_STEPS" "$CURVE_STEPS" >&2
@@ -118,15 +110,8 @@ stage() {
         train)    need exp/natural-curve-all/model-fp16.safetensors "the curve's last model: run the curve stage first"
                   train $EXP all "$TRAIN_STEPS" $((TRAIN_STEPS / 3)) init_from=exp/natural-curve-all/model-fp16.safetensors ;;
         export)   export_best $EXP ;;
-        tune)     $PYTHON -c "import sys; from asr.core.manifest import read_manifest, write_manifest; \
-                      write_manifest(sys.argv[1], [u for m in sys.argv[2:] for u in read_manifest(m)])" \
-                      $EXP/dev-all.jsonl "${DEV[@]}"
-                  $PYTHON -m asr tune-lm --model $MODEL --manifest $EXP/dev-all.jsonl --lm $LM \
-                      --lm-weights 0.5,1,1.5,2 --word-scores=-1,0,1,2 ;;
-        evaluate) for decoder in "--decoder greedy" "--lm $LM"; do
-                      echo "# asr evaluate $decoder"
-                      $PYTHON -m asr evaluate --model $MODEL "${DEV[@]}" "${TEST[@]}" $decoder
-                  done | tee $EXP/scores.txt ;;
+        tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
+        evaluate) evaluate_all $MODEL $LM $EXP/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
         install)  install_model $MODEL $LM ;;
     esac
 }
