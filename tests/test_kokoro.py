@@ -156,3 +156,5 @@ def test_a_torn_last_manifest_line_is_dropped_and_remade(text_file, tmp_path):
     manifest = tmp_path / "a" / "train.jsonl"
     manifest.write_text(manifest.read_text()[:-20])  # killed mid-write
     assert synth(text_file, tmp_path / "a", 0.0008) == rows
+    manifest.write_text(manifest.read_text()[:-1])  # killed before the last newline
+    assert synth(text_file, tmp_path / "a", 0.0008) == rows

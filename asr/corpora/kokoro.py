@@ -19,6 +19,7 @@ are joined once into the cache and checked against MODEL_SHA256. The dev voices 
 independent evaluation are never spoken.
 """
 
+import fnmatch
 import hashlib
 import importlib.resources
 import json
@@ -242,6 +243,9 @@ def _done(manifest: Path) -> tuple[set[str], float]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             break
+        if not line.endswith("\n"):  # whole JSON, but its newline was never written
+            rows.pop()
+            break
     if len(rows) < len(lines):
         manifest.write_text("".join(lines[:len(rows)]))
     return {r["text"] for r in rows}, sum(r["duration"] for r in rows) / 3600
@@ -255,8 +259,6 @@ def synthesize_kokoro(text_files, out_dir: str | os.PathLike, hours: float, *, p
     exclude: manifests of held-out sets, whose sentences are never read. patterns: fnmatch globs of pack names
     (kokoro:af_* or af_*) the speakers may use (default: all training packs).
     """
-    import fnmatch
-
     packs_path = Path(packs_path)
     if not packs_path.is_file():
         raise ConfigError(f"{packs_path}: no such voice-pack file (a .npz of Kokoro packs, name -> (510, 1, 256))")
