@@ -11,7 +11,7 @@ SENTENCE = "HELLO WORLD THIS IS A TEST"
 
 
 def test_the_default_model_is_installed_and_small_enough_to_ship():
-    assert DEFAULT_MODEL.is_file(), f"{DEFAULT_MODEL} is missing: recipes/mixed/run.sh install puts it there"
+    assert DEFAULT_MODEL.is_file(), f"{DEFAULT_MODEL} is missing: recipes/natural/run.sh install puts it there"
     shipped = sum(f.stat().st_size for f in DEFAULT_MODEL.parent.glob("default.*"))
     assert shipped <= 25 * 2**20, f"the default model and its LM take {shipped / 2**20:.1f} MB, over 25 MB"
 
