@@ -84,8 +84,11 @@ def test_prepare_real_refuses_a_manifest_with_an_empty_split(tmp_path, empty):
 
 
 def test_run_sh_refuses_to_start_without_its_data_and_names_the_variable(tmp_path):
+    (tmp_path / "text").mkdir()  # the text it checks first is there, in a clone with no ../shared too
+    (tmp_path / "text" / "sentences.txt").write_text("HELLO WORLD\n")
     result = subprocess.run(["bash", str(RECIPE / "run.sh"), "data", "data"], capture_output=True, text=True,
                             timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable,
+                                              "TEXT_DIR": str(tmp_path / "text"),
                                               "SPEECHOCEAN": str(tmp_path / "nowhere")})
     assert result.returncode != 0
     assert "nowhere/manifest.jsonl not found" in result.stderr and "set SPEECHOCEAN" in result.stderr
