@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=number(int, 0), default=0, help="of the voices, sentences and splits (default: 0)")
     p.add_argument("--jobs", type=number(int, 1), default=os.cpu_count() or 1,
                    help="worker processes (default: one per core)")
-    p.add_argument("--augment-share", type=number(float, 0, 1), default=0.3,
+    p.add_argument("--augment-share", type=number(float, 0, 1),
                    help="share of utterances augmented with sox (default: 0.3)")
     p.add_argument("--dev-share", type=number(float, 0, 1), help="share of the hours (default: 0.05)")
     p.add_argument("--test-share", type=number(float, 0, 1), help="share of the hours (default: 0.05)")
@@ -536,7 +536,7 @@ def run_synth(args) -> None:
 
         manifests = synthesize_corpus(
             args.text_files, args.out, args.hours, voices=args.voices, seed=args.seed, jobs=args.jobs,
-            augment_share=args.augment_share, dev_share=first(args.dev_share, 0.05),
+            augment_share=first(args.augment_share, 0.3), dev_share=first(args.dev_share, 0.05),
             test_share=first(args.test_share, 0.05), exclude=args.exclude,
         )
     for split, path in manifests.items():
@@ -558,6 +558,9 @@ def run_kokoro(args, kokoro: list[str]) -> dict:
     if args.dev_share or args.test_share:
         raise ConfigError("--voices kokoro writes a train split only (its unseen-voice dev set is made apart): "
                           "drop --dev-share and --test-share")
+    if args.augment_share is not None:
+        raise ConfigError("--voices kokoro writes clean speech (augment it while training, as data.augment does): "
+                          "drop --augment-share")
     if not args.voice_packs:
         raise ConfigError("--voices kokoro needs --voice-packs NPZ, the Kokoro voice packs to speak with")
     return synthesize_kokoro(args.text_files, args.out, args.hours, packs_path=args.voice_packs, seed=args.seed,

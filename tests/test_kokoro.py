@@ -86,6 +86,7 @@ def test_a_blend_speaks_in_british_when_its_leading_pack_is_british():
     (["--voices", "kokoro", "espeak-ng"], "kokoro makes a corpus of its own"),
     (["--voices", "kokoro"], "needs --voice-packs"),
     (["--voices", "kokoro", "--voice-packs", str(PACKS), "--dev-share", "0.1"], "train split only"),
+    (["--voices", "kokoro", "--voice-packs", str(PACKS), "--augment-share", "0.5"], "drop --augment-share"),
 ])
 def test_synth_refuses_what_kokoro_cannot_do(tmp_path, capsys, argv, message):
     assert main(["synth", str(tmp_path / "t.txt"), "--out", str(tmp_path / "o"), "--hours", "1", *argv]) == 2
