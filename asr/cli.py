@@ -555,7 +555,7 @@ def run_kokoro(args, kokoro: list[str]) -> dict:
     if len(kokoro) < len(args.voices):
         raise ConfigError("--voices: kokoro makes a corpus of its own (a train split, extended in place); name "
                           "it without the other engines, in a run of its own")
-    if args.dev_share or args.test_share:
+    if args.dev_share is not None or args.test_share is not None:
         raise ConfigError("--voices kokoro writes a train split only (its unseen-voice dev set is made apart): "
                           "drop --dev-share and --test-share")
     if args.augment_share is not None:

@@ -77,3 +77,12 @@ build_lm() {  # EXP LM HELD_OUT...: the 3-gram LM of TEXT_DIR's sentences, those
     "$PYTHON" recipes/synthetic/lm_text.py "$TEXT_DIR"/*.txt --exclude "$@" --out "$exp"/lm-text.txt
     "$PYTHON" -m asr lm build "$exp"/lm-text.txt --order 3 --out "$lm"
 }
+
+fine_tune() {  # CONFIG EXP STEPS VALIDATE_EVERY MANIFESTS WEIGHTS [OVERRIDE...]: asr train CONFIG on the comma-separated
+               # MANIFESTS mixed by WEIGHTS, resumed if EXP has a checkpoint, then its best checkpoint exported
+    local config=$1 exp=$2 steps=$3 every=$4 manifests=$5 weights=$6
+    shift 6
+    "$PYTHON" -m asr train "$config" exp_dir="$exp" trainer.max_steps="$steps" trainer.val_check_interval="$every" \
+        "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" "$@" --resume
+    export_best "$exp"
+}

@@ -204,9 +204,8 @@ class Job:
     speed: float
 
 
-def plan(text_files, names, seed: int, exclude: frozenset[str]):
+def plan(text_files, speakers: list[Speaker], seed: int, exclude: frozenset[str]):
     """Jobs in the seed's sentence order, without end: (index, text) -> speaker and speed drawn from seed and text."""
-    speakers = make_speakers(names, seed)
     for index, (_, text) in enumerate(read_sentences(text_files, random.Random(seed), exclude)):
         if not MIN_WORDS <= len(text.split()) <= MAX_WORDS:
             continue
@@ -277,9 +276,9 @@ def synthesize_kokoro(text_files, out_dir: str | os.PathLike, hours: float, *, p
         log.info("kokoro: %s already holds %.2f h", manifest, hours_done)
         return {"train": manifest}
     held_out = frozenset(normalize(u.text) for m in exclude for u in read_manifest(m))
-    todo = (job for job in plan(text_files, names, seed, held_out) if job.text not in done)
-    log.info("kokoro: %s holds %.2f h; making it %.2f h with %d speakers", manifest, hours_done, hours,
-             len(make_speakers(names, seed)))
+    speakers = make_speakers(names, seed)
+    todo = (job for job in plan(text_files, speakers, seed, held_out) if job.text not in done)
+    log.info("kokoro: %s holds %.2f h; making it %.2f h with %d speakers", manifest, hours_done, hours, len(speakers))
     context = multiprocessing.get_context("fork")
     with context.Pool(jobs, _init_worker, (str(packs_path), model and str(model))) as pool, \
             manifest.open("a") as rows, (out_dir / "skipped.txt").open("a") as skipped:

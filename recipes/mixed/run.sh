@@ -56,10 +56,7 @@ train() {  # EXP_DIR REAL_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune on
         4.5h) manifests+=",data/speechocean762/train.jsonl"; weights+=",1" ;;
         *)    manifests+=",data/speechocean762/train-$hours.jsonl"; weights+=",$(awk "BEGIN {print 4.5 / ${hours%h}}")" ;;
     esac
-    $PYTHON -m asr train recipes/mixed/mixed.yaml exp_dir="$exp" trainer.max_steps="$steps" \
-        trainer.val_check_interval="$every" "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" \
-        "$@" --resume
-    export_best "$exp"
+    fine_tune recipes/mixed/mixed.yaml "$exp" "$steps" "$every" "$manifests" "$weights" "$@"
 }
 
 stage() {

@@ -85,10 +85,7 @@ train() {  # EXP_DIR KOKORO_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune 
         weights+=",$($PYTHON -c "import sys; from asr.core.manifest import read_manifest; \
             print(round($KOKORO_EPOCH_HOURS * 3600 / sum(u.duration for u in read_manifest(sys.argv[1])), 3))" "$kokoro")"
     fi
-    $PYTHON -m asr train recipes/natural/natural.yaml exp_dir="$exp" trainer.max_steps="$steps" \
-        trainer.val_check_interval="$every" "data.train_manifests=[$manifests]" "data.train_weights=[$weights]" \
-        "$@" --resume
-    export_best "$exp"
+    fine_tune recipes/natural/natural.yaml "$exp" "$steps" "$every" "$manifests" "$weights" "$@"
 }
 
 stage() {
