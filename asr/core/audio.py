@@ -15,20 +15,10 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from asr.core.errors import AsrError
+from asr.core.paths import AUDIO_EXTENSIONS, AudioError, check_audio_file
 
 SAMPLE_RATE = 16000  # Hz, the rate of every waveform inside asr
 HEADER_READ_THREADS = 16  # header reads wait on the disk, not the CPU
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")  # what soundfile reads and writes
-
-
-class AudioError(AsrError):
-    """An audio file that is missing, empty, corrupt or not audio at all."""
-
-    def __init__(self, path, cause: str):
-        super().__init__(f"{path}: {cause}")
-        self.path = path
-        self.cause = cause
 
 
 def source_name(source) -> str:
@@ -37,32 +27,6 @@ def source_name(source) -> str:
         return str(source)
     name = getattr(source, "name", None)
     return name if isinstance(name, str) else "<stdin>"
-
-
-def _check_path(path) -> None:
-    """Raise AudioError unless `path` names an existing, non-empty file that this user may read, and, if it is
-    named .mp3, one that starts as an MP3 does."""
-    if not os.path.exists(path):
-        if os.path.islink(path):
-            raise AudioError(str(path), f"a symbolic link to {os.readlink(path)}, which does not exist")
-        raise AudioError(str(path), "no such file (check the path)")
-    if os.path.isdir(path):
-        raise AudioError(str(path), "is a directory, not an audio file")
-    if os.path.getsize(path) == 0:
-        raise AudioError(str(path), "is an empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise AudioError(str(path), "permission denied: this user may not read the file (check its permissions)")
-    if str(path).lower().endswith(".mp3") and not _starts_as_mp3(path):
-        raise AudioError(str(path), "not a readable audio file (named .mp3, but it starts with neither an ID3 tag "
-                                    "nor an MPEG audio frame); if it is damaged, re-export or remove it")
-
-
-def _starts_as_mp3(path) -> bool:
-    """An ID3v2 tag or an MPEG audio frame's sync bits at the start. libsndfile hands a file named .mp3 to
-    mpg123 whatever it holds, and mpg123 prints notes to stderr while it searches other bytes for a frame."""
-    with open(path, "rb") as f:
-        head = f.read(3)
-    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
 def _unreadable(name: str, err: Exception) -> AudioError:
@@ -79,7 +43,7 @@ def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_R
     """
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        _check_path(source)
+        check_audio_file(source)
     elif not source.seekable():  # a pipe such as stdin: soundfile needs to seek
         source = io.BytesIO(source.read())
     try:
@@ -102,7 +66,7 @@ def stream_audio(path: str | os.PathLike, block_seconds: float = 10.0) -> Iterat
     Only one block is in memory at a time, so a file of any length can be read. Channels are averaged;
     nothing is resampled. Raises AudioError, naming the file, as load_audio does.
     """
-    _check_path(path)
+    check_audio_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
             if f.frames == 0:
@@ -120,7 +84,7 @@ def stream_audio(path: str | os.PathLike, block_seconds: float = 10.0) -> Iterat
 
 def audio_duration(path: str | os.PathLike) -> float:
     """Duration of an audio file in seconds, read from its header only."""
-    _check_path(path)
+    check_audio_file(path)
     try:
         info = sf.info(str(path))
     except Exception as err:
