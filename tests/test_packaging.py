@@ -4,6 +4,7 @@ every subpackage, the configs asr train names and the shipped model."""
 import ast
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ from conftest import tone
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# what runs in the installed venv runs without PYTHONPATH, which may name the checkout (or its installed asr)
+WITHOUT_PYTHONPATH = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def canonical(name: str) -> str:
@@ -58,8 +61,8 @@ def test_every_subpackage_is_listed():
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The bin/ folder of a fresh venv (seeing this machine's torch, lightning, ...) with the wheel built from a copy
-    of the checkout installed in it, not editable."""
+    """The bin/ folder of a fresh venv (seeing the libraries of the Python running the tests) with the wheel built
+    from a copy of the checkout installed in it, not editable, without its dependencies."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"  # a copy, so no stale build/ folder of the checkout leaks into the wheel
     for name in ("asr", "conf"):
@@ -73,10 +76,20 @@ def installed(tmp_path_factory) -> Path:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"asr/conf/tiny.yaml", "asr/conf/small.yaml", "asr/assets/default.safetensors"} <= names
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     subprocess.run([*pip, "--python", venv / "bin" / "python", "install", "--no-deps", wheel], check=True,
-                   capture_output=True, timeout=600)
+                   env=WITHOUT_PYTHONPATH, capture_output=True, timeout=600)
+    see_the_running_environments_libraries(venv)
     return venv / "bin"
+
+
+def see_the_running_environments_libraries(venv: Path):
+    """Puts the site-packages folders of the Python running the tests (a venv's, the system's, the user's or on
+    PYTHONPATH) on the new venv's path, after its own, so that its asr is the wheel's and torch, sentencepiece, ...
+    are the ones installed here. The checkout itself is not one of them."""
+    (venv_site,) = (venv / "lib").glob("python*/site-packages")
+    paths = dict.fromkeys(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages"))
+    (venv_site / "running-environment.pth").write_text("".join(f"{path}\n" for path in paths))
 
 
 @pytest.mark.slow
@@ -85,10 +98,11 @@ def test_installed_wheel_finds_its_configs(installed, tmp_path):
     (tmp_path / "m.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "HELLO"}) + "\n")
 
     def asr(*args):  # run in tmp_path, outside the checkout, so only the installed package can be imported
-        return subprocess.run([installed / "asr", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        return subprocess.run([installed / "asr", *args], cwd=tmp_path, env=WITHOUT_PYTHONPATH, capture_output=True,
+                              text=True, timeout=300)
 
     located = subprocess.run([installed / "python", "-c", "import asr; print(asr.__file__)"], cwd=tmp_path,
-                             capture_output=True, text=True, check=True).stdout
+                             env=WITHOUT_PYTHONPATH, capture_output=True, text=True, check=True).stdout
     assert Path(located.strip()).is_relative_to(installed.parent), located  # not the checkout's editable install
     checked = asr("check-manifest", "m.jsonl")  # --config small by default
     assert checked.returncode == 0, checked.stderr
