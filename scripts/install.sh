@@ -24,7 +24,8 @@ chosen_python() {
 refuse_externally_managed() {
     [ -x "$1" ] || command -v "$1" >/dev/null || return 0
     if "$1" -c 'import os, sys, sysconfig
-sys.exit(sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")  # where pip looks, outside a venv
+sys.exit(sys.prefix == sys.base_prefix and os.path.exists(marker))'
     then return 0; fi
     echo "install.sh: error: $1 is managed by the system (PEP 668), so pip cannot install into it;" \
          "run \`bash scripts/install.sh\` without PYTHON to install into .venv" >&2
