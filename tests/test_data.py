@@ -353,6 +353,37 @@ def test_an_undecodable_babble_talker_is_reported_and_left_silent(tmp_path, capl
     assert str(utts[0].audio_filepath) in caplog.text and "not a readable audio file" in caplog.text
 
 
+def test_a_file_longer_than_its_manifest_row_when_read_is_skipped_and_the_batch_keeps_its_planned_size(tmp_path,
+                                                                                                    caplog):
+    utts = make_corpus(tmp_path / "wav", [(0.3, "one"), (0.3, "two")])
+    write_audio(utts[0].audio_filepath, torch.from_numpy(tone(20.0)))  # replaced after setup read its header
+    dataset = SpeechDataset(utts, CharTokenizer())
+    with caplog.at_level(logging.WARNING, logger="asr.training.dataset"):
+        wave, target, i = dataset[0]
+        babble = dataset.other(torch.Generator().manual_seed(3))  # draws utterance 0
+    assert i == 1 and len(wave) == 0.3 * SAMPLE_RATE and babble.shape == (0,)
+    assert f"skipped in training: {utts[0].audio_filepath}: lasts 20.000 s but its manifest row says 'duration': " \
+           "0.3 (fix the row)" in caplog.text
+
+
+def test_setup_reads_each_header_and_drops_audio_whose_length_is_not_its_rows(tmp_path, caplog):
+    from asr.training.config import load_experiment_config
+
+    utts = make_corpus(tmp_path / "wav", [(0.5, "one"), (0.5, "two"), (0.5, "three"), (0.5, "four")])
+    write_audio(utts[1].audio_filepath, torch.from_numpy(tone(60.0)))  # an hour would do the same, more slowly
+    write_audio(utts[2].audio_filepath, torch.from_numpy(tone(0.2)))
+    write_audio(utts[3].audio_filepath, torch.from_numpy(tone(0.58)))  # within 0.1 s, as check-manifest allows
+    write_manifest(tmp_path / "train.jsonl", utts)
+    tiny = load_experiment_config("tiny", [f"data.train_manifests=[{tmp_path / 'train.jsonl'}]",
+                                           f"data.val_manifests=[{tmp_path / 'train.jsonl'}]"])
+    dm = SpeechDataModule(tiny.data, CharTokenizer(), tiny.model)
+    with caplog.at_level(logging.WARNING, logger="asr.training.datamodule"):
+        dm.setup("fit")
+    assert [u.text for u in dm.train_set] == [u.text for u in dm.val_set] == ["one", "four"]
+    assert (f"train.jsonl: dropped 2 of 4 utterances that cannot be trained on (first: {utts[1].audio_filepath}: "
+            "lasts 60.000 s but its manifest row says 'duration': 0.5 (fix the row))") in caplog.text
+
+
 def test_dataloader_with_sampler_yields_padded_batches(tmp_path):
     specs = [(0.3, "hello world"), (0.5, "It's 2"), (0.2, "ok"), (0.45, "a b c"), (0.35, "yes")]
     utts = make_corpus(tmp_path / "wav", specs)
