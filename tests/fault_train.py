@@ -4,6 +4,8 @@ kill mid-write, a checkpoint writer) that only this script installs, at the opti
     kill@STEP             SIGKILL as the training batch after STEP optimizer steps starts
     kill-validating@STEP  SIGKILL as a validation batch starts after STEP steps
     kill-mid-write@STEP   SIGKILL with half of STEP's checkpoint written (to the file the package writes it to)
+    term@STEP             SIGTERM (what `timeout`, SLURM and Kubernetes send) as the batch after STEP steps starts
+    term-validating@STEP  SIGTERM as a validation batch starts after STEP steps
     nan@STEP              every gradient of that step NaN, as a NaN loss makes them
     oom@STEP              a real out-of-memory error during that step's backward (the allocator asked for 1 PiB)
 
@@ -23,7 +25,7 @@ from asr.cli import main
 from asr.training import train as training
 from asr.training.checkpoint import AtomicCheckpointIO
 
-FAULTS = ("kill", "kill-validating", "kill-mid-write", "nan", "oom")
+FAULTS = ("kill", "kill-validating", "kill-mid-write", "term", "term-validating", "nan", "oom")
 
 
 def kill() -> None:
@@ -41,10 +43,14 @@ class InjectFault(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.due(trainer, "kill"):
             kill()
+        if self.due(trainer, "term"):
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self.due(trainer, "kill-validating"):
             kill()
+        if self.due(trainer, "term-validating") and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def on_before_backward(self, trainer, pl_module, loss):
         if self.due(trainer, "oom"):

@@ -1,5 +1,6 @@
 """Training faults through the real `asr train` in subprocesses: SIGKILL mid-epoch, mid-checkpoint-write and
-mid-validation, then --resume ends exactly where an uninterrupted run ends (two corpora mixed, every augmentation
+mid-validation, and SIGTERM at an epoch's end, mid-epoch and mid-validation, then --resume ends exactly where an
+uninterrupted run ends (two corpora mixed, every augmentation
 on), with the same validations logged and the same best model exported; a NaN loss is skipped and counted; an
 out-of-memory batch is reported with its size. tests/fault_train.py injects each fault at the step it is given.
 """
@@ -117,6 +118,33 @@ def test_sigkill_mid_epoch_mid_write_and_mid_validation_then_resume_ends_as_an_u
     bundle = tmp_path / "resumed.safetensors"
     run_asr("export", exp / "checkpoints" / "last.ckpt", bundle)
     assert bundle.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_exits_143_and_resume_ends_as_an_uninterrupted_run(manifest, tmp_path):
+    reference = train(manifest, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = last(tmp_path / "reference")
+
+    # SIGTERM in the last batch of epoch 0 (stops before the epoch's end hooks), mid-epoch, and during the
+    # validation after step 7 (let finish, so it is logged and counts for the best model); resumed each time
+    exp, saved = tmp_path / "exp", []
+    for version, fault in enumerate(["term@4", "term@5", "term-validating@7"]):
+        stopped = train(manifest, exp, *(["--resume"] if version else []), fault=fault)
+        assert stopped.returncode == 143, stopped.stderr[-3000:]  # 128 + SIGTERM: a failure to `set -e` and SLURM
+        saved.append(last(exp)["global_step"])
+        assert f"stopped by SIGTERM at step {saved[-1]}; `asr train ... --resume` continues from" in stopped.stderr
+        assert not (exp / "model.safetensors").exists()
+    assert saved == [5, 6, 7]  # the step under way is finished, then saved
+    resumed = train(manifest, exp, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    assert validations(exp) == validations(tmp_path / "reference")
+    assert (exp / "model.safetensors").read_bytes() == (tmp_path / "reference" / "model.safetensors").read_bytes()
+    final = last(exp)
+    assert (final["epoch"], final["global_step"]) == (expected["epoch"], STEPS)
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(final["state_dict"][name], tensor), name
 
 
 @pytest.mark.slow

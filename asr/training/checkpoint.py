@@ -1,6 +1,7 @@
-"""Checkpoints that survive a killed process: written atomically, "last" saved every N optimizer steps
-and at every epoch end, and carrying what Lightning leaves out so that a resumed run continues exactly:
-the random number generators' states (the sampler's place in its epoch is SpeechDataModule's state).
+"""Checkpoints that survive a killed process: written atomically, "last" saved every N optimizer steps,
+at every epoch end and when SIGTERM stops the run, and carrying what Lightning leaves out so that a resumed
+run continues exactly: the random number generators' states (the sampler's place in its epoch is
+SpeechDataModule's state).
 """
 
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 LAST = "last"  # checkpoints/last.ckpt
@@ -69,9 +70,7 @@ class StepCheckpoint(ModelCheckpoint):
     no val/wer and the best model differed). The next save, N steps on or at the epoch's end, follows it."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loop = trainer.fit_loop
-        # the test Lightning 2.6's training epoch loop makes after this hook, to decide whether to validate
-        if not loop.epoch_loop._should_check_val_fx(loop._data_fetcher):
+        if not validation_follows(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
@@ -115,3 +114,49 @@ def set_rng_states(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class SaveOnSigterm(Checkpoint):
+    """Write PATH (checkpoints/last.ckpt) when SIGTERM stops training: what `timeout`, SLURM and Kubernetes send
+    before they kill. Lightning's signal handler only notes the signal; its loops then stop after the optimizer
+    step under way by raising SIGTERMException (which train() turns into exit status 143).
+
+    The checkpoint is written where Lightning's own are, so that its loops resume from it as from theirs: at the
+    end of the step under way or, when a validation follows that step, at the validation's end (a validation under
+    way is let finish first, where Lightning would stop it between two batches: a run resumed from a checkpoint
+    written before or amid a validation goes on past it without running it, as StepCheckpoint's docstring says).
+    In an epoch's last step nothing more is written: the epoch-end "last" is, before Lightning stops. Nor during
+    the sanity check, before training has moved: the checkpoint the run started from (if any) is where it stands.
+    A Checkpoint callback, so Lightning runs it after the ModelCheckpoints: the validation's score is then in the
+    best checkpoint's record that it saves.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.deferred = False  # a SIGTERM held back until the validation under way ends
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.received_sigterm and not validation_follows(trainer) and not last_of_epoch(trainer):
+            trainer.save_checkpoint(self.path)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.received_sigterm and not trainer.sanity_checking:
+            trainer._signal_connector.received_sigterm, self.deferred = False, True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.deferred:  # the training loop stops after this step, as it would have without a validation
+            trainer._signal_connector.received_sigterm, self.deferred = True, False
+        if trainer.received_sigterm and not trainer.sanity_checking and not last_of_epoch(trainer):
+            trainer.save_checkpoint(self.path)
+
+
+def validation_follows(trainer) -> bool:
+    """Whether a validation runs after the training batch that has just ended (the test Lightning 2.6's training
+    epoch loop makes after on_train_batch_end)."""
+    loop = trainer.fit_loop
+    return loop.epoch_loop._should_check_val_fx(loop._data_fetcher)
+
+
+def last_of_epoch(trainer) -> bool:
+    """Whether the training batch that has just ended is its epoch's last."""
+    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch

@@ -4,6 +4,7 @@ section, so one command runs on a CPU or many GPUs), the checks made before it s
 import inspect
 import logging
 import pickle
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,12 +17,13 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from asr.core import config
 from asr.core.bundle import refused_pickle
 from asr.core.manifest import read_manifest
 from asr.core.text import build_tokenizer
-from asr.training.checkpoint import LAST, AtomicCheckpointIO, RandomState, last_checkpoints
+from asr.training.checkpoint import LAST, AtomicCheckpointIO, RandomState, SaveOnSigterm, last_checkpoints
 from asr.training.config import DataConfig, ExperimentConfig
 from asr.training.datamodule import SpeechDataModule
 from asr.training.faults import BatchFaults, is_out_of_memory, out_of_memory_error
@@ -50,7 +52,8 @@ def build_trainer(cfg: ExperimentConfig, callbacks: Sequence[Callback] = (),
                            monitor="val/wer", mode="min", save_top_k=1)
     # Lightning 2.6 refreshes save_last only when a best checkpoint is saved: keep "last" separately.
     last = last_checkpoints(exp_dir / "checkpoints", cfg.save_every_n_steps)
-    ours = [best, *last, BatchFaults(), RandomState(), LearningRateMonitor(logging_interval="step")]
+    ours = [best, *last, SaveOnSigterm(last_path(cfg)), BatchFaults(), RandomState(),
+            LearningRateMonitor(logging_interval="step")]
     if sys.stderr.isatty():
         ours.append(RichProgressBar())
     settings = {"precision": default_precision(cfg.trainer.get("accelerator", "auto")), **cfg.trainer}
@@ -68,11 +71,16 @@ def default_precision(accelerator: str) -> str:
     return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
+def last_path(cfg: ExperimentConfig) -> Path:
+    """checkpoints/last.ckpt: where --resume continues from."""
+    return Path(cfg.exp_dir) / "checkpoints" / f"{LAST}.ckpt"
+
+
 def last_checkpoint(cfg: ExperimentConfig) -> Path | None:
     """The newest of checkpoints/last.ckpt and the hpc_ckpt_N.ckpt Lightning writes when SLURM signals a job
     before its time limit or pre-emption (so a requeued job continues from there, not from the last "last")."""
     exp = Path(cfg.exp_dir)
-    found = [p for p in [exp / "checkpoints" / f"{LAST}.ckpt", *exp.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    found = [p for p in [last_path(cfg), *exp.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
@@ -138,6 +146,11 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callb
             # Lightning 2.6 calls torch's deprecated LeafSpec(): nothing a user of asr can change
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        saved = last_checkpoint(cfg)
+        log.warning("stopped by SIGTERM at step %d; %s", trainer.global_step,
+                    f"`asr train ... --resume` continues from {saved}" if saved else "no checkpoint was written yet")
+        raise SIGTERMException(128 + signal.SIGTERM) from None  # 143: killed by SIGTERM, as a shell reports it
     except pickle.UnpicklingError as err:  # only the resumed checkpoint is unpickled
         raise refused_pickle(ckpt_path, err) from None
     except (torch.OutOfMemoryError, RuntimeError) as err:
