@@ -4,13 +4,15 @@ than failing at once; install.sh installs into a venv (the active one, else the 
 python3-venv), and refuses a Python whose packages the system manages (PEP 668) with the command to run instead."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
 RECORDER = "#!/bin/sh\necho \"$@\" >> \"{log}\"\n{then}\n"
 HELD_LOCK = "echo 'E: Could not get lock /var/lib/dpkg/lock-frontend' >&2; exit 100"
 
@@ -90,3 +92,11 @@ def test_a_python_the_system_manages_is_refused_with_the_command_to_run(tmp_path
     assert "run `bash scripts/install.sh` without PYTHON" in result.stderr
     assert not (tmp_path / "apt-get.log").exists()
 
+
+
+def test_ci_runs_the_readmes_install_and_test_commands_as_written():
+    block = re.search(r"## Install\n\n```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    readme = [line.split("  #")[0].strip() for line in block.splitlines()]
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci == [line for line in readme if "not slow" not in line]  # all the tests, not the fast tier alone
