@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=number(float, above=0), default=25.0, help="larger uploads get 413 (default: 25)")
     p.add_argument("--max-audio-minutes", type=number(float, above=0), default=60.0,
                    help="uploads whose audio lasts longer get 413, before they are decoded (default: 60)")
+    p.add_argument("--upload-timeout", type=number(float, above=0), default=10.0,
+                   help="an upload that pauses longer than this many seconds, or averages under 16 kB/s past "
+                        "them, gets 408 (default: 10)")
+    p.add_argument("--shutdown-timeout", type=number(float, 0), default=30.0,
+                   help="on SIGTERM or Ctrl-C, seconds to answer the requests in flight before they are cancelled "
+                        "(default: 30)")
     add_decoder_arguments(p)
     p.set_defaults(run=run_serve)
 
@@ -573,7 +579,8 @@ def run_serve(args) -> None:
     recognizer = load_recognizer(args, decoder_request(args))
     serve(recognizer, args.host, args.port, str(args.model or "default"), max_batch=args.max_batch,
           max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_upload=round(args.max_upload_mb * 1e6),
-          max_audio=args.max_audio_minutes * 60)
+          max_audio=args.max_audio_minutes * 60, upload_timeout=args.upload_timeout,
+          shutdown_timeout=args.shutdown_timeout)
 
 
 def run_lm_build(args) -> None:

@@ -1,6 +1,7 @@
 """`asr serve` as its clients call it: the real server in a subprocess on a free loopback port, over HTTP,
 with httpx, curl's form fields and the `openai` package."""
 
+import contextlib
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -130,6 +132,16 @@ def test_the_openai_client_works_unchanged(server, recordings, expected):
         client.audio.transcriptions.create(model="asr", file=("empty.wav", b""))
 
 
+def test_the_openai_client_streams_the_transcript_as_server_sent_events(server, recordings, expected):
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="not-needed", timeout=TIMEOUT)
+    with open(recordings / "ten.wav", "rb") as audio:
+        events = list(client.audio.transcriptions.create(model="asr", file=audio, stream=True))
+    *deltas, done = events
+    assert len(deltas) == len(expected["ten.wav"].text.split()) > 1
+    assert {e.type for e in deltas} == {"transcript.text.delta"} and done.type == "transcript.text.done"
+    assert "".join(e.delta for e in deltas) == done.text == expected["ten.wav"].text
+
+
 def bad_uploads(tmp_path, recordings):
     """(what is sent, the status it gets, words its error message has)"""
     noise = tmp_path / "noise.wav"
@@ -139,6 +151,8 @@ def bad_uploads(tmp_path, recordings):
     large = tmp_path / "large.wav"  # over the server's 2 MB
     large.write_bytes((recordings / "ten.wav").read_bytes() * 7)
     (tmp_path / "empty.wav").write_bytes(b"")
+    form = httpx.Request("POST", "http://x", files={"file": ("ten.wav", (recordings / "ten.wav").read_bytes())})
+    truncated = dict(content=form.read()[:5000], headers={"content-type": form.headers["content-type"]})
     return [
         (dict(files={"file": ("empty.wav", b"")}), 400, "empty.wav: is an empty file"),
         (dict(files={"file": ("noise.wav", noise.read_bytes())}), 400, "noise.wav: not a readable audio file"),
@@ -147,6 +161,9 @@ def bad_uploads(tmp_path, recordings):
         (dict(data={"model": "asr"}), 400, "no audio: send it as the file field"),
         (dict(json={"file": "ten.wav"}), 400, "no audio: send it as the file field"),
         (dict(files={"file": ("ten.wav", b"RIFF")}, data={"response_format": "xml"}), 400, "response_format 'xml'"),
+        (truncated, 400, "the multipart/form-data body is truncated: its 5000 bytes end before its closing boundary"),
+        (dict(files={"file": ("ten.wav", b"RIFF")}, data={"stream": "true", "response_format": "srt"}), 400,
+         "true only with response_format json or text"),
     ]
 
 
@@ -158,7 +175,7 @@ def test_bad_input_gets_a_json_error_naming_the_problem_and_the_service_goes_on(
         assert answer.status_code == status, answer.text
         assert message in answer.json()["error"]["message"]
         assert httpx.get(f"{server}/health").status_code == 200
-    assert metrics(server)["errors"] == errors + 7
+    assert metrics(server)["errors"] == errors + 9
     assert post(server, recordings / "short.wav").json()["text"] == expected["short.wav"].text
 
 
@@ -180,6 +197,7 @@ def test_requests_that_arrive_together_are_decoded_in_one_batch(server, recordin
     assert after["requests"] == before["requests"] + 6 and after["batched_chunks"] == before["batched_chunks"] + 6
     assert after["batches"] - before["batches"] < 6 and after["largest_batch"] > 1
     assert after["queue_depth"] == 0 and after["audio_seconds"] > before["audio_seconds"]
+    assert after["audio_seconds"] == round(after["audio_seconds"], 3)  # milliseconds, no float noise
 
 
 def test_concurrent_requests_decoded_by_beam_search_each_get_their_own_transcript(recordings):
@@ -209,8 +227,8 @@ def test_a_batch_is_run_in_groups_of_similar_length():
 
 @pytest.fixture(scope="module")
 def slow_server():
-    """Two requests admitted at a time; a batch waits up to 1.5 s for requests still on their way."""
-    with running("--max-queue", "2", "--max-wait-ms", "1500") as process:
+    """Two requests admitted at a time; a batch waits up to 3 s for requests still on their way."""
+    with running("--max-queue", "2", "--max-wait-ms", "3000") as process:
         yield process.url
 
 
@@ -245,11 +263,13 @@ class HeldUpload:
 
 def test_a_full_queue_answers_503_with_retry_after(slow_server, recordings, expected):
     before, short = metrics(slow_server), recordings / "short.wav"
-    held = [HeldUpload(slow_server, short), HeldUpload(slow_server, short)]  # admitted, still uploading
-    wait_until(lambda: metrics(slow_server)["queue_depth"] == 2)
-    turned_away = [post(slow_server, short) for _ in range(3)]
-    answers = [upload.finish() for upload in held]
-    assert [upload.answer() for upload in answers] == [(200, {"text": expected["short.wav"].text})] * 2
+    held = HeldUpload(slow_server, short)  # still uploading: holds no slot, and the batch below waits for it
+    with ThreadPoolExecutor(2) as pool:
+        admitted = [pool.submit(post, slow_server, short) for _ in range(2)]
+        wait_until(lambda: metrics(slow_server)["queue_depth"] == 2)
+        turned_away = [post(slow_server, short) for _ in range(3)]
+        assert [a.result().json() for a in admitted] == [{"text": expected["short.wav"].text}] * 2
+    assert held.finish().answer() == (200, {"text": expected["short.wav"].text})
     for answer in turned_away:
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
         assert "busy: 2 requests are being served" in answer.json()["error"]["message"]
@@ -266,7 +286,7 @@ def test_a_client_that_hangs_up_frees_its_slot(slow_server, recordings, expected
     wait_until(lambda: metrics(slow_server)["disconnects"] == before["disconnects"] + 1)
     HeldUpload(slow_server, recordings / "ten.wav").close()  # hangs up in the middle of its upload
     wait_until(lambda: metrics(slow_server)["disconnects"] == before["disconnects"] + 2)
-    assert metrics(slow_server)["queue_depth"] == 1  # the held upload's slot only
+    assert metrics(slow_server)["queue_depth"] == 0 and metrics(slow_server)["uploading"] == 1  # the held upload
     assert held.finish().answer() == (200, {"text": expected["short.wav"].text})
     after = metrics(slow_server)
     assert after["requests"] == before["requests"] + 1 and after["errors"] == before["errors"]
@@ -284,3 +304,43 @@ def test_sigterm_finishes_the_requests_in_flight_then_stops(recordings, expected
         assert waiting.answer() == (200, {"text": expected["long.flac"].text})
         assert process.wait(timeout=TIMEOUT) == -signal.SIGTERM  # uvicorn ends by the signal it caught, once done
         assert process.stdout.read() == ""  # the URL was all: the access log goes to stderr, not to a full pipe
+
+
+class Trickle(HeldUpload):
+    """A POST that sends its upload two bytes a second, on a thread of its own, until the server answers."""
+
+    def __init__(self, url: str, path):
+        super().__init__(url, path)
+        self.thread = threading.Thread(target=self.crawl, daemon=True)
+        self.thread.start()
+
+    def crawl(self) -> None:
+        with contextlib.suppress(OSError):  # the server has answered and closed
+            for i in range(len(self.data) - 100, len(self.data), 2):
+                self.socket.sendall(self.data[i:i + 2])
+                time.sleep(1)
+
+
+def test_slow_uploads_hold_no_slot_and_get_408(recordings, expected):
+    """16 clients sending 2 bytes a second hold neither of the 2 slots: a whole upload is served meanwhile, and
+    each slow one is answered 408 once it falls behind."""
+    with running("--max-queue", "2", "--upload-timeout", "4") as process:
+        slow = [Trickle(process.url, recordings / "short.wav") for _ in range(16)]
+        wait_until(lambda: metrics(process.url)["uploading"] == 16)
+        for _ in range(3):
+            assert post(process.url, recordings / "short.wav").json() == {"text": expected["short.wav"].text}
+        for upload in slow:
+            status, answer = upload.answer()
+            assert status == 408 and "the upload stalled" in answer["error"]["message"]
+        assert metrics(process.url)["timeouts"] == 16 and metrics(process.url)["uploading"] == 0
+
+
+def test_sigterm_waits_for_a_slow_upload_at_most_the_shutdown_timeout(recordings):
+    with running("--upload-timeout", "60", "--shutdown-timeout", "1") as process:
+        slow = Trickle(process.url, recordings / "short.wav")
+        wait_until(lambda: metrics(process.url)["uploading"] == 1)
+        start = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=TIMEOUT) == -signal.SIGTERM
+        assert time.monotonic() - start < 5  # not the 60 s the upload may still take
+        slow.close()

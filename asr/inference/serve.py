@@ -1,23 +1,27 @@
 """`asr serve`: a transcription service in the form of OpenAI's audio API, so its clients work unchanged.
 
 POST /v1/audio/transcriptions takes a multipart upload (field `file`; optional `response_format`: json,
-text, srt, vtt or verbose_json) and answers as OpenAI's API does; GET /health and GET /metrics (JSON
-counters) are for whoever runs it. The model is loaded once. Requests that arrive together are decoded
-together: the Batcher gathers the chunks (asr.inference.chunking: long uploads are cut as `asr transcribe` cuts
-them) of waiting requests into batches of up to `max_batch`, waiting at most `max_wait` seconds for a
-batch to fill, and runs each batch on a worker thread. At most `max_queue` requests are admitted at a
-time; more get 503 with Retry-After. Bad input gets a 4xx JSON error in OpenAI's shape,
+text, srt, vtt or verbose_json; `stream`: true for server-sent events) and answers as OpenAI's API does;
+GET /health and GET /metrics (JSON counters) are for whoever runs it. The model is loaded once. Requests that
+arrive together are decoded together: the Batcher gathers the chunks (asr.inference.chunking: long uploads
+are cut as `asr transcribe` cuts them) of waiting requests into batches of up to `max_batch`, waiting at most
+`max_wait` seconds for a batch to fill, and runs each batch on a worker thread. At most `max_queue` requests
+whose upload is complete are admitted at a time; more get 503 with Retry-After. Uploads in progress are
+budgeted apart, by the bytes they hold, and each must keep arriving (`upload_timeout`, MIN_UPLOAD_RATE) or
+gets 408, so slow clients hold neither slots nor memory. Bad input gets a 4xx JSON error in OpenAI's shape,
 {"error": {"message", "type", "param"}}, and the service goes on; a client that hangs up frees its slot.
 
 Starlette routes and parses the multipart form (python-multipart); uvicorn serves HTTP and shuts down
-gracefully on SIGTERM or Ctrl-C, finishing the requests in flight.
+gracefully on SIGTERM or Ctrl-C, finishing the requests in flight within `shutdown_timeout` seconds.
 """
 
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 import uvicorn
+from python_multipart.multipart import parse_options_header
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -42,11 +47,13 @@ log = logging.getLogger(__name__)
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 TIMED_FORMATS = ("srt", "vtt", "verbose_json")  # the formats that need the words' times
+STREAMED_FORMATS = ("json", "text")  # as OpenAI's API: the others are not streamed
 MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
 MALLOC_ARENAS = 2  # glibc's heaps for all threads together (default: one per thread, up to 8 per core)
 MAX_PADDING = 0.25  # a batch is run in groups that pad at most this share of their samples
 RETRY_AFTER_SECONDS = 1  # what a client turned away by a full queue is told to wait
 CLIENT_CLOSED = 499  # nginx's status for a request whose client hung up first; no one receives it
+MIN_UPLOAD_RATE = 16_000  # bytes/s an upload must average past its first upload_timeout seconds (128 kbit/s)
 
 
 class RequestError(Exception):
@@ -64,9 +71,12 @@ class Metrics:
     requests: int = 0  # transcribed
     audio_seconds: float = 0.0  # of the transcribed requests
     errors: int = 0  # answered with an error, 503s included
-    rejected: int = 0  # 503: the queue was full
+    rejected: int = 0  # 503: the queue or the upload budget was full
+    timeouts: int = 0  # 408: uploads that stalled or crawled
     disconnects: int = 0  # clients that hung up before their answer
-    queue_depth: int = 0  # requests admitted and not yet answered
+    uploading: int = 0  # requests whose upload is in progress
+    upload_bytes: int = 0  # what those hold
+    queue_depth: int = 0  # requests admitted (uploaded) and not yet answered
     batches: int = 0
     batched_chunks: int = 0  # chunks in those batches
     largest_batch: int = 0
@@ -100,9 +110,9 @@ class Batcher:
         self.active = 0  # requests whose chunks are queued or being decoded
 
     def coming(self) -> int:
-        """Requests admitted (metrics.queue_depth) whose chunks are not queued yet: uploading, or their audio
-        being read. A batch waits for them, for no others."""
-        return self.metrics.queue_depth - self.active
+        """Requests whose chunks are not queued yet: uploading, or admitted with their audio being read. A batch
+        waits for them, for no others."""
+        return self.metrics.uploading + self.metrics.queue_depth - self.active
 
     async def recognize(self, chunks: list[Chunk], words: bool) -> list:
         """(text, words) for each chunk, decoded in batches with other requests' chunks."""
@@ -230,34 +240,89 @@ def header_seconds(upload: io.BytesIO) -> float:
     return info.frames / info.samplerate if info.samplerate else 0.0
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body; RequestError 413 past `limit` bytes."""
-    body, size = bytearray(), 0
-    async for piece in request.stream():
-        size += len(piece)
-        if size <= limit:  # the rest of an upload that is too large is read and dropped, so that its client,
-            body += piece  # still sending, receives the answer
-    if size > limit:
-        raise RequestError(413, f"the upload is {size / 1e6:.1f} MB, over this service's limit of {limit / 1e6:g} MB "
-                                "(asr serve --max-upload-mb); send a shorter or compressed recording (.flac, .opus)",
-                           "file")
+@dataclass
+class UploadLimits:
+    size: int  # bytes one upload may have
+    budget: int  # bytes all uploads in progress may hold together
+    timeout: float  # seconds an upload may pause, and its grace before it must average MIN_UPLOAD_RATE
+
+
+async def read_body(request: Request, limits: UploadLimits, metrics: Metrics) -> bytes:
+    """The request's body; RequestError 413 past `limits.size` bytes, 503 if the uploads in progress would hold
+    over `limits.budget`, 408 if it pauses over `limits.timeout` s or falls behind MIN_UPLOAD_RATE after that."""
+    body, size, refusal, start = bytearray(), 0, None, time.monotonic()
+    pieces = request.stream()
+    metrics.uploading += 1
+    try:
+        while (piece := await next_piece(pieces, size, start, limits.timeout)) is not None:
+            size += len(piece)
+            refusal = refusal or over_limits(size, len(piece), limits, metrics)
+            if refusal:  # the rest of a refused upload is read and dropped, so that its client, still sending,
+                metrics.upload_bytes -= len(body)  # receives the answer
+                body.clear()
+            else:
+                body += piece
+                metrics.upload_bytes += len(piece)
+    finally:
+        metrics.uploading, metrics.upload_bytes = metrics.uploading - 1, metrics.upload_bytes - len(body)
+    if refusal:
+        raise refusal
     return bytes(body)
 
 
-async def form_fields(request: Request, body: bytes) -> tuple[bytes, str, str]:
-    """The uploaded file's bytes and name, and the response format, of a multipart form read as `body`."""
+async def next_piece(pieces, size: int, start: float, timeout: float) -> bytes | None:
+    """The next piece of a body of which `size` bytes came since `start`, None at its end; RequestError 408 if it
+    does not come within `timeout` s, or before the upload falls behind MIN_UPLOAD_RATE past its first `timeout` s."""
+    elapsed = time.monotonic() - start
+    try:
+        return await asyncio.wait_for(anext(pieces), min(timeout, timeout + size / MIN_UPLOAD_RATE - elapsed))
+    except StopAsyncIteration:
+        return None
+    except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
+        raise RequestError(408, f"the upload stalled: {size} bytes in {time.monotonic() - start:.0f} s; an upload may "
+                                f"pause at most {timeout:g} s and must average {MIN_UPLOAD_RATE / 1000:g} kB/s after "
+                                "its first seconds (asr serve --upload-timeout)", "file") from None
+
+
+def over_limits(size: int, piece: int, limits: UploadLimits, metrics: Metrics) -> RequestError | None:
+    """The refusal of an upload that has reached `size` bytes with its latest `piece` bytes, if it is one."""
+    if size > limits.size:
+        return RequestError(413, f"the upload is over this service's limit of {limits.size / 1e6:g} MB (asr serve "
+                                 "--max-upload-mb); send a shorter or compressed recording (.flac, .opus)", "file")
+    if metrics.upload_bytes + piece > limits.budget:
+        metrics.rejected += 1
+        return RequestError(503, f"busy: the uploads in progress hold {metrics.upload_bytes / 1e6:.0f} MB, this "
+                                 f"service's budget for them; retry in {RETRY_AFTER_SECONDS} s")
+    return None
+
+
+async def form_fields(request: Request, body: bytes) -> tuple[bytes, str, str, bool]:
+    """The uploaded file's bytes and name, the response format, and whether to stream, of a multipart form read as
+    `body`."""
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
     async with Request(request.scope, replay).form(max_files=1) as form:
-        upload, fmt = form.get("file"), form.get("response_format") or "json"
+        upload, fmt, stream = form.get("file"), form.get("response_format") or "json", form.get("stream") or "false"
         if not isinstance(upload, UploadFile):
-            raise RequestError(400, "no audio: send it as the file field of a multipart/form-data body "
-                                    "(curl -F file=@audio.wav)", "file")
+            raise RequestError(400, missing_file(request.headers.get("content-type", ""), body), "file")
         if fmt not in RESPONSE_FORMATS:
             raise RequestError(400, f"response_format {fmt!r} is not one of {', '.join(RESPONSE_FORMATS)}",
                                "response_format")
-        return await upload.read(), upload.filename or "upload", fmt
+        if stream.lower() not in ("true", "false") or (stream.lower() == "true" and fmt not in STREAMED_FORMATS):
+            raise RequestError(400, f"stream {stream!r} with response_format {fmt!r}: stream is true or false, and "
+                                    f"true only with response_format {' or '.join(STREAMED_FORMATS)}", "stream")
+        return await upload.read(), upload.filename or "upload", fmt, stream.lower() == "true"
+
+
+def missing_file(content_type: str, body: bytes) -> str:
+    """Why a form has no file field: its multipart body was cut short, or the audio was not sent as one."""
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind == b"multipart/form-data" and boundary and b"--" + boundary + b"--" not in body:
+        return (f"the multipart/form-data body is truncated: its {len(body)} bytes end before its closing boundary "
+                "(--BOUNDARY--), so the file field is incomplete; send the whole body")
+    return "no audio: send it as the file field of a multipart/form-data body (curl -F file=@audio.wav)"
 
 
 async def until_disconnect(request: Request, work):
@@ -277,8 +342,10 @@ async def disconnected(request: Request) -> None:
         pass
 
 
-def response(transcript: Transcript, fmt: str) -> Response:
+def response(transcript: Transcript, fmt: str, stream: bool) -> Response:
     """The answer in OpenAI's response formats."""
+    if stream:
+        return events(transcript.text)
     if fmt == "json":
         return JSONResponse({"text": transcript.text})
     if fmt == "verbose_json":
@@ -289,27 +356,37 @@ def response(transcript: Transcript, fmt: str) -> Response:
     return Response(render(transcript, fmt), media_type=MEDIA_TYPES[fmt])
 
 
+def events(text: str) -> Response:
+    """A transcript as OpenAI's streamed transcriptions send it: server-sent events, a `transcript.text.delta` for
+    each word (with the space before it), then `transcript.text.done` with the whole text."""
+    deltas = [{"type": "transcript.text.delta", "delta": word} for word in re.findall(r" ?[^ ]+", text)]
+    done = {"type": "transcript.text.done", "text": text}
+    return Response("".join(f"data: {json.dumps(event)}\n\n" for event in [*deltas, done]),
+                    media_type="text/event-stream")
+
+
 def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.02, max_queue: int = 64,
-               max_upload: int = 25_000_000, max_audio: float = 3600.0, model_name: str = "default") -> Starlette:
-    """The service around a loaded model; `max_wait` and `max_audio` (an upload's duration) in seconds,
-    `max_upload` in bytes."""
-    if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0:
-        raise ConfigError("--max-batch, --max-queue and --max-upload-mb must be positive, --max-wait-ms at least 0")
+               max_upload: int = 25_000_000, max_audio: float = 3600.0, upload_timeout: float = 10.0,
+               model_name: str = "default") -> Starlette:
+    """The service around a loaded model; `max_wait`, `max_audio` (an upload's duration) and `upload_timeout` in
+    seconds, `max_upload` in bytes. Uploads in progress may hold `max_queue` x `max_upload` bytes together."""
+    if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0 or upload_timeout <= 0:
+        raise ConfigError("--max-batch, --max-queue, --max-upload-mb and --upload-timeout must be positive, "
+                          "--max-wait-ms at least 0")
     map_large_allocations()  # chunks of every length come and go: keep the heap from fragmenting
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)  # the worker threads' own heaps grew RSS by 50 MB in 4 min of soak
     metrics, started = Metrics(), time.monotonic()
     batcher = Batcher(recognizer, max_batch, max_wait, metrics)
+    limits = UploadLimits(max_upload, max_queue * max_upload, upload_timeout)
 
     async def transcriptions(request: Request) -> Response:
-        if metrics.queue_depth >= max_queue:  # admitted first: at most max_queue uploads are held in memory
+        data, filename, fmt, stream = await form_fields(request, await read_body(request, limits, metrics))
+        if metrics.queue_depth >= max_queue:  # admitted once uploaded: a slow upload holds no slot
             metrics.rejected += 1
-            async for _ in request.stream():  # read and dropped, so that the client, still sending, gets the answer
-                pass
             raise RequestError(503, f"busy: {max_queue} requests are being served (asr serve --max-queue); retry "
                                     f"in {RETRY_AFTER_SECONDS} s")
         metrics.queue_depth += 1
         try:
-            data, filename, fmt = await form_fields(request, await read_body(request, max_upload))
             transcript = await until_disconnect(request, transcribe(data, filename, fmt in TIMED_FORMATS))
         finally:
             metrics.queue_depth -= 1
@@ -317,7 +394,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
             metrics.disconnects += 1
             return Response(status_code=CLIENT_CLOSED)
         metrics.requests, metrics.audio_seconds = metrics.requests + 1, metrics.audio_seconds + transcript.duration
-        return response(transcript, fmt)
+        return response(transcript, fmt, stream)
 
     async def transcribe(data: bytes, filename: str, words: bool) -> Transcript:
         pieces = await asyncio.to_thread(read_upload, data, filename, max_audio)
@@ -329,13 +406,14 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
         return JSONResponse({"status": "ok", "model": model_name})  # the model is loaded before the service starts
 
     async def metrics_json(request: Request) -> Response:
-        return JSONResponse({**asdict(metrics), "decoding": batcher.active, "chunks_waiting": batcher.queue.qsize(),
+        return JSONResponse({**asdict(metrics), "audio_seconds": round(metrics.audio_seconds, 3),
+                             "decoding": batcher.active, "chunks_waiting": batcher.queue.qsize(),
                              "uptime_seconds": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
 
     async def request_error(request: Request, err: Exception) -> Response:
         status, message, param = ((err.status, err.message, err.param) if isinstance(err, RequestError)
                                   else (err.status_code, err.detail, None))
-        metrics.errors += 1
+        metrics.errors, metrics.timeouts = metrics.errors + 1, metrics.timeouts + (status == 408)
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error" if status < 500 else
                                        "server_error", "param": param, "code": None}}, status, headers)
@@ -378,10 +456,11 @@ LOG_CONFIG = {**uvicorn.config.LOGGING_CONFIG,
 
 
 def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, model_name: str = "default",
-          **limits) -> None:
-    """Serve until SIGTERM or Ctrl-C; print the service's URL (port 0: a free port) once it is bound."""
+          shutdown_timeout: float = 30.0, **limits) -> None:
+    """Serve until SIGTERM or Ctrl-C, then answer the requests in flight for at most `shutdown_timeout` s and
+    cancel those left; print the service's URL (port 0: a free port) once it is bound."""
     config = uvicorn.Config(create_app(recognizer, model_name=model_name, **limits), host=host, port=port,
-                            log_config=LOG_CONFIG)
+                            log_config=LOG_CONFIG, timeout_graceful_shutdown=shutdown_timeout)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: whoever can reach this machine can use the service (it has no "
                     "authentication)", host)
