@@ -87,8 +87,13 @@ def test_default_precision_is_bf16_only_on_a_gpu(monkeypatch, cuda, accelerator,
     ("data.num_workers=-1", "and num_workers >= 0, got 6.0, None and -1"),
     ("optim.lr=-1", "optim: need lr > 0"),
     ("save_every_n_steps=-1", "save_every_n_steps must be 0 (only at epoch ends) or more, got -1"),
+    ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing (no optimizer step, so no model is written); set it "
+                            "above 0, or leave it out"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 trains nothing (no epoch, so no model is written)"),
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 trains nothing (no training batch"),
+    ("trainer.limit_train_batches=0.0", "trainer.limit_train_batches=0.0 trains nothing (no training batch"),
 ], ids=["max-epochs", "tpu", "devices", "exp-dir-a-file", "missing-manifest", "batch-seconds", "batch-size",
-        "workers", "lr", "save-every"])
+        "workers", "lr", "save-every", "no-steps", "no-epochs", "no-batches", "no-share-of-batches"])
 def test_asr_train_refuses_bad_settings_before_writing_anything(tmp_path, capsys, override, message):
     write_audio(tmp_path / "a.wav", np.zeros(SAMPLE_RATE, np.float32))
     (tmp_path / "m.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "HI"}) + "\n")

@@ -43,6 +43,16 @@ def check_trainer_keys(trainer: dict) -> None:
         trainer[key] = config.convert(types.get(key, Any), value, f"trainer.{key}")
 
 
+def check_trains_something(trainer: dict) -> None:
+    """ConfigError for trainer settings under which fit would run no step and write no model, yet exit as if done:
+    max_steps=0, max_epochs=0 or limit_train_batches=0."""
+    for key, means in (("max_steps", "no optimizer step"), ("max_epochs", "no epoch"),
+                       ("limit_train_batches", "no training batch")):
+        if key in trainer and trainer[key] == 0:
+            raise config.ConfigError(f"trainer.{key}={trainer[key]} trains nothing ({means}, so no model is written); "
+                                     f"set it above 0, or leave it out")
+
+
 def build_trainer(cfg: ExperimentConfig, callbacks: Sequence[Callback] = (),
                   checkpoint_io: CheckpointIO | None = None) -> L.Trainer:
     """The config's Trainer with asr's callbacks, then `callbacks`; checkpoints written by `checkpoint_io`
@@ -122,6 +132,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callb
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(no_advert)
     check_trainer_keys(cfg.trainer)
+    check_trains_something(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = build_tokenizer(cfg.tokenizer)
     cfg.model.vocab_size = len(tokenizer)
