@@ -1,8 +1,9 @@
 """The model shipped inside the package: `asr transcribe` works with nothing downloaded and no --model."""
 
 import os
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from asr.core.bundle import DEFAULT_MODEL
 from asr.core.metrics import error_counts
@@ -23,9 +24,9 @@ def espeak(tmp_path, text: str):
 
 
 def run_transcribe(*args) -> subprocess.CompletedProcess:
-    """The installed `asr transcribe` command, as a user runs it."""
-    asr = shutil.which("asr")
-    assert asr, "the `asr` command is not on the PATH: install the package (bash scripts/install.sh)"
+    """The installed `asr transcribe` command of the Python running the tests, as a user runs it."""
+    asr = Path(sys.executable).with_name("asr")
+    assert asr.is_file(), f"no `asr` command beside {sys.executable}: install the package (bash scripts/install.sh)"
     return subprocess.run([asr, "transcribe", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
