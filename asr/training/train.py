@@ -28,6 +28,7 @@ from asr.training.config import DataConfig, ExperimentConfig
 from asr.training.datamodule import SpeechDataModule
 from asr.training.faults import BatchFaults, is_out_of_memory, out_of_memory_error
 from asr.training.module import ASRModule, init_weights
+from asr.training.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ def build_trainer(cfg: ExperimentConfig, callbacks: Sequence[Callback] = (),
     last = last_checkpoints(exp_dir / "checkpoints", cfg.save_every_n_steps)
     ours = [best, *last, SaveOnSigterm(last_path(cfg)), BatchFaults(), RandomState(),
             LearningRateMonitor(logging_interval="step")]
-    if sys.stderr.isatty():
-        ours.append(RichProgressBar())
+    if cfg.trainer.get("enable_progress_bar", True):  # a bar on a terminal, else lines a log file can hold
+        ours.append(RichProgressBar() if sys.stderr.isatty() else ProgressLog())
     settings = {"precision": default_precision(cfg.trainer.get("accelerator", "auto")), **cfg.trainer}
     # the CSV log is appended to at every logging step, so a killed run loses none of its validations
     csv_log = CSVLogger(exp_dir, name="csv", flush_logs_every_n_steps=1)
