@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a checkpoint of asr train (.ckpt), a model bundle, or 'default' (the model "
                                   "shipped with asr)")
     p.add_argument("out", help="the file to write: model.safetensors, model.onnx, model.pt; ONNX and TorchScript "
-                               "get OUT.json beside them (e.g. model.onnx.json: vocabulary, front-end settings)")
+                               "get OUT.json beside them (e.g. model.onnx.json: vocabulary, front-end settings); an "
+                               "LM beside the source (MODEL.lm.bin, its lexicon, tuned weights) is copied beside OUT, "
+                               "so that it decodes as the source does")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="bundle",
                    help="bundle (default): safetensors for asr; onnx: for onnxruntime; torchscript: for "
                         "torch.jit.load. Both take waveforms + lengths and give CTC log-probs + lengths")
@@ -137,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("transcribe", help="transcribe audio files or folders")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="an audio file (wav, flac, ogg, mp3, ...), a folder (its audio files, recursively), a "
-                        "glob pattern in quotes (\"calls/**/*.wav\"), a manifest (.jsonl) or - (audio on stdin)")
+                        "glob pattern in quotes (\"calls/**/*.wav\"), a manifest (.jsonl) or - (audio on stdin). "
+                        "Text output: one file named alone (or -) prints its text; anything else, a line "
+                        "PATH<TAB>TEXT per file, even a folder holding one")
     add_model_arguments(p, formats=TRANSCRIPT_FORMATS)
     p.add_argument("--output-dir", type=Path, metavar="DIR",
                    help="write one file per input here (NAME.txt, .json, .srt, ...), in the folders it lies in under "
@@ -346,12 +350,15 @@ def run_export(args) -> None:
     import torch
 
     from asr.core.config import ConfigError
-    from asr.inference.export import export, load_source
+    from asr.inference.export import export, export_lm, load_source
 
     if args.dtype != "float32" and args.format != "bundle":
         raise ConfigError(f"--dtype is for bundles; --format {args.format} is float32 (--quantize int8 shrinks "
                           "it)")
-    print(export(*load_source(args.source), args.out, args.format, args.quantize, getattr(torch, args.dtype)))
+    out = export(*load_source(args.source), args.out, args.format, args.quantize, getattr(torch, args.dtype))
+    for lm in export_lm(args.source, out):
+        log.info("copied the source's LM beside it: %s", lm)
+    print(out)
 
 
 def run_check_manifest(args) -> int:
@@ -373,6 +380,7 @@ def run_check_manifest(args) -> int:
 
 def load_recognizer(args, decoder=None):
     """The Recognizer that the model options ask for, its CPU work on --threads threads."""
+    check_model_argument(args.model)  # a missing model is reported before torch loads
     import torch
 
     from asr.inference.transcribe import load_model
@@ -382,26 +390,37 @@ def load_recognizer(args, decoder=None):
     return load_model(args.model, args.device, decoder, args.quantize)
 
 
+def check_model_argument(model: str | None) -> None:
+    """BundleError, in milliseconds, if --model names no file (None and "default": the shipped model)."""
+    from asr.core.paths import check_model_file
+
+    if model is not None and str(model) != "default":
+        check_model_file(model)
+
+
 def run_evaluate(args) -> int:
     from asr.core.manifest import ManifestError, read_manifest
-    from asr.inference.evaluate import evaluate
 
     manifests = [(manifest, read_manifest(manifest)) for manifest in args.manifests]  # before the model loads
     if empty := [manifest for manifest, utterances in manifests if not utterances]:
         raise ManifestError(f"{empty[0]}: no utterances in the manifest, nothing to score")
+    for manifest, utterances in manifests:
+        check_audio_present(manifest, utterances)
     recognizer = load_recognizer(args, decoder_request(args))
+    from asr.inference.evaluate import evaluate
+
     rows, skipped = [], 0
     for manifest, utterances in manifests:
-        report = evaluate(recognizer, utterances, args.batch_size)
+        report = evaluate(recognizer, utterances, args.batch_size, manifest)
         c = report.counts
         if args.format == "json":
             print(json.dumps({"manifest": manifest, "wer": c.wer, "cer": c.cer, "word_errors": c.word_errors,
                               "words": c.words, "utterances": len(report.rows), "exact": report.exact,
-                              "skipped": report.skipped}))
+                              "skipped": report.skipped, "no_reference": report.no_reference}))
         else:
             print(f"{manifest}\tWER {100 * c.wer:.2f}% ({c.word_errors}/{c.words})\t"
                   f"CER {100 * c.cer:.2f}%\t{report.exact}/{len(report.rows)} utterances exactly right, "
-                  f"{report.skipped} skipped")
+                  f"{report.skipped} skipped, {report.no_reference} with no reference text")
         rows += [{"manifest": manifest, **row} for row in report.rows]
         skipped += report.skipped
     if args.out:
@@ -409,14 +428,36 @@ def run_evaluate(args) -> int:
     return 1 if skipped else 0
 
 
+def check_audio_present(manifest: str, utterances: list) -> None:
+    """ManifestError, before the model loads, if every audio file of a manifest is missing or unusable at first
+    sight (check_audio_file): nothing of it could be scored."""
+    from asr.core.manifest import nothing_to_score
+    from asr.core.paths import AudioError, check_audio_file
+
+    first = None
+    for u in utterances:
+        try:
+            check_audio_file(u.audio_filepath)
+            return
+        except AudioError as err:
+            first = first or err
+    raise nothing_to_score(manifest, len(utterances), f"no audio file could be read; the first: {first}")
+
+
 def run_transcribe(args) -> int:
-    from asr.core.config import ConfigError
-    from asr.inference.transcribe import find_audio
-    from asr.inference.writers import SUBTITLES, render, tab_line
+    from asr.core.inputs import find_audio, names_many
+    from asr.core.paths import check_audio_file
 
     if args.quiet:
         log.setLevel(logging.WARNING)
+    check_model_argument(args.model)
     found = list(find_audio(args.inputs))
+    files, failed = sorted_out(found, check_audio_file)  # missing, empty, not a file: found in milliseconds
+    if not files:  # every input missing or unusable: said before torch loads, in milliseconds
+        return report_failed(failed)
+    from asr.core.config import ConfigError
+    from asr.inference.writers import SUBTITLES, render, tab_line
+
     if args.format in SUBTITLES and len(found) > 1 and not args.output_dir:
         raise ConfigError(f"--format {args.format} makes one document per file: give --output-dir for "
                           f"{len(found)} files")
@@ -425,18 +466,21 @@ def run_transcribe(args) -> int:
 
         check_plottable(found)
         check_not_onnx(args.model, "--plot")
-    files, failed = readable_at_first_sight(found)
+    from asr.core.audio import audio_duration
+
+    files, unreadable = sorted_out(files, audio_duration)  # unreadable at the header, before a model loads
+    failed += unreadable
     if args.output_dir:  # before the model loads: an unusable folder fails at once
         args.output_dir.mkdir(parents=True, exist_ok=True)
     recognizer = load_recognizer(args, decoder_request(args)) if files else None  # none readable: no model to wait for
-    written, result = set(), None
+    written, result, many = set(), None, names_many(args.inputs)
     with progress_bar(files, args.quiet) as progress:
         for result in recognizer.transcribe(files, args.batch_size, on_error=failed.append,
                                             words=args.format != "text" or bool(args.plot),
                                             progress=progress) if recognizer else ():
             if args.output_dir:
                 write_output(args.output_dir, result, args.format, written, args.inputs)
-            elif args.format == "text" and len(found) > 1:  # several: path <TAB> text
+            elif args.format == "text" and many:  # a folder, a pattern, a manifest or several inputs
                 print(tab_line(result), end="", flush=True)
             else:
                 print(render(result, args.format), end="", flush=True)
@@ -444,6 +488,11 @@ def run_transcribe(args) -> int:
         from asr.inference.plot import plot_file
 
         log.info("wrote %s", plot_file(recognizer, files[0], result, args.plot))
+    return report_failed(failed)
+
+
+def report_failed(failed: list) -> int:
+    """Name each input that could not be transcribed, with its cause, on stderr; the exit status: 1 if any."""
     for err in failed:
         print(f"asr transcribe: skipped {err}", file=sys.stderr)
     if failed:
@@ -451,16 +500,16 @@ def run_transcribe(args) -> int:
     return 1 if failed else 0
 
 
-def readable_at_first_sight(files: list) -> tuple[list, list]:
-    """(the files whose headers read, the AudioErrors of those missing, empty or unreadable at the header), found
-    in milliseconds before a model takes seconds to load; streams (stdin) are taken as they come."""
-    from asr.core.audio import AudioError, audio_duration
+def sorted_out(files: list, check) -> tuple[list, list]:
+    """(the files that `check` passes, the AudioErrors it raised for the others); streams (stdin) are taken as
+    they come."""
+    from asr.core.paths import AudioError
 
     good, bad = [], []
     for file in files:
         try:
             if isinstance(file, (str, os.PathLike)):
-                audio_duration(file)
+                check(file)
             good.append(file)
         except AudioError as err:
             bad.append(err)

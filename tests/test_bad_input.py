@@ -245,3 +245,45 @@ def test_a_three_hour_file_is_measured_from_its_header(tmp_path):
     with sf.SoundFile(path) as f:  # the hole reads back as silence
         f.seek(frames // 2)
         assert not f.read(SAMPLE_RATE).any()
+
+
+# what an input is -> (how to make it under a folder, the cause its error must name): issue 31, item 14
+NOT_AUDIO_FILES = {
+    "fifo": (lambda folder: os.mkfifo(folder / "pipe.wav") or folder / "pipe.wav",
+             "is a named pipe (FIFO), not a regular file; asr reads audio files, or audio on standard input"),
+    "device": (lambda folder: Path("/dev/null"), "is a character device, not a regular file"),
+    "folder without audio": (lambda folder: (folder / "notes").mkdir() or (folder / "notes" / "a.txt").touch()
+                             or folder / "notes", "is a directory with no audio files in it (none named .wav,"),
+    "pattern matching nothing": (lambda folder: folder / "calls" / "*.flac", "no file matches this pattern"),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_AUDIO_FILES)
+def test_an_input_that_is_no_audio_file_is_named_with_its_real_cause(tiny, tmp_path, capsys, kind):
+    make, cause = NOT_AUDIO_FILES[kind]
+    path = make(tmp_path)
+    code = main(["transcribe", str(path), "--model", str(tiny[1]), "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1 and len(err) == 2 and err[0].startswith(f"asr transcribe: skipped {path}: {cause}"), err
+
+
+# runs asr's command line and prints its exit status and whether torch was imported
+STATUS_AND_TORCH = ("import sys; from asr.cli import main; code = main(sys.argv[1:]); "
+                    "print(code, 'torch' in sys.modules)")
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["transcribe", "{missing}"], 1, "asr transcribe: skipped {missing}: no such file (check the path)"),
+    (["transcribe", "{missing}", "{missing}"], 1, "asr transcribe: 2 file(s) could not be transcribed"),
+    (["transcribe", "{wav}", "--model", "{missing}"], 2, "asr transcribe: error: {missing}: no such model file"),
+    (["evaluate", "{manifest}"], 2, "asr evaluate: error: {manifest}: none of its 1 utterances could be scored (no "
+                                    "audio file could be read; the first: {missing}: no such file (check the path))"),
+])
+def test_a_missing_file_is_reported_before_torch_is_imported(tmp_path, argv, status, message):
+    files = {"missing": tmp_path / "missing.wav", "wav": tmp_path / "a.wav", "manifest": tmp_path / "m.jsonl"}
+    files["wav"].write_bytes(b"RIFF")
+    files["manifest"].write_text('{"audio_filepath": "missing.wav", "duration": 1.0, "text": "HI"}\n')
+    done = subprocess.run([sys.executable, "-c", STATUS_AND_TORCH, *(arg.format(**files) for arg in argv)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == [str(status), "False"], done.stderr[-3000:]
+    assert message.format(**files) in done.stderr

@@ -64,6 +64,42 @@ def test_evaluate_refuses_an_empty_manifest(setup, tmp_path, capsys):
     assert f"asr evaluate: error: {tmp_path / 'empty.jsonl'}: no utterances in the manifest, nothing to score" in err
 
 
+@pytest.mark.parametrize("audio, cause", [
+    (None, "no audio file could be read; the first: {folder}/gone-0.wav: no such file"),  # before the model loads
+    ("this is a text file, not a recording\n" * 50, "no audio file could be read"),  # found as it is decoded
+])
+def test_evaluate_refuses_a_manifest_none_of_whose_audio_can_be_scored(setup, tmp_path, capsys, audio, cause):
+    model, _ = setup
+    manifest = tmp_path / "gone.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"gone-{i}.wav", "duration": 1.0, "text": "HI"}) + "\n"
+                                for i in range(2)))
+    for i in range(2 if audio else 0):
+        (tmp_path / f"gone-{i}.wav").write_text(audio)
+    code = main(["evaluate", str(manifest), "--model", str(model), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    refusal = f"asr evaluate: error: {manifest}: none of its 2 utterances could be scored ({cause}"
+    assert refusal.format(folder=tmp_path) in err, err
+
+
+def test_evaluate_warns_about_and_counts_empty_references_and_scores_the_rest(setup, tmp_path, capsys):
+    model, manifest = setup
+    texts = {"a.wav": "", "b.wav": "SIX", "c.wav": " -- "}  # "--" is empty once normalised
+    (tmp_path / "c.wav").write_bytes((tmp_path / "a.wav").read_bytes())
+    manifest.write_text("".join(json.dumps({"audio_filepath": audio, "duration": 1.0, "text": text}) + "\n"
+                                for audio, text in texts.items()))
+    code = main(["evaluate", str(manifest), "--model", str(model), "--device", "cpu", "--format", "json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert code == 0 and report["words"] == 1 and report["utterances"] == 1 and report["no_reference"] == 2
+    for name, text in texts.items():
+        assert (f"not scored: {tmp_path / name}: its reference text {text!r} is empty once normalised" in err) == (
+            name != "b.wav")
+    manifest.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": ""}) + "\n")
+    assert main(["evaluate", str(manifest), "--model", str(model), "--device", "cpu"]) == 2
+    assert "none of its 1 utterances could be scored (every reference text is empty)" in capsys.readouterr().err
+
+
 LONG = ["OPEN THE DOOR", "IT IS COLD OUTSIDE TODAY", "MY BROTHER LIKES GREEN APPLES"]
 
 

@@ -7,17 +7,19 @@ import jiwer
 import pytest
 import torch
 import torchaudio
-from conftest import run_asr, speak
+from conftest import run_asr, speak, tone
 from torch import nn
 from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.nn.utils.rnn import pad_sequence
 
+from asr.cli import main
 from asr.core import config
-from asr.core.audio import load_audio
-from asr.core.bundle import DEFAULT_MODEL, load_bundle
+from asr.core.audio import load_audio, write_audio
+from asr.core.bundle import DEFAULT_MODEL, load_bundle, save_bundle
 from asr.core.decoding import greedy_decode
+from asr.core.lm import build_lm, lexicon_path, tuned_path, write_tuned
 from asr.core.model import DeepSpeech2
-from asr.core.text import build_tokenizer
+from asr.core.text import CharTokenizer, build_tokenizer
 from asr.inference.export import OnnxModel, export, info_path, load_source, with_conv_spectrograms
 from asr.inference.quantize import quantize_model
 from asr.inference.transcribe import Recognizer
@@ -189,3 +191,21 @@ def test_a_checkpoint_still_exports_to_a_bundle_and_also_to_torchscript(tmp_path
         torch.testing.assert_close(load_bundle(bundle)[0](waves, lengths)[0], expected, atol=2e-2, rtol=0)
         scripted = torch.jit.load(str(export(*load_source(str(ckpt)), tmp_path / "m.pt", "torchscript")))
         torch.testing.assert_close(scripted(waves, lengths)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_an_export_takes_the_lm_beside_its_source_and_decodes_with_it(tmp_path, capsys):
+    torch.manual_seed(0)
+    source = tmp_path / "src" / "model.safetensors"
+    save_bundle(source, DeepSpeech2(load_experiment_config("tiny").model).eval(), CharTokenizer())
+    (tmp_path / "text.txt").write_text("HELLO WORLD\nTHE CAT SAT\n")
+    lm = build_lm([tmp_path / "text.txt"], tmp_path / "src" / "model.lm.arpa", order=2, estimator="kaldingram")
+    write_tuned(lm, {"lm_weight": 0.7, "word_score": -1.5})
+    out = tmp_path / "out" / "tiny.onnx"
+    assert main(["export", str(source), str(out), "--format", "onnx"]) == 0
+    copies = [out.with_suffix(".lm.arpa"), out.with_suffix(".lm.lexicon.txt"), out.with_suffix(".lm.tuned.json")]
+    assert [path.read_bytes() for path in copies] == [lm.read_bytes(), lexicon_path(lm).read_bytes(),
+                                                      tuned_path(lm).read_bytes()]
+    write_audio(tmp_path / "tone.wav", tone())
+    assert main(["transcribe", str(tmp_path / "tone.wav"), "--model", str(out)]) == 0
+    assert (f"decoding with beam search (beam 50) with LM {copies[0]} (lm_weight 0.7, word_score -1.5)"
+            in capsys.readouterr().err)

@@ -7,7 +7,14 @@ import sys
 import pytest
 from conftest import run_asr
 
-from asr.inference.transcribe import find_audio
+import torch
+
+from asr.cli import main
+from asr.core.bundle import save_bundle
+from asr.core.model import DeepSpeech2
+from asr.core.inputs import find_audio
+from asr.core.text import CharTokenizer
+from asr.training.config import load_experiment_config
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +74,35 @@ def test_output_dir_mirrors_the_folders_under_each_input(recordings, tmp_path):
     run_asr("transcribe", f"{tmp_path}/*/**/*.wav", "--decoder", "greedy", "--output-dir", tmp_path / "by-glob")
     written = sorted(str(p.relative_to(tmp_path / "by-glob")) for p in (tmp_path / "by-glob").rglob("*.txt"))
     assert written == ["tree/s1/u.txt", "tree/s2/u.txt"]  # under the pattern's fixed folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A randomly initialised tiny model's bundle: what it prints does not matter here, only how."""
+    torch.manual_seed(0)
+    return save_bundle(tmp_path_factory.mktemp("model") / "tiny.safetensors",
+                       DeepSpeech2(load_experiment_config("tiny").model).eval(), CharTokenizer())
+
+
+@pytest.mark.parametrize("inputs, named", [
+    (["{one}"], None),  # one file named alone: its text alone
+    (["{one}", "{two}"], ["{one}", "{two}"]),  # else PATH<TAB>TEXT for every file
+    (["{folder}"], ["{folder}/one.wav"]),  # a folder, a pattern or a manifest is many, even holding one file
+    (["{folder}/*.wav"], ["{folder}/one.wav"]),
+    (["{manifest}"], ["{folder}/one.wav"]),
+])
+def test_one_file_named_alone_prints_its_text_anything_else_path_tab_text(tiny, recordings, tmp_path, capsys,
+                                                                          inputs, named):
+    files = {"one": recordings / "one.wav", "two": recordings / "two.wav", "folder": tmp_path / "solo",
+             "manifest": tmp_path / "solo.jsonl"}
+    files["folder"].mkdir()
+    (files["folder"] / "one.wav").write_bytes(files["one"].read_bytes())
+    files["manifest"].write_text(json.dumps({"audio_filepath": "solo/one.wav", "duration": 1.0, "text": ""}) + "\n")
+    code = main(["transcribe", *(item.format(**files) for item in inputs), "--model", str(tiny), "--quiet"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    if named is None:
+        assert len(out) == 1 and "\t" not in out[0]
+    else:
+        assert [line.split("\t")[0] for line in out] == [path.format(**files) for path in named]
+        assert all(line.count("\t") == 1 for line in out)

@@ -17,16 +17,12 @@ from safetensors.torch import safe_open, save
 from asr.core import config
 from asr.core.features import FrontendConfig
 from asr.core.model import DeepSpeech2, ModelConfig
+from asr.core.paths import BundleError, check_model_file
 from asr.core.text import Tokenizer, tokenizer_from_dict
-from asr.core.errors import AsrError
 
 FORMAT = "asr-bundle"
 VERSION = "1"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.safetensors"  # shipped with the package
-
-
-class BundleError(AsrError, ValueError):
-    """A model file that is not a bundle of asr, or a damaged one."""
 
 
 def model_path(name) -> Path:
@@ -84,8 +80,7 @@ def load_bundle(path, device: str | torch.device = "cpu"):
 def bundle_header(path: Path) -> tuple[ModelConfig, Tokenizer, dict[str, tuple[int, ...]]]:
     """(model config, tokenizer, tensor name -> shape) of a bundle, from its header alone (no tensor is read);
     BundleError if it is not a bundle."""
-    if not path.is_file():
-        raise BundleError(f"{path}: no such model file")
+    check_model_file(path)
     metadata, shapes = read_header(path)
     if metadata.get("format") != FORMAT:
         raise BundleError(f"{path}: a safetensors file, but not an asr model bundle (no '{FORMAT}' metadata)")

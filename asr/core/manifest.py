@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.core.errors import AsrError
+from asr.core.paths import AUDIO_EXTENSIONS
 
 MANIFEST_KEYS = {"audio_filepath": (str,), "duration": (int, float), "text": (str,)}  # key -> JSON types
+AUDIO_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"ID3")  # how WAV, FLAC, Ogg (Vorbis, Opus) and tagged MP3 files start
 
 
 class ManifestError(AsrError, ValueError):
@@ -64,6 +66,9 @@ def manifest_rows(path: str | os.PathLike) -> Iterator[tuple[str, Utterance | Ma
         raise ManifestError(f"{path}: no such manifest (check the path)") from None
     except OSError as err:
         raise ManifestError(f"{path}: cannot read the manifest ({err.strerror})") from None
+    if path.suffix.lower() in AUDIO_EXTENSIONS or lines[:1] and lines[0].startswith(AUDIO_MAGIC):
+        raise ManifestError(f"{path}: an audio file, not a manifest; this command takes JSON-lines manifests, one "
+                            '{"audio_filepath": ..., "duration": ..., "text": ...} a line (asr transcribe takes audio)')
     for n, line in enumerate(lines, 1):
         if line.strip():
             where = f"{path} line {n}"
@@ -84,6 +89,11 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
             raise row
         utterances.append(row)
     return utterances
+
+
+def nothing_to_score(path, utterances: int, cause: str) -> ManifestError:
+    """The error for a manifest none of whose `utterances` could be scored, for `cause`."""
+    return ManifestError(f"{path}: none of its {utterances} utterances could be scored ({cause}), nothing to score")
 
 
 def write_manifest(path: str | os.PathLike, utterances: Sequence[Utterance]) -> None:

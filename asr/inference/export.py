@@ -13,6 +13,10 @@ torch.stft is replaced by the same transform written as a strided convolution wi
 `model.onnx.json`) holds what a deployment needs to decode: the vocabulary, the blank id, the sample rate, the
 front-end settings and the seconds per output step.
 
+An LM beside the source model (MODEL.lm.bin, with its lexicon and tuned weights, as the shipped model has) is
+copied beside the export under its name (model.onnx -> model.lm.bin, ...), so that `asr transcribe --model
+model.onnx` decodes with it as the source does.
+
 `--quantize int8` (asr.inference.quantize) stores the LSTM and linear weights as int8: torch's dynamic quantization
 for TorchScript, onnxruntime's for ONNX (torch's int8 LSTM has no ONNX form).
 """
@@ -21,6 +25,7 @@ import copy
 import importlib.util
 import json
 import math
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,6 +37,7 @@ from torch import nn
 from asr.core import config
 from asr.core.audio import SAMPLE_RATE
 from asr.core.bundle import BundleError, bundle_from_checkpoint, load_bundle, model_path, save_bundle
+from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, tuned_path
 from asr.core.model import DeepSpeech2, ModelConfig
 from asr.core.text import BLANK, tokenizer_from_dict
 from asr.core.errors import AsrError
@@ -113,6 +119,25 @@ def info_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
+def read_info(model: Path) -> dict | None:
+    """The deployment info beside an exported model (model.onnx -> model.onnx.json), None if it has none;
+    BundleError if it is there but damaged."""
+    path = info_path(Path(model))
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise damaged_info(path, err) from None
+    if not isinstance(info, dict):
+        raise damaged_info(path, f"a JSON {type(info).__name__}, not an object")
+    return info
+
+
+def damaged_info(path: Path, err) -> BundleError:
+    return BundleError(f"{path}: damaged deployment info ({err}); export the model again")
+
+
 def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | None) -> dict:
     """What a deployment needs beside the graph to feed it and decode its output."""
     return {"format": fmt, "quantize": quantize, "sample_rate": SAMPLE_RATE,
@@ -132,20 +157,43 @@ class OnnxModel:
         import onnxruntime
 
         path = Path(path)
+        info = read_info(path)
+        if info is None:
+            raise BundleError(f"{info_path(path)}: no such file; asr runs an ONNX model with the JSON that `asr "
+                              "export --format onnx` writes beside it")
         try:
-            info = json.loads(info_path(path).read_text(encoding="utf-8"))
             self.cfg = config.from_dict(ModelConfig, info["model_config"])
             self.tokenizer = tokenizer_from_dict(info["tokenizer"])
-        except (ValueError, KeyError, TypeError) as err:  # JSON, UTF-8, config or tokenizer of another form
-            raise BundleError(f"{info_path(path)}: damaged deployment info ({err}); export the model again") from None
+        except (ValueError, KeyError, TypeError) as err:  # a config or tokenizer of another form
+            raise damaged_info(info_path(path), err) from None
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, options)
 
     def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         waves = nn.functional.pad(waves, (0, max(0, self.cfg.frontend.n_fft - waves.shape[1])))  # >= 1 window
         log_probs, out_lengths = self.session.run(None, {"waves": waves.float().numpy(), "lengths": lengths.numpy()})
         return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
+
+
+def onnx_session(path: Path, options):
+    """An onnxruntime session of the graph in `path`; BundleError if it is no ONNX graph, or not one that asr
+    exported (other inputs and outputs)."""
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.Fail,
+            ort_errors.NotImplemented) as err:  # onnxruntime's errors for a file that holds no usable graph
+        detail = str(err).split("failed:", 1)[-1].strip().rstrip(".")
+        raise BundleError(f"{path}: not a readable ONNX model ({detail}); export it again with `asr export "
+                          f"SOURCE {path.name} --format onnx`") from None
+    names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+    if names != (INPUT_NAMES, OUTPUT_NAMES):
+        raise BundleError(f"{path}: an ONNX graph, but not one `asr export` wrote (inputs {names[0]}, outputs "
+                          f"{names[1]}; asr's take {INPUT_NAMES} and give {OUTPUT_NAMES})")
+    return session
 
 
 def load_source(source: str) -> tuple[DeepSpeech2, object]:
@@ -155,6 +203,21 @@ def load_source(source: str) -> tuple[DeepSpeech2, object]:
         return load_bundle(model_path(source))
     with tempfile.TemporaryDirectory() as tmp:
         return load_bundle(bundle_from_checkpoint(source, Path(tmp) / "model.safetensors"))
+
+
+def export_lm(source: str, out) -> list[Path]:
+    """Copy the LM beside the source model (MODEL.lm.bin as lm.model_lm finds it, its lexicon and the weights
+    `asr tune-lm` found) beside `out`, named after it, so that the export decodes as its source does; the copies
+    ([] when the source has no LM)."""
+    lm = None if Path(source).suffix == ".ckpt" else model_lm(model_path(source))
+    if lm is None:
+        return []
+    target = Path(out).with_suffix(next(suffix for suffix in MODEL_LM_SUFFIXES if lm.name.endswith(suffix)))
+    copies = []
+    for src, dst in [(lm, target), (lexicon_path(lm), lexicon_path(target)), (tuned_path(lm), tuned_path(target))]:
+        if src.is_file() and not (dst.exists() and dst.samefile(src)):
+            copies.append(Path(shutil.copyfile(src, dst)))
+    return copies
 
 
 def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = None,

@@ -2,26 +2,22 @@
 
 import ctypes
 import functools
-import glob
 import itertools
-import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from asr.core.audio import (
-    AUDIO_EXTENSIONS,
     SAMPLE_RATE,
     AudioError,
     audio_duration,
@@ -94,6 +90,7 @@ class Recognizer:
         (None: the model's default); a beam search's LM is loaded here."""
         self.decoder_config = resolve_decoder(request, self.path)
         self.decode = build_decoder(self.tokenizer, self.decoder_config)
+        log.info("decoding with %s", decoder_summary(self.decoder_config))
 
     @torch.inference_mode()
     def log_probs(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,6 +235,17 @@ def spooled(source):
         yield spool.name
 
 
+def decoder_summary(cfg: DecoderConfig) -> str:
+    """The decoder a resolved config runs, in words: "beam search (beam 50) with LM x.lm.bin (...)", ..."""
+    if cfg.kind == "beam":
+        lm = (f"with LM {cfg.lm} (lm_weight {cfg.lm_weight:g}, word_score {cfg.word_score:g})" if cfg.lm
+              else "without an LM")
+        return f"beam search (beam {cfg.beam_size}) {lm}"
+    if cfg.kind == "choice":
+        return f"a choice among the transcripts in {cfg.choices}"
+    return "greedy best path (no LM)"
+
+
 def as_wave(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """A mono waveform given as an array (S,) of floats -> float32 numpy (S,); AudioError if it is none."""
     if isinstance(array, torch.Tensor):
@@ -286,13 +294,11 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
 
 
 def exported_format(path: str | os.PathLike) -> str | None:
-    """"onnx" or "torchscript" for a model `asr export` wrote (its JSON beside it says which), else None."""
-    from asr.inference.export import info_path
+    """"onnx" or "torchscript" for a model `asr export` wrote (its JSON beside it says which), else None;
+    BundleError if that JSON is damaged."""
+    from asr.inference.export import read_info
 
-    try:
-        return json.loads(info_path(Path(path)).read_text(encoding="utf-8")).get("format")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return (read_info(Path(path)) or {}).get("format")
 
 
 def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize: str | None) -> Recognizer:
@@ -309,24 +315,3 @@ def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize:
     except ImportError:
         raise BundleError(f"{path}: an ONNX model needs onnxruntime: pip install -e '.[export]'") from None
     return Recognizer(model, model.tokenizer, "cpu", decoder, path)
-
-
-def find_audio(inputs: Iterable[str | os.PathLike]) -> Iterator[Path | BinaryIO]:
-    """The audio the inputs name, in order: files; audio files (by extension) in folders, recursively, and
-    files matching glob patterns ("calls/**/*.wav"), each sorted; the files of a manifest (.jsonl); "-": the
-    audio on standard input."""
-    for item in inputs:
-        path = Path(item)
-        if str(item) == "-":
-            yield sys.stdin.buffer  # spooled to a temporary file by numbered_chunks, then read as files are
-        elif path.is_dir():  # a folder with no audio files is passed on, to be reported as not audio
-            # by name, not kind: a broken link or a folder named *.wav is reported as when named alone
-            yield from sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS) or [path]
-        elif not path.exists() and glob.has_magic(str(item)):
-            yield from sorted(Path(p) for p in glob.glob(str(item), recursive=True) if os.path.isfile(p)) or [path]
-        elif path.suffix == ".jsonl":
-            from asr.core.manifest import read_manifest
-
-            yield from (u.audio_filepath for u in read_manifest(path))
-        else:
-            yield path
