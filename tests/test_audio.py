@@ -1,12 +1,23 @@
 import io
+import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 from conftest import non_finite, tone
 
-from asr.core.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio, write_audio
+from asr.core.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    AudioLimitError,
+    Resampler,
+    audio_duration,
+    load_audio,
+    stream_audio,
+    write_audio,
+)
 
 torch.set_num_threads(1)
 
@@ -118,3 +129,57 @@ def test_audio_error_message():
     err = AudioError("a.wav", "contains no audio samples")
     assert str(err) == "a.wav: contains no audio samples"
     assert (err.path, err.cause) == ("a.wav", "contains no audio samples")
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000, 384000])
+def test_resampling_block_by_block_matches_resampling_the_whole_signal(rate):
+    signal = torch.from_numpy(np.random.default_rng(rate).standard_normal(3 * rate + 17).astype(np.float32))
+    resample, pieces, start = Resampler(rate, SAMPLE_RATE), [], 0
+    for size in [1, 7, 1000, rate // 3, 5, rate] * 3:  # blocks shorter and longer than the kernel
+        pieces.append(resample(signal[start:start + size]))
+        start += size
+    pieces += [resample(signal[start:]), resample.flush()]
+    whole = torchaudio.functional.resample(signal, rate, SAMPLE_RATE)
+    assert len(torch.cat(pieces)) == len(whole)
+    assert torch.allclose(torch.cat(pieces), whole, atol=1e-4)  # torchaudio's float32 kernel against its float64 one
+
+
+def piped_flac(wav, out, rate: int, channels: int = 1):
+    """`wav` as sox writes FLAC to a pipe: its header gives no length."""
+    raw = subprocess.run(["sox", str(wav), "-t", "raw", "-"], check=True, capture_output=True).stdout
+    flac = subprocess.run(["sox", "-t", "raw", "-r", str(rate), "-c", str(channels), "-b", "16", "-e", "signed", "-",
+                           "-t", "flac", "-"], input=raw, check=True, capture_output=True).stdout
+    out.write_bytes(flac)
+    assert sf.info(out).frames == 2**63 - 1  # libsndfile's "unknown"
+    return out
+
+
+def test_a_flac_written_to_a_pipe_is_read_to_its_end(tmp_path):
+    sf.write(tmp_path / "t.wav", tone(440, seconds=40, rate=22050) * 0.5, 22050, subtype="PCM_16")
+    piped = piped_flac(tmp_path / "t.wav", tmp_path / "piped.flac", 22050)
+    assert torch.allclose(load_audio(piped), load_audio(tmp_path / "t.wav"), atol=1e-4)
+    assert audio_duration(piped) == 40.0
+    with open(piped, "rb") as f:  # as an upload or stdin
+        assert sum(len(b) for b, _ in stream_audio(f)) == 40 * SAMPLE_RATE
+    with pytest.raises(AudioLimitError, match="piped.flac: at least 31 s of audio, over the limit of 30 s"):
+        list(stream_audio(piped, max_seconds=30, block_values=22050))  # no length in its header: refused once
+        # decoded past the limit, a second at a time
+
+
+def test_sample_rates_and_channels_beyond_reason_are_refused_by_the_header(tmp_path):
+    sf.write(tmp_path / "fast.wav", np.zeros(100, np.float32), 768_000)
+    sf.write(tmp_path / "slow.wav", np.zeros(100, np.float32), 100)
+    sf.write(tmp_path / "many.wav", np.zeros((100, 33), np.float32), SAMPLE_RATE)
+    for name, cause in [("fast.wav", "a sample rate of 768000 Hz, where asr reads 4000 to 384000 Hz"),
+                        ("slow.wav", "a sample rate of 100 Hz"),
+                        ("many.wav", "33 channels, where asr reads at most 32")]:
+        with pytest.raises(AudioError, match=cause):
+            load_audio(tmp_path / name)
+
+
+def test_many_channels_at_a_high_rate_are_refused_by_their_samples_not_their_seconds(tmp_path):
+    sf.write(tmp_path / "dxd.flac", np.zeros((10 * 384_000, 8), np.float32), 384_000)  # 10 s, 30.7 M samples
+    assert len(load_audio(tmp_path / "dxd.flac")) == 10 * SAMPLE_RATE  # no limit: read a block at a time
+    with pytest.raises(AudioLimitError, match=r"dxd.flac: 10 s of 8 channels at 384000 Hz: 30.7 M samples to decode, "
+                                              r"over the limit of 28.8 M \(300 s of 48 kHz stereo\)"):
+        list(stream_audio(tmp_path / "dxd.flac", max_seconds=300))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 
 from asr.core.audio import SAMPLE_RATE, stream_audio
 from asr.inference.chunking import MAX_CHUNK_SECONDS, SEARCH_SECONDS, chunks, quietest_point, split
@@ -76,9 +77,12 @@ def test_a_file_streamed_in_blocks_gives_the_chunks_of_the_whole_wave(tmp_path):
     wave, _ = bursts_and_pauses(80, seed=4)
     wave = np.stack([wave, wave * 0.5], axis=1)  # stereo: averaged to mono block by block
     sf.write(tmp_path / "long.flac", wave, RATE)
+    blocks = list(stream_audio(tmp_path / "long.flac", block_values=7 * RATE * 2))  # 7 s, resampled
     mono = sf.read(tmp_path / "long.flac", dtype="float32")[0].mean(axis=1)
-    streamed = list(chunks(stream_audio(tmp_path / "long.flac", block_seconds=7.0)))
-    whole = list(chunks([(mono, RATE)]))
+    joined = np.concatenate([block for block, _ in blocks])
+    assert np.allclose(joined, torchaudio.functional.resample(torch.from_numpy(mono), RATE, SAMPLE_RATE), atol=1e-4)
+    streamed = list(chunks(blocks))
+    whole = list(chunks([(joined, SAMPLE_RATE)]))
     assert len(streamed) == len(whole) > 2
     for a, b in zip(streamed, whole):
         assert a.start == b.start and torch.equal(a.wave, b.wave)

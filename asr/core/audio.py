@@ -4,7 +4,9 @@ Every reader returns a float32 mono waveform (S,) at SAMPLE_RATE and raises Audi
 file and the cause, for anything that is not usable audio.
 """
 
+import functools
 import io
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,11 @@ from asr.core.paths import AUDIO_EXTENSIONS, AudioError, check_audio_file
 
 SAMPLE_RATE = 16000  # Hz, the rate of every waveform inside asr
 HEADER_READ_THREADS = 16  # header reads wait on the disk, not the CPU
+BLOCK_VALUES = 1 << 20  # samples x channels decoded at a time (4 MB of float32), whatever the rate and channels
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000  # Hz: telephone speech has 8 kHz, studio masters up to 384 kHz
+MAX_CHANNELS = 32  # third-order ambisonics has 16
+BUDGET_VALUES_PER_SECOND = 48_000 * 2  # a limit of N s of audio also caps decoding at N s of 48 kHz stereo
+UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's frame count for a file whose header gives no length (written to a pipe)
 
 
 def source_name(source) -> str:
@@ -36,62 +43,158 @@ def _unreadable(name: str, err: Exception) -> AudioError:
                             f"else convert it to one of {', '.join(AUDIO_EXTENSIONS)}")
 
 
-def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Read a file path or binary file object as a float32 mono waveform (S,) at `sample_rate`.
+class AudioLimitError(AudioError):
+    """Audio over the limit a reader was given: longer, or with more samples x channels to decode, than allowed."""
 
-    Channels are averaged; other rates are resampled. Raises AudioError for anything unusable.
-    """
-    name = source_name(source)
+
+@functools.lru_cache(maxsize=16)
+def sinc_kernel(orig_rate: int, new_rate: int) -> tuple[torch.Tensor | None, int]:
+    """torchaudio's resampling kernel (N, 1, O + 2 width) from orig_rate to new_rate (reduced by their gcd to O and
+    N), and its width; (None, 0) for equal rates. Made once per pair of rates: it takes longer than resampling."""
+    transform = torchaudio.transforms.Resample(orig_rate, new_rate)
+    return getattr(transform, "kernel", None), getattr(transform, "width", 0)
+
+
+class Resampler:
+    """A signal resampled block by block as torchaudio.functional.resample resamples it whole: torchaudio's sinc
+    kernel, applied with a stride as that function applies it, to the input each output frame's window reaches,
+    keeping the input that the next frames' windows still need."""
+
+    def __init__(self, orig_rate: int, new_rate: int):
+        self.kernel, self.width = sinc_kernel(orig_rate, new_rate)
+        gcd = math.gcd(orig_rate, new_rate)
+        self.orig, self.new = orig_rate // gcd, new_rate // gcd
+        self.pending = torch.zeros(self.width)  # (P,) input from the next frame's window on; zeros before the start
+        self.length = self.emitted = 0  # input samples received, output samples given
+
+    def __call__(self, block: torch.Tensor) -> torch.Tensor:
+        """The output (S_o,) that the input so far, ending with block (S_b,), determines."""
+        if self.orig == self.new:
+            return block
+        self.pending, self.length = torch.cat([self.pending, block]), self.length + len(block)
+        return self.frames()
+
+    def flush(self) -> torch.Tensor:
+        """The rest of the output (S_o,), the input ended: as many samples in all as resampling it whole gives."""
+        if self.orig == self.new:
+            return torch.zeros(0)
+        self.pending = torch.cat([self.pending, torch.zeros(self.width + self.orig)])  # the zeros after the end
+        left = -(-self.length * self.new // self.orig) - self.emitted  # the whole output's length: ceil(L N / O)
+        return self.frames()[:left]
+
+    def frames(self) -> torch.Tensor:
+        """The output frames (N samples for each O of input) whose windows (O + 2 width) lie within the input."""
+        count = max(0, (len(self.pending) - 2 * self.width) // self.orig)
+        if not count:
+            return torch.zeros(0)
+        window = self.pending[:count * self.orig + 2 * self.width]
+        out = torch.nn.functional.conv1d(window[None, None], self.kernel, stride=self.orig)  # (1, N, count)
+        self.pending = self.pending[count * self.orig:]
+        self.emitted += count * self.new
+        return out[0].T.reshape(-1)  # (count * N,)
+
+
+class _SoundFile(sf.SoundFile):
+    """soundfile's SoundFile, which seeks after each read when the file is seekable; libsndfile can read a file
+    whose header gives no length (a FLAC written to a pipe) to its end, but not seek in it."""
+
+    def seekable(self) -> bool:
+        return self.frames != UNKNOWN_FRAMES and super().seekable()
+
+
+def open_audio(source: str | os.PathLike | BinaryIO) -> sf.SoundFile:
+    """A path or a binary file object opened for reading; a pipe such as stdin is read into memory first."""
     if isinstance(source, (str, os.PathLike)):
         check_audio_file(source)
-    elif not source.seekable():  # a pipe such as stdin: soundfile needs to seek
-        source = io.BytesIO(source.read())
-    try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)  # (S, C)
-    except Exception as err:  # soundfile raises several types for bad content
-        raise _unreadable(name, err) from err
-    if data.size == 0:
+        return _SoundFile(str(source))
+    return _SoundFile(source if source.seekable() else io.BytesIO(source.read()))
+
+
+def read_blocks(f: sf.SoundFile, frames: int) -> Iterator[np.ndarray]:
+    """The blocks (S_b, C) of `frames` frames (the last one shorter) of an open file, to its end."""
+    while len(block := f.read(frames, dtype="float32", always_2d=True)):
+        yield block
+
+
+def check_format(name: str, f: sf.SoundFile, max_seconds: float) -> None:
+    """AudioError for a sample rate or a channel count asr does not read, or no samples; AudioLimitError for audio
+    over `max_seconds` (see check_budget) by the header's length, if it gives one."""
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(name, f"a sample rate of {f.samplerate} Hz, where asr reads {MIN_SAMPLE_RATE} to "
+                               f"{MAX_SAMPLE_RATE} Hz; resample it (sox IN OUT rate 16k)")
+    if f.channels > MAX_CHANNELS:
+        raise AudioError(name, f"{f.channels} channels, where asr reads at most {MAX_CHANNELS}; mix them down "
+                               "(sox IN OUT remix -)")
+    if f.frames == 0:
         raise AudioError(name, "contains no audio samples")
-    if not np.isfinite(data).all():
-        raise AudioError(name, "contains NaN or infinite samples; re-export the audio")
-    wave = torch.from_numpy(data.mean(axis=1))  # (S,)
-    if rate != sample_rate:
-        wave = torchaudio.functional.resample(wave, rate, sample_rate)
-    return wave
+    if f.frames != UNKNOWN_FRAMES:
+        check_budget(name, f.frames, f, max_seconds)
 
 
-def stream_audio(path: str | os.PathLike, block_seconds: float = 10.0) -> Iterator[tuple[np.ndarray, int]]:
-    """Read a file a block at a time: (mono float32 block (S_b,), the file's sample rate) pairs.
+def check_budget(name: str, frames: int, f: sf.SoundFile, max_seconds: float, so_far: bool = False) -> None:
+    """AudioLimitError if `frames` frames of `f` (`so_far`: at least) last over `max_seconds`, or hold more samples x
+    channels than max_seconds of 48 kHz stereo: many channels at a high rate decode to gigabytes in a few minutes."""
+    at_least = "at least " if so_far else ""
+    if frames / f.samplerate > max_seconds:
+        raise AudioLimitError(name, f"{at_least}{frames / f.samplerate:.0f} s of audio, over the limit of "
+                                    f"{max_seconds:g} s")
+    if frames * f.channels > max_seconds * BUDGET_VALUES_PER_SECOND:
+        raise AudioLimitError(name, f"{at_least}{frames / f.samplerate:.0f} s of {f.channels} channels at "
+                                    f"{f.samplerate} Hz: {frames * f.channels / 1e6:.1f} M samples to decode, over the "
+                                    f"limit of {max_seconds * BUDGET_VALUES_PER_SECOND / 1e6:.1f} M ({max_seconds:g} s "
+                                    "of 48 kHz stereo)")
 
-    Only one block is in memory at a time, so a file of any length can be read. Channels are averaged;
-    nothing is resampled. Raises AudioError, naming the file, as load_audio does.
+
+def stream_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE, max_seconds: float = math.inf,
+                 block_values: int = BLOCK_VALUES) -> Iterator[tuple[np.ndarray, int]]:
+    """Read a path or a binary file object a block at a time: (mono float32 block (S_b,), sample_rate) pairs.
+
+    At most `block_values` samples x channels are decoded at a time, and each block is averaged to mono and
+    resampled (Resampler) before the next is read: memory holds one block, whatever the file's rate, channels
+    and length. A file whose header gives no length is read to its end. Raises AudioError, naming the file, for
+    anything unusable (check_format), and AudioLimitError for audio over `max_seconds` (check_budget): from the
+    header before decoding, else as soon as the decoded samples pass the limit.
     """
-    check_audio_file(path)
+    name = source_name(source)
     try:
-        with sf.SoundFile(str(path)) as f:
-            if f.frames == 0:
-                raise AudioError(str(path), "contains no audio samples")
-            for block in f.blocks(blocksize=max(1, int(block_seconds * f.samplerate)), dtype="float32",
-                                  always_2d=True):  # (S_b, C)
+        with open_audio(source) as f:
+            check_format(name, f, max_seconds)
+            resample, frames = Resampler(f.samplerate, sample_rate), 0
+            for block in read_blocks(f, max(1, block_values // f.channels)):  # (S_b, C)
+                frames += len(block)
+                check_budget(name, frames, f, max_seconds, so_far=True)
                 if not np.isfinite(block).all():
-                    raise AudioError(str(path), "contains NaN or infinite samples; re-export the audio")
-                yield block.mean(axis=1), f.samplerate
+                    raise AudioError(name, "contains NaN or infinite samples; re-export the audio")
+                yield resample(torch.from_numpy(block.mean(axis=1))).numpy(), sample_rate
+            if not frames:
+                raise AudioError(name, "contains no audio samples")
+            yield resample.flush().numpy(), sample_rate
     except AudioError:
         raise
     except Exception as err:  # soundfile raises several types for bad content, also in the middle of a file
-        raise _unreadable(str(path), err) from err
+        raise _unreadable(name, err) from err
+
+
+def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Read a file path or binary file object as a float32 mono waveform (S,) at `sample_rate`: the blocks of
+    stream_audio joined. Channels are averaged; other rates are resampled. Raises AudioError for anything unusable.
+    """
+    return torch.from_numpy(np.concatenate([block for block, _ in stream_audio(source, sample_rate)]))
 
 
 def audio_duration(path: str | os.PathLike) -> float:
-    """Duration of an audio file in seconds, read from its header only."""
+    """Duration of an audio file in seconds, read from its header; a file whose header gives no length is decoded
+    to count its samples."""
     check_audio_file(path)
     try:
-        info = sf.info(str(path))
+        with _SoundFile(str(path)) as f:
+            frames = f.frames if f.seekable() else sum(map(len, read_blocks(f, BLOCK_VALUES // f.channels)))
+            rate = f.samplerate
     except Exception as err:
         raise _unreadable(str(path), err) from err
-    if info.frames == 0:
+    if frames == 0:
         raise AudioError(str(path), "contains no audio samples")
-    return info.frames / info.samplerate
+    return frames / rate
 
 
 def write_audio(path: str | os.PathLike, wave: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

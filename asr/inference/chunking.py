@@ -1,10 +1,10 @@
 """Long recordings in chunks: memory holds one chunk, never the whole file.
 
-A recording arrives as blocks of samples (from audio.stream_audio, or one in-memory waveform). Whenever
-more than MAX_CHUNK_SECONDS are buffered, a chunk is cut at the quietest moment of its last
-SEARCH_SECONDS, so cuts fall in pauses between words, and each chunk is resampled to SAMPLE_RATE on
-its own (its edges are quiet, so the resampler's edge effects are inaudible). A chunk knows where it
-starts in the recording, which puts the words decoded from it on the recording's time axis.
+A recording arrives as blocks of samples (from audio.stream_audio, at SAMPLE_RATE, or one in-memory
+waveform). Whenever more than MAX_CHUNK_SECONDS are buffered, a chunk is cut at the quietest moment of its
+last SEARCH_SECONDS, so cuts fall in pauses between words; a waveform at another rate is resampled to
+SAMPLE_RATE a chunk at a time (its edges are quiet, so the resampler's edge effects are inaudible). A chunk
+knows where it starts in the recording, which puts the words decoded from it on the recording's time axis.
 
 Shapes: S samples.
 """

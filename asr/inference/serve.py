@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import soundfile as sf
 import torch
 import uvicorn
 from python_multipart.multipart import parse_options_header
@@ -37,7 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asr.core.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, load_audio
+from asr.core.audio import AUDIO_EXTENSIONS, AudioError, AudioLimitError, stream_audio
 from asr.core.config import ConfigError
 from asr.inference.chunking import Chunk, chunks
 from asr.inference.transcribe import M_ARENA_MAX, Recognizer, Transcript, mallopt, map_large_allocations, stitch
@@ -209,35 +208,23 @@ def length_groups(lengths: list[int], padding: float = MAX_PADDING) -> list[list
 
 
 def read_upload(data: bytes, filename: str, max_seconds: float = float("inf")) -> list[Chunk]:
-    """An uploaded audio file -> its chunks at SAMPLE_RATE; RequestError naming the file if it is no audio, or 413
-    if its header says it lasts over `max_seconds` (compressed silence packs hours into a few MB: decoded, it
-    would take the memory of every request in flight)."""
+    """An uploaded audio file -> its chunks at SAMPLE_RATE, decoded a block at a time; RequestError naming the file if
+    it is no audio, or 413 if it lasts over `max_seconds` or holds more samples x channels than that many seconds of
+    48 kHz stereo (compressed silence packs hours into a few MB, and 8 channels at 384 kHz gigabytes into minutes):
+    refused by its header before it is decoded, or as soon as its decoded samples pass the limit."""
     if not data:
         raise RequestError(400, f"{filename}: is an empty file (0 bytes); send an audio file", "file")
     upload = io.BytesIO(data)
-    upload.name = filename  # for load_audio's errors
-    if (seconds := header_seconds(upload)) > max_seconds:
-        raise RequestError(413, f"{filename}: {seconds:.0f} s of audio, over this service's limit of {max_seconds:g} s "
-                                "(asr serve --max-audio-minutes); send a shorter recording", "file")
+    upload.name = filename  # for stream_audio's errors
     try:
-        return list(chunks([(load_audio(upload).numpy(), SAMPLE_RATE)]))
+        return list(chunks(stream_audio(upload, max_seconds=max_seconds)))
+    except AudioLimitError as err:
+        raise RequestError(413, f"{err} (asr serve --max-audio-minutes); send a shorter recording", "file") from err
     except AudioError as err:
         if Path(filename).suffix.lower() not in AUDIO_EXTENSIONS:
             raise RequestError(415, f"{filename}: an unsupported format; send one of {', '.join(AUDIO_EXTENSIONS)}",
                                "file") from err
         raise RequestError(400, str(err), "file") from err
-
-
-def header_seconds(upload: io.BytesIO) -> float:
-    """The duration an audio file's header gives, 0 if it has none that soundfile reads (load_audio then says
-    what is wrong)."""
-    try:
-        info = sf.info(upload)
-    except Exception:  # not audio: load_audio reports it
-        return 0.0
-    finally:
-        upload.seek(0)
-    return info.frames / info.samplerate if info.samplerate else 0.0
 
 
 @dataclass
