@@ -14,6 +14,7 @@ from asr.core.errors import AsrError
 from asr.core.paths import AUDIO_EXTENSIONS
 
 MANIFEST_KEYS = {"audio_filepath": (str,), "duration": (int, float), "text": (str,)}  # key -> JSON types
+DURATION_TOLERANCE = 0.1  # seconds a row's duration may differ from its audio's (check-manifest, asr train)
 AUDIO_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"ID3")  # how WAV, FLAC, Ogg (Vorbis, Opus) and tagged MP3 files start
 
 

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 
 from asr.core.audio import HEADER_READ_THREADS, SAMPLE_RATE, AudioError, audio_duration, load_audio
 from asr.core.ctc import ctc_problems
-from asr.core.manifest import ManifestError, Utterance, manifest_rows
+from asr.core.manifest import DURATION_TOLERANCE, ManifestError, Utterance, manifest_rows
 from asr.core.model import ModelConfig
 from asr.core.text import dropped_characters
 
-DURATION_TOLERANCE = 0.1  # seconds the manifest's duration may differ from the audio's
 KINDS = ("format", "audio", "duration", "text")
 WARNING = "warning"  # a line that can be trained on, but maybe not as meant; it fails no check
 

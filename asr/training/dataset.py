@@ -11,14 +11,13 @@ from torch.utils.data import Dataset
 
 from asr.core.audio import SAMPLE_RATE, AudioError, audio_duration, load_audio
 from asr.core.augment import Augmenter
-from asr.core.manifest import Utterance
+from asr.core.manifest import DURATION_TOLERANCE, Utterance
 from asr.core.text import normalize
 from asr.training.sampler import Draw
 
 log = logging.getLogger(__name__)
 
 MAX_UNREADABLE_IN_A_ROW = 10  # undecodable files in a row before training stops: the data is broken, not a file
-DURATION_TOLERANCE = 0.1  # seconds a file's length may differ from its manifest row's, as `asr check-manifest` allows
 
 
 class SpeechDataset(Dataset):
