@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+import soundfile
 import torch
 from conftest import run_asr
 
@@ -161,7 +162,8 @@ def test_no_third_party_noise_on_stderr_when_it_is_not_a_terminal(hello, tmp_pat
     built = run_asr("lm", "build", text, "--estimator", "kaldingram", "--out", tmp_path / "lm.arpa")
     assert built.stderr.count("\n") == 2 and "%|" not in built.stderr  # asr's two info lines, no progress bars
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text(json.dumps({"audio_filepath": str(hello), "duration": 2.0, "text": "HELLO WORLD"}) + "\n")
+    manifest.write_text(json.dumps({"audio_filepath": str(hello), "duration": soundfile.info(hello).duration,
+                                        "text": "HELLO WORLD"}) + "\n")
     trained = run_asr("train", "tiny", f"data.train_manifests=[{manifest}]", f"data.val_manifests=[{manifest}]",
                       f"exp_dir={tmp_path / 'exp'}", "trainer.max_epochs=1", "data.num_workers=0")
     assert "Tip:" not in trained.stderr and "LeafSpec" not in trained.stderr
