@@ -2,7 +2,8 @@
 # Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
-#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue export tune evaluate install
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more export tune evaluate
+#                                            install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -20,6 +21,8 @@
 #           each scored greedily on the dev sets.
 # train:    leg 1 of the shipped model: TRAIN_STEPS more from the curve's "all" point, on the same mix.
 # continue: leg 2: CONTINUE_STEPS more from leg 1, a learning-rate cycle of its own (CONTINUE_STEPS=0: none).
+# more:     leg 3: MORE_STEPS more from leg 2 (from the commit that shipped it, when not trained here) on the Kokoro
+#           corpus as it then stands (run the data stage again first), a cycle of its own (MORE_STEPS=0: none).
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 #
@@ -41,12 +44,14 @@ CURVE=${CURVE:-0h 1.5h 3h all}
 CURVE_STEPS=${CURVE_STEPS:-300}
 TRAIN_STEPS=${TRAIN_STEPS:-900}
 CONTINUE_STEPS=${CONTINUE_STEPS:-600}
+MORE_STEPS=${MORE_STEPS:-600}
 KOKORO_EPOCH_HOURS=5  # Kokoro audio in each epoch, at every point of the curve
 EXP=exp/natural
 mkdir -p "$EXP"
 START_MODEL=exp/mixed/model-fp16.safetensors  # the mixed recipe's model, shipped from a35632c
 LEG2=exp/natural-leg2
-LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2
+LEG3=exp/natural-leg3
+LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
@@ -113,6 +118,9 @@ stage() {
         continue) [ "$CONTINUE_STEPS" = 0 ] && return
                   need $EXP/model-fp16.safetensors "leg 1: run the train stage first"
                   train $LEG2 all "$CONTINUE_STEPS" $((CONTINUE_STEPS / 2)) init_from=$EXP/model-fp16.safetensors ;;
+        more)     [ "$MORE_STEPS" = 0 ] && return
+                  model_from_git $LEG2/model-fp16.safetensors 4328bee "leg 2: run the continue stage"
+                  train $LEG3 all "$MORE_STEPS" $((MORE_STEPS / 2)) init_from=$LEG2/model-fp16.safetensors ;;
         export)   export_best $LAST_LEG ;;
         tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
         evaluate) evaluate_all $MODEL $LM $LAST_LEG/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
@@ -121,5 +129,6 @@ stage() {
 }
 
 LAST=evaluate; [ "${1:-}" != install ] || LAST=install  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue export tune evaluate install
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more export tune evaluate \
+    install
 run_stages
