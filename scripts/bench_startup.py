@@ -31,14 +31,16 @@ def lap(name):
 import torch
 lap("import torch")
 import asr.inference.transcribe as T
-from asr.core.bundle import DEFAULT_MODEL, load_bundle
+from asr.core.bundle import load_bundle
+from asr.core.paths import DEFAULT_MODEL
+from asr.inference.torch_network import TorchNetwork
 from asr.core.decoding import build_decoder, resolve_decoder
 lap("import asr")
 model, tokenizer = load_bundle(DEFAULT_MODEL)
 lap("load the model bundle")
 decoder = build_decoder(tokenizer, resolve_decoder(None, DEFAULT_MODEL))
 lap("build the decoder (lexicon, LM, trie)")
-recognizer = T.Recognizer(model, tokenizer, "cpu", T.DecoderConfig("greedy"))
+recognizer = T.Recognizer(TorchNetwork(model, tokenizer), T.DecoderConfig("greedy"))
 recognizer.decode = decoder
 [result] = recognizer.transcribe(T.Path("hello.wav"))
 lap("transcribe hello.wav")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from asr.core.bundle import DEFAULT_MODEL
+from asr.core.paths import DEFAULT_MODEL
 from asr.core.metrics import error_counts
 
 SENTENCE = "HELLO WORLD THIS IS A TEST"

@@ -36,15 +36,16 @@ from torch import nn
 
 from asr.core import config
 from asr.core.audio import SAMPLE_RATE
-from asr.core.bundle import BundleError, bundle_from_checkpoint, load_bundle, model_path, save_bundle
+from asr.core.bundle import bundle_from_checkpoint, load_bundle, save_bundle
 from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, tuned_path
-from asr.core.model import DeepSpeech2, ModelConfig
-from asr.core.text import BLANK, tokenizer_from_dict
+from asr.core.model import DeepSpeech2
+from asr.core.paths import model_path
+from asr.core.text import BLANK
 from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS
+from asr.inference.network import INPUT_NAMES, OUTPUT_NAMES, info_path
 from asr.inference.quantize import quantize_model, quantize_onnx
 
-INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
 ONNX_OPSET = 17
 
 
@@ -114,30 +115,6 @@ def export_torchscript(model: nn.Module, out: Path) -> Path:
     return out
 
 
-def info_path(out: Path) -> Path:
-    """model.onnx -> model.onnx.json: the deployment info of an exported model."""
-    return out.with_name(out.name + ".json")
-
-
-def read_info(model: Path) -> dict | None:
-    """The deployment info beside an exported model (model.onnx -> model.onnx.json), None if it has none;
-    BundleError if it is there but damaged."""
-    path = info_path(Path(model))
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
-        raise damaged_info(path, err) from None
-    if not isinstance(info, dict):
-        raise damaged_info(path, f"a JSON {type(info).__name__}, not an object")
-    return info
-
-
-def damaged_info(path: Path, err) -> BundleError:
-    return BundleError(f"{path}: damaged deployment info ({err}); export the model again")
-
-
 def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | None) -> dict:
     """What a deployment needs beside the graph to feed it and decode its output."""
     return {"format": fmt, "quantize": quantize, "sample_rate": SAMPLE_RATE,
@@ -146,54 +123,6 @@ def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | Non
             "min_samples": model.cfg.frontend.n_fft, "blank": BLANK, "vocab": list(tokenizer.vocab),
             "output_step_seconds": model.cfg.output_step_seconds,
             "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()}
-
-
-class OnnxModel:
-    """An ONNX export run by onnxruntime, called like DeepSpeech2, so that a Recognizer can use it:
-    waves (B, S) + lengths (B,) -> log-probs (B, T, V) float32 + output lengths (B,), on the CPU.
-    Its config and tokenizer come from the JSON beside it."""
-
-    def __init__(self, path, threads: int | None = None):
-        import onnxruntime
-
-        path = Path(path)
-        info = read_info(path)
-        if info is None:
-            raise BundleError(f"{info_path(path)}: no such file; asr runs an ONNX model with the JSON that `asr "
-                              "export --format onnx` writes beside it")
-        try:
-            self.cfg = config.from_dict(ModelConfig, info["model_config"])
-            self.tokenizer = tokenizer_from_dict(info["tokenizer"])
-        except (ValueError, KeyError, TypeError) as err:  # a config or tokenizer of another form
-            raise damaged_info(info_path(path), err) from None
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
-        self.session = onnx_session(path, options)
-
-    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        waves = nn.functional.pad(waves, (0, max(0, self.cfg.frontend.n_fft - waves.shape[1])))  # >= 1 window
-        log_probs, out_lengths = self.session.run(None, {"waves": waves.float().numpy(), "lengths": lengths.numpy()})
-        return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
-
-
-def onnx_session(path: Path, options):
-    """An onnxruntime session of the graph in `path`; BundleError if it is no ONNX graph, or not one that asr
-    exported (other inputs and outputs)."""
-    import onnxruntime
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-    try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.Fail,
-            ort_errors.NotImplemented) as err:  # onnxruntime's errors for a file that holds no usable graph
-        detail = str(err).split("failed:", 1)[-1].strip().rstrip(".")
-        raise BundleError(f"{path}: not a readable ONNX model ({detail}); export it again with `asr export "
-                          f"SOURCE {path.name} --format onnx`") from None
-    names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
-    if names != (INPUT_NAMES, OUTPUT_NAMES):
-        raise BundleError(f"{path}: an ONNX graph, but not one `asr export` wrote (inputs {names[0]}, outputs "
-                          f"{names[1]}; asr's take {INPUT_NAMES} and give {OUTPUT_NAMES})")
-    return session
 
 
 def load_source(source: str) -> tuple[DeepSpeech2, object]:
