@@ -10,7 +10,7 @@ import soundfile
 import torch
 from conftest import run_asr
 
-from asr.cli import build_parser, main
+from asr.cli import build_parser, load_recognizer, main
 from asr.core.paths import DEFAULT_MODEL
 from asr.inference.export import export, load_source
 
@@ -147,6 +147,8 @@ def test_threads_sets_the_threads_of_the_model(hello):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+    onnx = load_recognizer(build_parser().parse_args(["transcribe", str(hello), "--threads", "2"]))
+    assert onnx.network.session.get_session_options().intra_op_num_threads == 2
 
 
 def test_model_default_names_the_shipped_model_as_no_model_option_does(hello):

@@ -17,6 +17,9 @@ An LM beside the source model (MODEL.lm.bin, with its lexicon and tuned weights,
 copied beside the export under its name (model.onnx -> model.lm.bin, ...), so that `asr transcribe --model
 model.onnx` decodes with it as the source does.
 
+Float32 weights that float16 holds exactly (a bundle saved as float16, as the shipped model is) are stored in the
+ONNX file as float16, each followed by a Cast to float32: the file is half the size and computes the same numbers.
+
 `--quantize int8` (asr.inference.quantize) stores the LSTM and linear weights as int8: torch's dynamic quantization
 for TorchScript, onnxruntime's for ONNX (torch's int8 LSTM has no ONNX form).
 """
@@ -30,6 +33,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio
 from torch import nn
@@ -47,6 +51,7 @@ from asr.inference.network import INPUT_NAMES, OUTPUT_NAMES, info_path
 from asr.inference.quantize import quantize_model, quantize_onnx
 
 ONNX_OPSET = 17
+HALF_MIN_VALUES = 1024  # smaller initializers stay float32: a Cast node would cost more than it saves
 
 
 class ConvSpectrogram(nn.Module):
@@ -104,6 +109,32 @@ def export_onnx(model: DeepSpeech2, out: Path) -> Path:
         torch.onnx.export(model, example_inputs(model), str(out), input_names=INPUT_NAMES,
                           output_names=OUTPUT_NAMES, dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
     return out
+
+
+def store_half(path: Path) -> Path:
+    """Rewrite the ONNX graph in `path` with each float32 initializer whose values float16 holds exactly (all the
+    weights of a bundle saved as float16, as the shipped model is) stored as float16 and cast back to float32 by a
+    Cast node: half the file, the same numbers (onnxruntime folds the casts when it loads the graph)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = (model := onnx.load(str(path))).graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if init.data_type != TensorProto.FLOAT or values.size < HALF_MIN_VALUES or not np.array_equal(half, values):
+            kept.append(init)
+            continue
+        kept.append(numpy_helper.from_array(half, init.name + "_fp16"))
+        casts.append(helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=TensorProto.FLOAT))
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    onnx.save(model, str(path))
+    return path
 
 
 def export_torchscript(model: nn.Module, out: Path) -> Path:
@@ -165,9 +196,9 @@ def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "onnx" and quantize:
         with tempfile.TemporaryDirectory() as tmp:
-            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out)
+            store_half(quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out))
     elif fmt == "onnx":
-        export_onnx(model, out)
+        store_half(export_onnx(model, out))
     else:
         export_torchscript(quantize_model(model, quantize), out)
     info = json.dumps(deployment_info(model, tokenizer, fmt, quantize), indent=1)
