@@ -7,10 +7,17 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import speak
 
+from asr.core.audio import load_audio
+from asr.core.decoding import DecoderConfig
+from asr.core.paths import DEFAULT_MODEL
 from asr.inference.export import export, export_lm, load_source
+from asr.inference.network import OnnxNetwork
+from asr.inference.torch_network import TorchNetwork
+from asr.inference.transcribe import load_model
 
 SENTENCES = ["printing in the only sense with which we are at present concerned",  # tests/data/ljspeech_300.txt
              "hello world this is a test", "open the door"]
@@ -68,3 +75,20 @@ def test_transcribing_an_onnx_model_with_every_format_and_decoder_imports_no_tor
     assert '{"word": "WORLD", "start": ' in out and re.search(r"\n00:00:\d\d,\d{3} --> 00:00:", out)
     assert "OPEN THE DOOR" in out
     assert '"wer": ' in out and "lm_weight 1.0\tword_score 0.0\tWER " in out
+
+
+def test_the_shipped_onnx_model_gives_the_bundle_s_log_probs_and_words(utterances):
+    """The two runtimes of the shipped model on one padded batch: log-probs within float error (the ONNX graph's
+    convolutional STFT and folded batch norm round differently), the same words, times and confidences with the
+    default decoder (beam search + LM) and greedy."""
+    onnx, bundle = load_model(), load_model(DEFAULT_MODEL, "cpu")
+    assert isinstance(onnx.network, OnnxNetwork) and isinstance(bundle.network, TorchNetwork)
+    waves = [load_audio(path) for path in utterances]
+    (onnx_probs, onnx_lengths), (torch_probs, torch_lengths) = onnx.log_probs(waves), bundle.log_probs(waves)
+    assert np.array_equal(onnx_lengths, torch_lengths)
+    valid = np.arange(onnx_probs.shape[1]) < onnx_lengths[:, None]  # (B, T)
+    assert np.abs(onnx_probs - torch_probs)[valid].max() < 2e-3
+    for decoder in (None, DecoderConfig("greedy")):
+        onnx.set_decoder(decoder)
+        bundle.set_decoder(decoder)
+        assert onnx.recognize(waves) == bundle.recognize(waves)
