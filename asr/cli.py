@@ -15,6 +15,9 @@ from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
 
 log = logging.getLogger("asr")
+# the train extra's libraries (pyproject.toml): training, export, inspection, and running bundles and checkpoints
+TRAIN_MODULES = {"torch", "torchaudio", "lightning", "torchmetrics", "safetensors", "tensorboard", "matplotlib",
+                 "kaldingram", "pyroomacoustics", "onnx"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `asr transcribe ... | head`: the reader has gone, stop quietly
         sys.stdout = open(os.devnull, "w")
         return 1
+    except ModuleNotFoundError as err:  # a light install (pip install asr) running what needs the train extra
+        if (err.name or "").split(".")[0] not in TRAIN_MODULES:
+            raise
+        print(f"asr {args.command} needs the training extra: pip install 'asr[train]'", file=sys.stderr)
+        return 2
 
 
 def setup_logging() -> None:

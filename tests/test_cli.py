@@ -97,7 +97,7 @@ def test_a_device_this_machine_lacks_is_named_with_the_ones_it_has(hello):
 
 @pytest.mark.slow
 def test_an_onnx_export_runs_from_the_command_line_and_torchscript_is_refused_saying_what_it_is(hello, tmp_path):
-    pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
     model, tokenizer = load_source("default")
     onnx = export(model, tokenizer, tmp_path / "model.onnx", "onnx")
     args = ["transcribe", hello, "--decoder", "greedy", "--format", "json"]

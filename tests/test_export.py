@@ -89,7 +89,7 @@ def test_conv_spectrogram_front_end_matches_torch_stft(kind):
 
 
 def test_onnx_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, default, speech):
-    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
     model, tokenizer = default
     out = export(model, tokenizer, tmp_path / "model.onnx", "onnx")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -153,8 +153,8 @@ def test_cli_exports_int8_torchscript_and_transcribes_with_int8(tmp_path, defaul
 
 
 def test_int8_onnx_quantizes_lstm_and_matmul_weights_but_not_the_front_end(tmp_path, default, speech):
-    onnx = pytest.importorskip("onnx", reason="pip install -e '.[export]'")
-    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    onnx = pytest.importorskip("onnx", reason="pip install -e '.[train]'")
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
     model, tokenizer = default
     out = export(model, tokenizer, tmp_path / "model.int8.onnx", "onnx", "int8")
     nodes = {node.name: node.op_type for node in onnx.load(str(out)).graph.node}

@@ -100,7 +100,7 @@ def example_inputs(model: DeepSpeech2) -> tuple[torch.Tensor, torch.Tensor]:
 def export_onnx(model: DeepSpeech2, out: Path) -> Path:
     """Write `model` as an ONNX graph with dynamic batch and length axes."""
     if importlib.util.find_spec("onnx") is None:
-        raise AsrError("ONNX export needs the onnx package: pip install 'asr[export]' (or onnx onnxruntime)")
+        raise AsrError("ONNX export needs the onnx package: pip install 'asr[train]'")
     model = with_conv_spectrograms(model).eval()
     axes = {"waves": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
             "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}}
