@@ -151,6 +151,12 @@ def test_threads_sets_the_threads_of_the_model(hello):
     assert onnx.network.session.get_session_options().intra_op_num_threads == 2
 
 
+def test_the_onnx_runtime_takes_omp_num_threads_as_torch_does_unless_told(hello, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    onnx = load_recognizer(build_parser().parse_args(["transcribe", str(hello)]))
+    assert onnx.network.session.get_session_options().intra_op_num_threads == 1
+
+
 def test_model_default_names_the_shipped_model_as_no_model_option_does(hello):
     named = run_asr("transcribe", hello, "--model", "default", "--device", "cpu", "--format", "json")
     assert named.stdout == run_asr("transcribe", hello, "--device", "cpu", "--format", "json").stdout

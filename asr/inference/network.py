@@ -81,8 +81,11 @@ class OnnxNetwork:
         except (ValueError, KeyError, TypeError) as err:  # a config or tokenizer of another form
             raise damaged_info(info_path(path), err) from None
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
+        options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
+        # idle threads sleep rather than spin: the beam search (asr serve overlaps it with the network) and other
+        # work on the machine need the cores (spinning halved asr serve's throughput on 2 busy cores)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnx_session(path, options)
 
     def __call__(self, waves: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +94,12 @@ class OnnxNetwork:
         waves = np.pad(waves, ((0, 0), (0, short))).astype(np.float32, copy=False)
         log_probs, out_lengths = self.session.run(None, {"waves": waves, "lengths": lengths.astype(np.int64)})
         return log_probs, out_lengths
+
+
+def default_threads() -> int:
+    """The threads onnxruntime runs on unless told: OMP_NUM_THREADS, as torch reads it, else 0 (one per core)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else 0
 
 
 def onnx_session(path: Path, options):
