@@ -39,7 +39,7 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
 
 install_model() {  # MODEL LM.bin: the model (its bundle and ONNX export) and its LM (with LM.lexicon.txt, LM.tuned.json)
     mkdir -p asr/assets && cp "$1" asr/assets/default.safetensors      # become asr's default
-    asr export asr/assets/default.safetensors asr/assets/default.onnx --format onnx  # what asr transcribe runs
+    "$PYTHON" -m asr export asr/assets/default.safetensors asr/assets/default.onnx --format onnx  # what asr runs
     local part
     for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
 }
