@@ -385,23 +385,30 @@ def word_timestamps(log_probs: np.ndarray, tokens: list[int], tokenizer, step_se
 
 def forced_align(log_probs: np.ndarray, tokens: list[int]) -> np.ndarray:
     """The most probable CTC path (T,) of token ids that spells `tokens` (L,), for log_probs (T, V) float32: Viterbi
-    over CTC's labels (S = 2L + 1), choosing as torchaudio's forced_align does (staying on a tie), in float32.
-    ValueError if T is too short to spell them."""
+    over CTC's labels (S = 2L + 1) in float32, choosing as torchaudio's forced_align does (staying on a tie, then
+    advancing one label). ValueError if T is too short to spell them."""
     labels = extended_labels(np.array(tokens, dtype=np.int64))  # (S,)
-    skip = can_skip(labels)  # (S,)
+    skip_mask = np.where(can_skip(labels), 0, -np.inf).astype(np.float32)  # (S,) 0 where a blank may be skipped
     emitted = log_probs[:, labels]  # (T, S)
-    alpha = np.full(len(labels), -np.inf, dtype=np.float32)  # (S,)
-    alpha[:2] = emitted[0, :2]
-    back = np.zeros(emitted.shape, dtype=np.int8)  # (T, S): states moved to reach each label at each step
+    alphas = np.full(emitted.shape, -np.inf, dtype=np.float32)  # (T, S) best score of a path to each label
+    alphas[0, :2] = emitted[0, :2]
     for t in range(1, len(emitted)):
-        moves = np.stack([alpha, shifted(alpha, 1), np.where(skip, shifted(alpha, 2), -np.inf)])  # (3, S)
-        back[t] = moves.argmax(axis=0)  # the first of equal scores: stay, then advance one
-        alpha = moves[back[t], np.arange(len(labels))] + emitted[t]
-    state = len(labels) - 1 if alpha[-1] > alpha[-2] else len(labels) - 2
-    if not np.isfinite(alpha[state]):
+        before, best = alphas[t - 1], alphas[t - 1].copy()  # (S,) staying on the label
+        np.maximum(best[1:], before[:-1], out=best[1:])  # advancing one label
+        np.maximum(best[2:], before[:-2] + skip_mask[2:], out=best[2:])  # skipping a blank
+        np.add(best, emitted[t], out=alphas[t])
+    state = len(labels) - 1 if alphas[-1, -1] > alphas[-1, -2] else len(labels) - 2
+    if not np.isfinite(alphas[-1, state]):
         raise ValueError(f"{len(emitted)} steps cannot spell {len(tokens)} tokens")
-    path = np.empty(len(emitted), dtype=np.int64)
-    for t in range(len(emitted) - 1, -1, -1):
-        path[t] = labels[state]
-        state -= int(back[t, state])
-    return path
+    return labels[backtrack(alphas, skip_mask, state)]
+
+
+def backtrack(alphas: np.ndarray, skip_mask: np.ndarray, state: int) -> list[int]:
+    """The labels' indices (T,) of the best path ending in `state`, from the Viterbi scores alphas (T, S)."""
+    states = [state]
+    for before in alphas[-2::-1]:  # (S,) each step's scores, last but one first
+        stay, one = before[state], before[state - 1] if state >= 1 else -np.inf
+        two = before[state - 2] + skip_mask[state] if state >= 2 else -np.inf
+        state -= 2 if two > max(stay, one) else 1 if one > stay else 0
+        states.append(state)
+    return states[::-1]
