@@ -37,7 +37,7 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     "$PYTHON" -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
-install_model() {  # MODEL LM.bin: the model (its bundle and ONNX export) and its LM (with LM.lexicon.txt, LM.tuned.json)
+install_model() {  # MODEL LM.bin: the model (bundle, ONNX export) and its LM (+ LM.lexicon.txt, LM.tuned.json)
     mkdir -p asr/assets && cp "$1" asr/assets/default.safetensors      # become asr's default
     "$PYTHON" -m asr export asr/assets/default.safetensors asr/assets/default.onnx --format onnx  # what asr runs
     local part

@@ -145,6 +145,6 @@ def test_bench_startup_times_both_runtimes_side_by_side_and_the_default_s_stages
     onnx, torch = rows["asr transcribe hello.wav"].split()[3:5]  # both runtimes timed
     assert float(onnx) > 0 and float(torch) > 0
     stages = [line.rsplit(" ", 1) for line in text.split("stages of the default, in one process\n")[1].splitlines()]
-    assert [name for name, _ in stages] == ["import asr", "load the ONNX model", "build the decoder (lexicon, LM, trie)",
-                                            "transcribe hello.wav"]
+    assert [name for name, _ in stages] == ["import asr", "load the ONNX model",
+                                            "build the decoder (lexicon, LM, trie)", "transcribe hello.wav"]
     assert all(float(seconds) > 0 for _, seconds in stages)

@@ -18,7 +18,7 @@ def test_the_default_model_is_installed_and_small_enough_to_ship():
     for path in (DEFAULT_MODEL, DEFAULT_ONNX, info_path(DEFAULT_ONNX)):
         assert path.is_file(), f"{path} is missing: recipes/natural/run.sh install puts it there"
     shipped = sum(f.stat().st_size for f in DEFAULT_MODEL.parent.glob("default.*"))
-    assert shipped <= 40 * 2**20, f"the default model, its ONNX export and its LM take {shipped / 2**20:.1f} MB, over 40"
+    assert shipped <= 40 * 2**20, f"the default model, its export and its LM take {shipped / 2**20:.1f} MB, over 40"
     assert DEFAULT_ONNX.stat().st_size <= 1.15 * DEFAULT_MODEL.stat().st_size
 
 

@@ -65,8 +65,8 @@ def test_transcribing_an_onnx_model_with_every_format_and_decoder_imports_no_tor
     runs = [["transcribe", *files, "--format", "json"], ["transcribe", *files, "--decoder", "greedy"],
             ["transcribe", files[0], "--format", "srt", "--choices", str(choices)],
             ["evaluate", str(manifest), "--format", "json"],
-            ["tune-lm", "--manifest", str(manifest), "--lm", str(onnx_model.with_suffix(".lm.bin")), "--lm-weights", "1",
-             "--word-scores", "0", "--jobs", "1"]]
+            ["tune-lm", "--manifest", str(manifest), "--lm", str(onnx_model.with_suffix(".lm.bin")),
+             "--lm-weights", "1", "--word-scores", "0", "--jobs", "1"]]
     code = ("import sys, asr.cli\n"
             f"for argv in {runs!r}:\n"
             f"    assert asr.cli.main([*argv, '--model', {model!r}]) == 0, argv\n"

@@ -273,6 +273,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
 def runtime_model(name, device: str | None, quantize: str | None) -> Path:
     """The file a model name runs from: the shipped model's ONNX export for None or "default" on the CPU, unless
     quantized at load time (its bundle then, as for other devices); any other name as it is."""
-    if name in (None, "default") and device in (None, "cpu") and not quantize and DEFAULT_ONNX.is_file():
+    default = name is None or str(name) == "default"
+    if default and device in (None, "cpu") and not quantize and DEFAULT_ONNX.is_file():
         return DEFAULT_ONNX
     return model_path(name)

@@ -47,7 +47,8 @@ class ASRModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss, log_probs, lengths = self.ctc_loss(batch)
         self.log("val/loss", loss, sync_dist=True, batch_size=len(batch.wave_lengths))
-        hypotheses = [self.tokenizer.decode(ids) for ids in greedy_decode(log_probs.detach().float().cpu().numpy(), lengths.cpu().numpy())]
+        best_paths = greedy_decode(log_probs.detach().float().cpu().numpy(), lengths.cpu().numpy())
+        hypotheses = [self.tokenizer.decode(ids) for ids in best_paths]
         references = [self.tokenizer.decode(target[:n].tolist())
                       for target, n in zip(batch.targets, batch.target_lengths.tolist())]
         self.val_errors.update(references, hypotheses)
