@@ -143,3 +143,9 @@ def test_a_progress_bar_on_a_terminal_and_quiet_silences_it_but_not_errors(recor
     stdout, stderr = on_a_terminal(*files, tmp_path / "missing.wav", "--decoder", "greedy", "--quiet")
     assert len(stdout.splitlines()) == 2
     assert "transcribing" not in stderr and "missing.wav" in stderr
+
+
+def test_a_file_of_one_sample_that_resamples_to_none_is_transcribed_as_no_words(model, tmp_path):
+    sf.write(tmp_path / "one.wav", np.array([0.5], dtype=np.float32), 44100, subtype="FLOAT")  # 16 kHz: 0.36 samples
+    [result] = model.transcribe(tmp_path / "one.wav")
+    assert (result.text, result.words, result.duration) == ("", [], 0.0)

@@ -61,8 +61,8 @@ def split(blocks: Iterable[tuple[np.ndarray, int]]) -> Iterator[tuple[int, np.nd
             cut = position + longest - search + quietest_point(region, int(WINDOW_SECONDS * rate))
             yield start, buffer[position:cut], rate
             start, position = start + cut - position, cut
-    if len(buffer) > position:
-        yield start, buffer[position:], rate
+    if len(buffer) > position or start == 0:  # the rest; a recording resampled to no samples (one sample at 44.1 kHz
+        yield start, buffer[position:], rate  # gives round(0.36) = 0) is one empty chunk, transcribed as no words
 
 
 def chunks(blocks: Iterable[tuple[np.ndarray, int]]) -> Iterator[Chunk]:
