@@ -15,6 +15,9 @@ from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS, QUANTIZE, TRANSCRIPT_FORMATS
 
 log = logging.getLogger("asr")
+# the train extra's libraries (pyproject.toml): training, export, inspection, and running bundles and checkpoints
+TRAIN_MODULES = {"torch", "torchaudio", "lightning", "torchmetrics", "safetensors", "tensorboard", "matplotlib",
+                 "kaldingram", "pyroomacoustics", "onnx"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `asr transcribe ... | head`: the reader has gone, stop quietly
         sys.stdout = open(os.devnull, "w")
         return 1
+    except ModuleNotFoundError as err:  # a light install (pip install asr) running what needs the train extra
+        if (err.name or "").split(".")[0] not in TRAIN_MODULES:
+            raise
+        print(f"asr {args.command} needs the training extra: pip install 'asr[train]'", file=sys.stderr)
+        return 2
 
 
 def setup_logging() -> None:
@@ -380,14 +388,10 @@ def run_check_manifest(args) -> int:
 
 def load_recognizer(args, decoder=None):
     """The Recognizer that the model options ask for, its CPU work on --threads threads."""
-    check_model_argument(args.model)  # a missing model is reported before torch loads
-    import torch
-
+    check_model_argument(args.model)  # a missing model is reported before the network loads
     from asr.inference.transcribe import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return load_model(args.model, args.device, decoder, args.quantize)
+    return load_model(args.model, args.device, decoder, args.quantize, args.threads)
 
 
 def check_model_argument(model: str | None) -> None:
@@ -465,7 +469,6 @@ def run_transcribe(args) -> int:
         from asr.inference.plot import check_plottable
 
         check_plottable(found)
-        check_not_onnx(args.model, "--plot")
     from asr.core.audio import audio_duration
 
     files, unreadable = sorted_out(files, audio_duration)  # unreadable at the header, before a model loads
@@ -677,7 +680,7 @@ def run_tune_lm(args) -> None:
 def check_not_onnx(model: str | None, what: str) -> None:
     """ConfigError if `model` is an ONNX export: `what` looks inside the PyTorch network."""
     from asr.core.config import ConfigError
-    from asr.inference.transcribe import exported_format
+    from asr.inference.network import exported_format
 
     if model and exported_format(model) == "onnx":
         raise ConfigError(f"{what} looks inside the PyTorch network: give the model bundle that {model} was "
@@ -685,13 +688,13 @@ def check_not_onnx(model: str | None, what: str) -> None:
 
 
 def run_inspect_gates(args) -> None:
-    from asr.core.decoding import DecoderConfig
-    from asr.inference.transcribe import load_model
+    from asr.core.paths import model_path
+    from asr.inference.torch_network import load_torch
     from asr.inspection.gates import gate_curves, plot_gates
 
     check_not_onnx(args.model, "asr inspect gates")
-    recognizer = load_model(args.model, args.device, DecoderConfig("greedy"))  # the gates need no LM
-    curves, features = gate_curves(recognizer.model, recognizer.tokenizer, args.file, args.layer, args.direction,
-                                   args.units, recognizer.device)
+    network = load_torch(model_path(args.model), args.device, None, None)  # the default model's bundle
+    curves, features = gate_curves(network.model, network.tokenizer, args.file, args.layer, args.direction,
+                                   args.units, network.torch_device)
     out = plot_gates(curves, features, args.out)
     print(json.dumps({"plot": str(out), **asdict(curves)}) if args.format == "json" else out)

@@ -37,8 +37,9 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     "$PYTHON" -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
-install_model() {  # MODEL LM.bin: the model and its LM (with LM.lexicon.txt, LM.tuned.json) become asr's default
-    mkdir -p asr/assets && cp "$1" asr/assets/default.safetensors
+install_model() {  # MODEL LM.bin: the model (bundle, ONNX export) and its LM (+ LM.lexicon.txt, LM.tuned.json)
+    mkdir -p asr/assets && cp "$1" asr/assets/default.safetensors      # become asr's default
+    "$PYTHON" -m asr export asr/assets/default.safetensors asr/assets/default.onnx --format onnx  # what asr runs
     local part
     for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
 }

@@ -145,7 +145,7 @@ def pyctcdecode_python(work: Path) -> Path:
 
 def run_pyctcdecode(log_probs, tokenizer, lm: Path, beam_size: int, alpha: float, beta: float, work: Path):
     """Texts, LM load seconds, decode seconds of pyctcdecode in its virtualenv."""
-    np.savez(work / "log_probs.npz", **{f"u{i}": lp.numpy() for i, lp in enumerate(log_probs)})
+    np.savez(work / "log_probs.npz", **{f"u{i}": np.asarray(lp) for i, lp in enumerate(log_probs)})
     labels = ["" if i == BLANK else " " if piece == WORD_SEPARATOR else piece for i, piece in enumerate(tokenizer.vocab)]
     job = {"log_probs": str(work / "log_probs.npz"), "labels": labels, "lm": str(lm),
            "unigrams": read_lexicon(lexicon_path(lm)), "beam_size": beam_size, "alpha": alpha, "beta": beta}

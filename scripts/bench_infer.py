@@ -78,7 +78,7 @@ def write_files(folder: Path, voices: list[str], sentences: list[str]) -> list[d
         for i, text in enumerate(sentences):
             raw, wav = folder / "espeak.wav", folder / f"{voice}-{i:02d}.wav"
             subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
-            wave = load_audio(raw).numpy()  # resampled to 16 kHz
+            wave = load_audio(raw)  # resampled to 16 kHz
             sf.write(wav, wave, 16000, subtype="PCM_16")
             files.append({"path": str(wav), "text": text, "duration": len(wave) / 16000})
     return files
@@ -131,13 +131,11 @@ def fastest(transcribe, repeats: int) -> dict:
 def asr_worker(files: list[dict], threads: int, weights: str, batch_sizes: list[int], repeats: int) -> list[dict]:
     """In a fresh process: the default model on `threads` threads, each decoder x batch size timed over all
     files -> one result per measurement."""
-    import torch
-
     from asr.core.decoding import DecoderConfig
+    from asr.core.paths import DEFAULT_MODEL
     from asr.inference.transcribe import load_model
 
-    torch.set_num_threads(threads)
-    recognizer = load_model(None, "cpu", None, "int8" if weights == "int8" else None)
+    recognizer = load_model(DEFAULT_MODEL, "cpu", None, "int8" if weights == "int8" else None, threads)  # torch
     default = recognizer.decoder_config
     results = []
     greedy = DecoderConfig("greedy")
@@ -200,7 +198,7 @@ def peer_worker(job: dict) -> list[dict]:
     from asr.core.audio import load_audio
 
     name, decode = PEERS[job["system"]](job)
-    audio = [load_audio(f["path"]).numpy() for f in job["files"]]
+    audio = [load_audio(f["path"]) for f in job["files"]]
     decode(audio[0])  # warm-up
     return [{"decoder": name, "batch": 1, **fastest(lambda: [decode(a) for a in audio], job["repeats"])}]
 

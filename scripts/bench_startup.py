@@ -1,14 +1,16 @@
-"""Start-up of `asr transcribe`: how long one call on a short file takes to print its transcript, and where the
-time goes. A script that calls `asr transcribe` once per file pays this every time.
+"""Start-up of `asr`: how long one call takes to answer, on the light runtime (the shipped model's ONNX export in
+onnxruntime, no torch) beside the torch runtime (the same model's bundle, `--model default.safetensors`). A
+script that calls `asr transcribe` once per file pays this every time.
 
     python scripts/bench_startup.py [--runs 3]
 
 Each command runs in a fresh process, --runs times, and the fastest wall time is kept, side by side:
-`python -c "import torch"` (the floor any torch program pays), `asr transcribe hello.wav --decoder greedy`
-(no LM) and `asr transcribe hello.wav` (the default: beam search with the shipped LM and its 55 k-word
-lexicon). Then one process times the default's stages in turn: importing torch and asr, loading the model
-bundle, building the decoder (the lexicon spelled in the model's tokens, the KenLM LM, flashlight's lexicon
-trie), and transcribing. hello.wav is espeak-ng's "hello world this is a test" (about 2 s).
+`asr --help`, `asr transcribe hello.wav` (the default decoder: beam search with the shipped LM and its 55 k-word
+lexicon), the same with `--decoder greedy` (no LM), and `asr transcribe missing.wav` (an error before any model
+loads); `python -c "import torch"` is the floor any torch program pays. Then one process times the default's
+stages in turn: importing asr, loading the ONNX model, building the decoder (the lexicon spelled in the model's
+tokens, the KenLM LM, flashlight's lexicon trie), and transcribing. hello.wav is espeak-ng's "hello world this
+is a test" (about 2 s). Decoding speed over long audio (RTF): scripts/bench_transcribe.py.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "asr" / "assets" / "default.safetensors"
 STAGES = """
 import time
 start = time.perf_counter()
@@ -28,31 +31,43 @@ def lap(name):
     now = time.perf_counter()
     print(f"{name}\\t{now - start:.3f}")
     start = now
-import torch
-lap("import torch")
-import asr.inference.transcribe as T
-from asr.core.bundle import DEFAULT_MODEL, load_bundle
 from asr.core.decoding import build_decoder, resolve_decoder
+from asr.core.paths import DEFAULT_ONNX
+from asr.inference.network import OnnxNetwork
+from asr.inference.transcribe import DecoderConfig, Recognizer
 lap("import asr")
-model, tokenizer = load_bundle(DEFAULT_MODEL)
-lap("load the model bundle")
-decoder = build_decoder(tokenizer, resolve_decoder(None, DEFAULT_MODEL))
+network = OnnxNetwork(DEFAULT_ONNX)
+lap("load the ONNX model")
+decoder = build_decoder(network.tokenizer, resolve_decoder(None, DEFAULT_ONNX))
 lap("build the decoder (lexicon, LM, trie)")
-recognizer = T.Recognizer(model, tokenizer, "cpu", T.DecoderConfig("greedy"))
+recognizer = Recognizer(network, DecoderConfig("greedy"))
 recognizer.decode = decoder
-[result] = recognizer.transcribe(T.Path("hello.wav"))
+[result] = recognizer.transcribe("hello.wav")
 lap("transcribe hello.wav")
 """
 
 
 def fastest(command: list[str], runs: int, cwd: Path, env: dict) -> tuple[float, str]:
-    """The fastest wall seconds of `runs` runs of `command`, and its stdout."""
+    """The fastest wall seconds of `runs` runs of `command`, and the first line of its output."""
     best, out = float("inf"), ""
     for _ in range(runs):
         start = time.perf_counter()
-        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=True)
-        best, out = min(best, time.perf_counter() - start), result.stdout.strip()
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+        best = min(best, time.perf_counter() - start)
+        out = next(iter((result.stdout.strip() or result.stderr.strip()).splitlines()), "")[:60]
     return best, out
+
+
+def rows(python: str) -> list[tuple[str, list[str], list[str] | None]]:
+    """(name, command on the light runtime, the torch runtime's command or None)."""
+    asr = [python, "-m", "asr"]
+    torch = ["--model", str(BUNDLE), "--device", "cpu"]
+    return [("python -c 'import torch'", None, [python, "-c", "import torch"]),
+            ("asr --help", [*asr, "--help"], None),
+            ("asr transcribe missing.wav", [*asr, "transcribe", "missing.wav"], None),
+            ("asr transcribe hello.wav", [*asr, "transcribe", "hello.wav"], [*asr, "transcribe", "hello.wav", *torch]),
+            ("asr transcribe hello.wav --decoder greedy", [*asr, "transcribe", "hello.wav", "--decoder", "greedy"],
+             [*asr, "transcribe", "hello.wav", "--decoder", "greedy", *torch])]
 
 
 def main() -> None:
@@ -63,21 +78,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         subprocess.run(["espeak-ng", "-w", str(work / "hello.wav"), "hello world this is a test"], check=True)
-        asr = [sys.executable, "-m", "asr", "transcribe", "hello.wav"]
-        rows = [("python -c 'import torch'", [sys.executable, "-c", "import torch"]),
-                ("asr transcribe hello.wav --decoder greedy", [*asr, "--decoder", "greedy"]),
-                ("asr transcribe hello.wav (beam search + LM)", asr)]
         print(f"fresh processes, fastest of {args.runs}, load average {os.getloadavg()[0]:.1f}")
-        print(f"{'command':46s} {'seconds':>8s}  output")
-        for name, command in rows:
-            seconds, out = fastest(command, args.runs, work, env)
-            print(f"{name:46s} {seconds:8.2f}  {out}")
+        print(f"{'command':42s} {'onnx':>6s} {'torch':>6s}  output")
+        for name, light, heavy in rows(sys.executable):
+            timed = [fastest(command, args.runs, work, env) if command else (None, "") for command in (light, heavy)]
+            cells = " ".join(f"{seconds:6.2f}" if seconds is not None else f"{'-':>6s}" for seconds, _ in timed)
+            print(f"{name:42s} {cells}  {timed[0][1] or timed[1][1]}")
         print("\nstages of the default, in one process")
         stages = subprocess.run([sys.executable, "-c", STAGES], cwd=work, env=env, capture_output=True, text=True,
                                 check=True).stdout
         for line in stages.splitlines():
             name, seconds = line.split("\t")
-            print(f"{name:46s} {float(seconds):8.2f}")
+            print(f"{name:42s} {float(seconds):6.2f}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ The audio is espeak-ng speech of a dozen sentences, concatenated with short paus
 written once as a 16 kHz WAV. Each configuration runs in a fresh Python process (so peaks do not mix) that
 loads the model and transcribes the file with asr's Python API, the code behind `asr transcribe`: the model
 as asr runs it (torch), and its ONNX export (`asr export --format onnx [--quantize int8]`) in onnxruntime
-in the same Recognizer (asr.inference.export.OnnxModel), so that both read and chunk the audio alike. The time
+in the same Recognizer (asr.inference.network.OnnxNetwork), so that both read and chunk the audio alike. The time
 covers reading, features, network and decoding, not the model load; "CPU seconds" is the process's CPU
 time over the same span, which other work on a shared machine disturbs less than the wall time. Peak RSS
 is the process's VmHWM: Python, torch and the model included. "CER vs fp32" compares each transcript with
@@ -74,7 +74,7 @@ def speech_pool() -> list[np.ndarray]:
         for i, text in enumerate(SENTENCES):
             wav = Path(tmp) / f"{i}.wav"
             subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True, capture_output=True)
-            pool.append(np.concatenate([load_audio(wav).numpy(), np.zeros(int(16000 * PAUSE_SECONDS), np.float32)]))
+            pool.append(np.concatenate([load_audio(wav), np.zeros(int(16000 * PAUSE_SECONDS), np.float32)]))
     return pool
 
 
@@ -93,18 +93,15 @@ def write_long_audio(path: Path, minutes: float, pool: list[np.ndarray]) -> floa
 def worker(audio: str, model: str, threads: int, batch_size: int) -> None:
     """In a fresh process: load `model` ("torch", "torch-int8" or an ONNX export), transcribe `audio`, print
     time, peak RSS and the text."""
-    import torch
-
     from asr.core.decoding import DecoderConfig
-    from asr.inference.export import OnnxModel
-    from asr.inference.transcribe import Recognizer, load_model
+    from asr.core.paths import DEFAULT_MODEL
+    from asr.inference.transcribe import load_model
 
-    torch.set_num_threads(threads)
     if model.endswith(".onnx"):
-        onnx_model = OnnxModel(model, threads)
-        recognizer = Recognizer(onnx_model, onnx_model.tokenizer, "cpu", DecoderConfig("greedy"))
+        recognizer = load_model(model, None, DecoderConfig("greedy"), None, threads)
     else:
-        recognizer = load_model(None, "cpu", DecoderConfig("greedy"), "int8" if model == "torch-int8" else None)
+        quantize = "int8" if model == "torch-int8" else None
+        recognizer = load_model(DEFAULT_MODEL, "cpu", DecoderConfig("greedy"), quantize, threads)
     loaded_mb = peak_rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
     [result] = recognizer.transcribe([audio], batch_size, words=False)
@@ -132,7 +129,8 @@ def run_worker(audio: Path, model: str, args) -> dict:
 def models(args, folder: Path) -> list[tuple[str, str, str]]:
     """(runtime, weights, worker's MODEL) of each configuration; ONNX exports of the default model are
     written to `folder`."""
-    from asr.core.bundle import DEFAULT_MODEL, load_bundle
+    from asr.core.bundle import load_bundle
+    from asr.core.paths import DEFAULT_MODEL
     from asr.inference.export import export
 
     configs = []

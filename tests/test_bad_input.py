@@ -21,6 +21,7 @@ from asr.core.bundle import save_bundle
 from asr.core.decoding import DecoderConfig
 from asr.core.model import DeepSpeech2
 from asr.core.text import CharTokenizer
+from asr.inference.torch_network import TorchNetwork
 from asr.inference.transcribe import Recognizer, load_model
 from asr.training.config import load_experiment_config
 
@@ -68,7 +69,7 @@ def tiny(tmp_path_factory):
     torch.manual_seed(0)
     model = DeepSpeech2(load_experiment_config("tiny").model).eval()
     bundle = save_bundle(tmp_path_factory.mktemp("model") / "tiny.safetensors", model, CharTokenizer())
-    return Recognizer(model, CharTokenizer(), "cpu"), bundle
+    return Recognizer(TorchNetwork(model, CharTokenizer())), bundle
 
 
 @pytest.fixture
@@ -176,15 +177,15 @@ def test_eight_channels_at_96_khz_are_averaged_and_resampled(tiny, tmp_path):
     wave = load_audio(path)
     expected = load_audio_mean(channels)
     assert len(wave) == int(1.5 * SAMPLE_RATE)
-    torch.testing.assert_close(wave[2000:-2000], expected[2000:-2000], atol=2e-3, rtol=0)
+    assert np.allclose(wave[2000:-2000], expected[2000:-2000], atol=2e-3, rtol=0)
     [result] = tiny[0].transcribe([path])
     assert result.duration == 1.5
 
 
-def load_audio_mean(channels: np.ndarray) -> torch.Tensor:
+def load_audio_mean(channels: np.ndarray) -> np.ndarray:
     """The 16 kHz mono reference for 96 kHz channels (S, C): their mean, every 6th sample of a band-limited
     signal (all tones here lie far below 8 kHz)."""
-    return torch.from_numpy(channels.mean(axis=1)[::6].astype(np.float32))
+    return channels.mean(axis=1)[::6].astype(np.float32)
 
 
 @pytest.mark.parametrize("seconds", [1 / SAMPLE_RATE, 0.01, 0.05])
@@ -214,8 +215,8 @@ def test_clipped_speech_is_still_recognized(default_model, tmp_path):
     sentence = "hello world this is a test"
     subprocess.run(["espeak-ng", "-w", str(tmp_path / "clean.wav"), sentence], check=True)
     wave = load_audio(tmp_path / "clean.wav")
-    clipped = (8 * wave).clamp(-1, 1)  # 8x too loud: most of the speech sits on the rails
-    assert (clipped.abs() == 1).float().mean() > 0.05
+    clipped = np.clip(8 * wave, -1, 1)  # 8x too loud: most of the speech sits on the rails
+    assert (np.abs(clipped) == 1).mean() > 0.05
     write_audio(tmp_path / "clipped.wav", clipped)
     clean, loud = (t.text for t in default_model.transcribe([tmp_path / "clean.wav", tmp_path / "clipped.wav"]))
     assert jiwer.cer(sentence.upper(), loud) <= 0.25

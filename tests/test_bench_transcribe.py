@@ -26,7 +26,7 @@ def test_bench_transcribe_prints_rtf_and_peak_memory_for_fp32_and_int8():
     for cells in table:
         seconds, cpu_seconds, rtf, peak_mb = float(cells[4]), float(cells[5]), float(cells[6]), float(cells[9])
         assert seconds > 0 and cpu_seconds > 0 and rtf > 0
-        assert peak_mb > 100  # torch and the model alone take more than 100 MB
+        assert peak_mb > 50  # onnxruntime or torch, and the model, take more than 50 MB
         assert int(cells[11]) >= 8  # 6 s of speech was transcribed into words, not silence
         assert float(cells[10].rstrip("%")) < 15  # each stays close to torch fp32's transcript
     assert table[0][10] == "0.00%"  # torch fp32 is the reference

@@ -135,10 +135,16 @@ def test_bench_step_times_float32_beside_bf16(runs):
 
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed: run scripts/install.sh")
-def test_bench_startup_times_the_floor_greedy_and_the_default_and_the_default_s_stages(runs):
+def test_bench_startup_times_both_runtimes_side_by_side_and_the_default_s_stages(runs):
     text = "\n".join(" ".join(cells) for cells in output(runs, "startup"))
-    assert "asr transcribe hello.wav --decoder greedy" in text and "WORLD THIS IS A TEST" in text  # its output
+    names = ["python -c 'import torch'", "asr --help", "asr transcribe missing.wav", "asr transcribe hello.wav",
+             "asr transcribe hello.wav --decoder greedy"]
+    rows = {name: next(line for line in text.splitlines() if line.startswith(name + " ")) for name in names}
+    assert "WORLD THIS IS A TEST" in rows["asr transcribe hello.wav --decoder greedy"]  # its output
+    assert "no such file" in rows["asr transcribe missing.wav"]
+    onnx, torch = rows["asr transcribe hello.wav"].split()[3:5]  # both runtimes timed
+    assert float(onnx) > 0 and float(torch) > 0
     stages = [line.rsplit(" ", 1) for line in text.split("stages of the default, in one process\n")[1].splitlines()]
-    assert [name for name, _ in stages] == ["import torch", "import asr", "load the model bundle",
+    assert [name for name, _ in stages] == ["import asr", "load the ONNX model",
                                             "build the decoder (lexicon, LM, trie)", "transcribe hello.wav"]
     assert all(float(seconds) > 0 for _, seconds in stages)

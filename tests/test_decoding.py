@@ -8,8 +8,8 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from asr.core.config import ConfigError
 from asr.core.decoding import (
@@ -17,6 +17,8 @@ from asr.core.decoding import (
     ChoiceDecoder,
     DecoderConfig,
     build_decoder,
+    collapsed,
+    forced_align,
     greedy_decode,
     resolve_decoder,
     word_timestamps,
@@ -29,15 +31,15 @@ TEXT = ["THE CAT SAT ON THE MAT", "THE DOG BARKS AT THE CAT", "THE LOG BURNS IN 
 STEP = 0.02  # seconds per output step
 
 
-def emissions(tokenizer, frames: list) -> torch.Tensor:
+def emissions(tokenizer, frames: list) -> np.ndarray:
     """Log-probs (T, V) from frames: a token string ("-" for blank) gets 0.9, or a {token: prob} dict
     shares out its probabilities; the rest of each frame's mass is spread over the other tokens."""
     ids = {piece: i for i, piece in enumerate(tokenizer.vocab)} | {"-": 0}
-    probs = torch.full((len(frames), len(tokenizer)), 1e-3)
+    probs = np.full((len(frames), len(tokenizer)), 1e-3, dtype=np.float32)
     for t, frame in enumerate(frames):
         for piece, p in (frame if isinstance(frame, dict) else {frame: 0.9}).items():
             probs[t, ids[piece]] = p
-    return (probs / probs.sum(dim=-1, keepdim=True)).log()
+    return np.log(probs / probs.sum(axis=-1, keepdims=True))
 
 
 def spelled(text: str, confusions: dict | None = None) -> list:
@@ -48,8 +50,8 @@ def spelled(text: str, confusions: dict | None = None) -> list:
     return frames
 
 
-def decode(decoder, log_probs: torch.Tensor) -> list[int]:
-    return decoder(log_probs[None], torch.tensor([len(log_probs)]))[0]
+def decode(decoder, log_probs: np.ndarray) -> list[int]:
+    return decoder(log_probs[None], np.array([len(log_probs)]))[0]
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +77,12 @@ def test_the_lm_context_picks_between_lexicon_words(lm):
     for heard, best in [("THE DOG BARKS", "THE DOG BARKS"), ("THE DOG BURNS", "THE LOG BURNS")]:
         # "THE ?OG ...": D and L equally likely, and the word after decides
         log_probs = emissions(chars, spelled(heard, {9: {"D": 0.45, "L": 0.45}}))
-        hypotheses = decoder.nbest(log_probs[None], torch.tensor([len(log_probs)]))[0]
+        hypotheses = decoder.nbest(log_probs[None], np.array([len(log_probs)]))[0]
         assert hypotheses[0].text == best and len(hypotheses) == 3
         assert hypotheses[0].score > hypotheses[1].score >= hypotheses[2].score
 
 
-def decode_text(tokenizer, cfg: DecoderConfig, log_probs: torch.Tensor) -> str:
+def decode_text(tokenizer, cfg: DecoderConfig, log_probs: np.ndarray) -> str:
     return tokenizer.decode(decode(build_decoder(tokenizer, resolve_decoder(cfg)), log_probs))
 
 
@@ -166,37 +168,46 @@ def test_the_choice_decoder_answers_a_cut_off_word_with_the_closest_choice(digit
     assert decode(decoder, emissions(chars, spelled("T")[:2])) == []  # 2 steps: too short for any digit
 
 
+def random_log_probs(chars, live: list[int], steps: int, rng) -> np.ndarray:
+    """Log-probs (T, V) with their mass on the `live` tokens; the others get almost none."""
+    logits = np.full((steps, len(chars)), -30.0)  # (T, V)
+    logits[:, live] = 3 * rng.standard_normal((steps, len(live)))
+    return (logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def every_path(chars, live: list[int], log_probs: np.ndarray):
+    """(text it spells, log-probability) of every path over the live tokens through the T steps."""
+    for path in itertools.product(live, repeat=len(log_probs)):
+        yield chars.decode(collapsed(np.array(path))), float(log_probs[np.arange(len(path)), path].sum()), path
+
+
 def test_the_choice_is_the_transcript_of_highest_probability_over_all_alignments(tmp_path):
     """Against brute force: every path over {blank, A, B} through T steps, collapsed, its probability summed
-    into the choice it spells; the other tokens get almost no mass, so they change no sum that matters."""
+    into the choice it spells: the choice decoder's scores are those sums, and it answers the largest."""
     chars = CharTokenizer()
     (tmp_path / "choices.txt").write_text("A\nAB\nBA\nABA\nB\n")
     decoder = ChoiceDecoder(chars, tmp_path / "choices.txt")
-    live = [0, chars.encode("A")[0], chars.encode("B")[0]]
-    generator = torch.Generator().manual_seed(0)
+    live, rng = [0, chars.encode("A")[0], chars.encode("B")[0]], np.random.default_rng(0)
     for _ in range(20):
-        logits = torch.full((6, len(chars)), -30.0)  # (T, V)
-        logits[:, live] = 3 * torch.randn(6, 3, generator=generator)
-        log_probs = logits.log_softmax(-1)
+        log_probs = random_log_probs(chars, live, 6, rng)
         totals = dict.fromkeys(["A", "AB", "BA", "ABA", "B"], 0.0)
-        for path in itertools.product(live, repeat=6):
-            text = chars.decode([t for t in torch.unique_consecutive(torch.tensor(path)).tolist() if t != 0])
+        for text, log_prob, _ in every_path(chars, live, log_probs):
             if text in totals:
-                totals[text] += math.exp(sum(log_probs[t, token].item() for t, token in enumerate(path)))
+                totals[text] += math.exp(log_prob)
+        assert np.allclose(np.exp(-decoder.scores(log_probs)), list(totals.values()), rtol=1e-4)
         assert chars.decode(decode(decoder, log_probs)) == max(totals, key=totals.get)
 
 
-def test_the_choices_are_scored_alike_in_blocks_of_any_size(tmp_path, monkeypatch):
-    """Blocks of choices bound the memory of thousands of choices; every choice keeps its own score."""
+def test_the_forced_alignment_is_the_best_path_that_spells_the_tokens():
+    """Against brute force: of every path over {blank, A, B} through T steps that spells ABBA, the most probable."""
     chars = CharTokenizer()
-    (tmp_path / "choices.txt").write_text("ONE\nTWO\nTHREE\nFOUR\nFIVE\nSIX\nSEVEN\n")
-    decoder = ChoiceDecoder(chars, tmp_path / "choices.txt")
-    log_probs = torch.randn(12, len(chars), generator=torch.Generator().manual_seed(0)).log_softmax(-1)  # (T, V)
-    whole = decoder.scores(log_probs)  # (C,)
-    for choices_per_block in (1, 3):  # 3: blocks of 3, 3 and 1
-        monkeypatch.setattr("asr.core.decoding.CHOICE_LATTICE", 12 * (2 * len("THREE") + 1) * choices_per_block)
-        assert torch.allclose(decoder.scores(log_probs), whole)
-    assert whole.shape == (7,) and whole.isfinite().all()
+    live, rng, tokens = [0, chars.encode("A")[0], chars.encode("B")[0]], np.random.default_rng(1), chars.encode("ABBA")
+    for _ in range(10):
+        log_probs = random_log_probs(chars, live, 7, rng)
+        paths = [(log_prob, path) for text, log_prob, path in every_path(chars, live, log_probs) if text == "ABBA"]
+        assert forced_align(log_probs, tokens).tolist() == list(max(paths)[1])
+    with pytest.raises(ValueError, match="4 steps cannot spell 4 tokens"):
+        forced_align(log_probs[:4], tokens)  # the two Bs need a blank between them
 
 
 def test_bad_choices_files_give_clear_errors(tmp_path):

@@ -55,7 +55,7 @@ def test_the_readme_marks_its_examples():
 @pytest.mark.parametrize("name", ["quick-start", "python-api", "lm", "export", "onnxruntime", "gates"])
 def test_a_readme_example_runs_and_prints_what_the_readme_says(name, run):
     if name in ("export", "onnxruntime"):
-        pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+        pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
     if name == "export" and not shutil.which("sox"):
         pytest.skip("sox is not installed: run scripts/install.sh")
     expected = blocks()[name][2]

@@ -5,6 +5,7 @@ a manifest with nothing to score is an error, not a WER of 0%."""
 import json
 
 import pytest
+import numpy as np
 import torch
 from conftest import speak, tone
 
@@ -111,8 +112,8 @@ def long_recording(tmp_path_factory):
     pieces = []
     for n, sentence in enumerate(LONG):
         speak(sentence, folder / f"{n}.flac")
-        pieces.append(torch.cat([load_audio(folder / f"{n}.flac"), torch.zeros(SAMPLE_RATE // 2)]))
-    write_audio(folder / "long.flac", torch.cat(pieces * 10)[:35 * SAMPLE_RATE])
+        pieces.append(np.concatenate([load_audio(folder / f"{n}.flac"), np.zeros(SAMPLE_RATE // 2, np.float32)]))
+    write_audio(folder / "long.flac", np.concatenate(pieces * 10)[:35 * SAMPLE_RATE])
     manifest = folder / "long.jsonl"
     manifest.write_text("".join(json.dumps({"audio_filepath": "long.flac", "duration": 35.0, "text": text}) + "\n"
                                 for text in (" ".join(LONG * 6), LONG[0])))

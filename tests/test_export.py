@@ -15,12 +15,15 @@ from torch.nn.utils.rnn import pad_sequence
 from asr.cli import main
 from asr.core import config
 from asr.core.audio import load_audio, write_audio
-from asr.core.bundle import DEFAULT_MODEL, load_bundle, save_bundle
+from asr.core.bundle import load_bundle, save_bundle
+from asr.core.paths import DEFAULT_MODEL
 from asr.core.decoding import greedy_decode
 from asr.core.lm import build_lm, lexicon_path, tuned_path, write_tuned
 from asr.core.model import DeepSpeech2
 from asr.core.text import CharTokenizer, build_tokenizer
-from asr.inference.export import OnnxModel, export, info_path, load_source, with_conv_spectrograms
+from asr.inference.export import export, load_source, with_conv_spectrograms
+from asr.inference.network import OnnxNetwork, info_path
+from asr.inference.torch_network import TorchNetwork
 from asr.inference.quantize import quantize_model
 from asr.inference.transcribe import Recognizer
 from asr.training.config import load_experiment_config
@@ -37,7 +40,7 @@ def speech(tmp_path_factory) -> list[torch.Tensor]:
     folder = tmp_path_factory.mktemp("speech")
     for name, text in (("long", LONG), ("short", SHORT)):
         speak(text, folder / f"{name}.flac")
-    return [load_audio(folder / "long.flac"), load_audio(folder / "short.flac")]
+    return [torch.from_numpy(load_audio(folder / name)) for name in ("long.flac", "short.flac")]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def padded(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def transcripts(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer) -> list[str]:
-    return [tokenizer.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+    return [tokenizer.decode(ids) for ids in greedy_decode(log_probs.numpy(), lengths.numpy())]
 
 
 def assert_same_output(run, model, tokenizer, speech):
@@ -86,7 +89,7 @@ def test_conv_spectrogram_front_end_matches_torch_stft(kind):
 
 
 def test_onnx_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, default, speech):
-    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
     model, tokenizer = default
     out = export(model, tokenizer, tmp_path / "model.onnx", "onnx")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -96,10 +99,11 @@ def test_onnx_export_gives_the_pytorch_output_on_a_padded_batch(tmp_path, defaul
         return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
 
     assert_same_output(run, model, tokenizer, speech)
-    onnx_model = OnnxModel(out)  # the export alone, with its JSON, makes a Recognizer
-    assert onnx_model.tokenizer.vocab == tokenizer.vocab
-    recognizers = Recognizer(onnx_model, onnx_model.tokenizer, "cpu"), Recognizer(model, tokenizer, "cpu")
-    exported, expected = ([(text, [(w.word, w.start, w.end) for w in words]) for text, words in r.recognize(speech)]
+    onnx_network = OnnxNetwork(out)  # the export alone, with its JSON, makes a Recognizer
+    assert onnx_network.tokenizer.vocab == tokenizer.vocab
+    recognizers = Recognizer(onnx_network), Recognizer(TorchNetwork(model, tokenizer))
+    exported, expected = ([(text, [(w.word, w.start, w.end) for w in words])
+                           for text, words in r.recognize([w.numpy() for w in speech])]
                           for r in recognizers)
     assert exported == expected
     info = json.loads(info_path(out).read_text())
@@ -149,8 +153,8 @@ def test_cli_exports_int8_torchscript_and_transcribes_with_int8(tmp_path, defaul
 
 
 def test_int8_onnx_quantizes_lstm_and_matmul_weights_but_not_the_front_end(tmp_path, default, speech):
-    onnx = pytest.importorskip("onnx", reason="pip install -e '.[export]'")
-    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[export]'")
+    onnx = pytest.importorskip("onnx", reason="pip install -e '.[train]'")
+    ort = pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
     model, tokenizer = default
     out = export(model, tokenizer, tmp_path / "model.int8.onnx", "onnx", "int8")
     nodes = {node.name: node.op_type for node in onnx.load(str(out)).graph.node}

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from asr.core import config
-from asr.core.bundle import DEFAULT_MODEL, load_bundle, save_bundle
+from asr.core.bundle import load_bundle, save_bundle
+from asr.core.paths import DEFAULT_MODEL
 from asr.core.features import FrontendConfig
 from asr.core.model import DeepSpeech2
 from asr.core.text import build_tokenizer, train_sentencepiece

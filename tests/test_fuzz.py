@@ -22,6 +22,7 @@ from asr.core.bundle import BundleError, load_bundle, save_bundle
 from asr.core.features import Frontend, FrontendConfig, frame_lengths
 from asr.core.model import DeepSpeech2
 from asr.core.text import CharTokenizer
+from asr.inference.torch_network import TorchNetwork
 from asr.inference.transcribe import Recognizer
 from asr.training.config import load_experiment_config
 
@@ -41,7 +42,7 @@ WAVES = st.one_of(
 def recognizer():
     torch.manual_seed(0)
     model = DeepSpeech2(load_experiment_config("tiny").model).eval()  # random weights: only the path matters
-    return Recognizer(model, CharTokenizer(), "cpu")
+    return Recognizer(TorchNetwork(model, CharTokenizer()))
 
 
 def check_wave(wave: torch.Tensor) -> None:

@@ -59,22 +59,29 @@ def test_every_subpackage_is_listed():
     assert set(PROJECT["tool"]["setuptools"]["packages"]) == on_disk | {"asr.conf"}
 
 
+def build_wheel(tmp: Path) -> Path:
+    """The wheel of a copy of the checkout (so no stale build/ folder of the checkout leaks into it), in tmp/dist."""
+    source = tmp / "source"
+    for name in ("asr", "conf"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps",
+                    "--no-build-isolation", "-w", tmp / "dist", source], check=True, capture_output=True, timeout=600)
+    (wheel,) = (tmp / "dist").glob("asr-*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The bin/ folder of a fresh venv (seeing the libraries of the Python running the tests) with the wheel built
     from a copy of the checkout installed in it, not editable, without its dependencies."""
     tmp = tmp_path_factory.mktemp("wheel")
-    source = tmp / "source"  # a copy, so no stale build/ folder of the checkout leaks into the wheel
-    for name in ("asr", "conf"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp / "dist", source],
-                   check=True, capture_output=True, timeout=600)
-    (wheel,) = (tmp / "dist").glob("asr-*.whl")
+    wheel = build_wheel(tmp)
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"asr/conf/tiny.yaml", "asr/conf/small.yaml", "asr/assets/default.safetensors"} <= names
+    assert {"asr/conf/tiny.yaml", "asr/conf/small.yaml", "asr/assets/default.safetensors",
+            "asr/assets/default.onnx", "asr/assets/default.onnx.json"} <= names
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     subprocess.run([*pip, "--python", venv / "bin" / "python", "install", "--no-deps", wheel], check=True,

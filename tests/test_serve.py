@@ -18,9 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
-import torch
 from test_audio import piped_flac
 
 import asr
@@ -40,9 +40,9 @@ def recordings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
     for name, sentence in {"short": "open the door", "ten": TEN_SECONDS}.items():
         subprocess.run(["espeak-ng", "-w", str(folder / f"{name}.wav"), sentence], check=True)
-    pause = torch.zeros(SAMPLE_RATE // 2)
-    pieces = [torch.cat([load_audio(folder / f"{n}.wav"), pause]) for n in ("short", "ten", "short")]
-    write_audio(folder / "long.flac", torch.cat(pieces * 10)[:75 * SAMPLE_RATE])
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    pieces = [np.concatenate([load_audio(folder / f"{n}.wav"), pause]) for n in ("short", "ten", "short")]
+    write_audio(folder / "long.flac", np.concatenate(pieces * 10)[:75 * SAMPLE_RATE])
     return folder
 
 

@@ -19,12 +19,13 @@ torch.set_num_threads(1)
 from asr.core.model import DeepSpeech2
 from asr.core.text import CharTokenizer
 from asr.training.config import load_experiment_config
+from asr.inference.torch_network import TorchNetwork
 from asr.inference.transcribe import Recognizer
 
 cfg = load_experiment_config("tiny", ["model.conv_channels=[2,2]", "model.conv_kernels=[[5,5],[5,5]]",
                                       "model.conv_strides=[[2,2],[2,2]]", "model.rnn_layers=1", "model.rnn_hidden=8",
                                       "model.frontend.n_mels=16", "model.frontend.win_ms=40", "model.frontend.hop_ms=40"])
-recognizer = Recognizer(DeepSpeech2(cfg.model).eval(), CharTokenizer(), "cpu")
+recognizer = Recognizer(TorchNetwork(DeepSpeech2(cfg.model).eval(), CharTokenizer()))
 [minute] = recognizer.transcribe([sys.argv[1]], words=False)
 """
 SCRIPT = RECOGNIZER + """

@@ -25,9 +25,9 @@ def recordings(tmp_path_factory):
     for name, sentence in {"one": "open the door", "two": "it is cold outside today",
                            "three": "my brother likes green apples"}.items():
         subprocess.run(["espeak-ng", "-w", str(folder / f"{name}.wav"), sentence], check=True)
-    pause = torch.zeros(SAMPLE_RATE // 2)
-    pieces = [torch.cat([load_audio(folder / f"{n}.wav"), pause]) for n in ("one", "two", "three")]
-    long = torch.cat(pieces * 20)
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    pieces = [np.concatenate([load_audio(folder / f"{n}.wav"), pause]) for n in ("one", "two", "three")]
+    long = np.concatenate(pieces * 20)
     write_audio(folder / "long.flac", long[:75 * SAMPLE_RATE])
     return folder
 
@@ -48,7 +48,7 @@ def test_arrays_give_what_the_files_give(recordings, model):
     assert rate != SAMPLE_RATE
     [at_its_rate] = model.transcribe(samples, sample_rate=rate)  # one array, resampled as load_audio does
     wave = load_audio(path)
-    [from_numpy, from_tensor] = model.transcribe([wave.numpy(), wave])
+    [from_numpy, from_tensor] = model.transcribe([wave, torch.from_numpy(wave)])
     for result in (at_its_rate, from_numpy, from_tensor):
         same(result, from_file)
     assert [from_numpy.audio_filepath, from_tensor.audio_filepath] == ["<array 0>", "<array 1>"]
@@ -143,3 +143,9 @@ def test_a_progress_bar_on_a_terminal_and_quiet_silences_it_but_not_errors(recor
     stdout, stderr = on_a_terminal(*files, tmp_path / "missing.wav", "--decoder", "greedy", "--quiet")
     assert len(stdout.splitlines()) == 2
     assert "transcribing" not in stderr and "missing.wav" in stderr
+
+
+def test_a_file_of_one_sample_that_resamples_to_none_is_transcribed_as_no_words(model, tmp_path):
+    sf.write(tmp_path / "one.wav", np.array([0.5], dtype=np.float32), 44100, subtype="FLOAT")  # 16 kHz: 0.36 samples
+    [result] = model.transcribe(tmp_path / "one.wav")
+    assert (result.text, result.words, result.duration) == ("", [], 0.0)

@@ -4,7 +4,6 @@ Every reader returns a float32 mono waveform (S,) at SAMPLE_RATE and raises Audi
 file and the cause, for anything that is not usable audio.
 """
 
-import functools
 import io
 import math
 import os
@@ -14,8 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
+import soxr
 
 from asr.core.paths import AUDIO_EXTENSIONS, AudioError, check_audio_file
 
@@ -47,51 +45,33 @@ class AudioLimitError(AudioError):
     """Audio over the limit a reader was given: longer, or with more samples x channels to decode, than allowed."""
 
 
-@functools.lru_cache(maxsize=16)
-def sinc_kernel(orig_rate: int, new_rate: int) -> tuple[torch.Tensor | None, int]:
-    """torchaudio's resampling kernel (N, 1, O + 2 width) from orig_rate to new_rate (reduced by their gcd to O and
-    N), and its width; (None, 0) for equal rates. Made once per pair of rates: it takes longer than resampling."""
-    transform = torchaudio.transforms.Resample(orig_rate, new_rate)
-    return getattr(transform, "kernel", None), getattr(transform, "width", 0)
-
-
 class Resampler:
-    """A signal resampled block by block as torchaudio.functional.resample resamples it whole: torchaudio's sinc
-    kernel, applied with a stride as that function applies it, to the input each output frame's window reaches,
-    keeping the input that the next frames' windows still need."""
+    """A signal resampled block by block as soxr.resample resamples it whole (soxr's streaming resampler, "HQ"
+    quality): each block gives the output its input determines, `flush` the rest."""
 
     def __init__(self, orig_rate: int, new_rate: int):
-        self.kernel, self.width = sinc_kernel(orig_rate, new_rate)
-        gcd = math.gcd(orig_rate, new_rate)
-        self.orig, self.new = orig_rate // gcd, new_rate // gcd
-        self.pending = torch.zeros(self.width)  # (P,) input from the next frame's window on; zeros before the start
-        self.length = self.emitted = 0  # input samples received, output samples given
+        self.stream = soxr.ResampleStream(orig_rate, new_rate, 1, dtype="float32", quality="HQ")
+        self.same = orig_rate == new_rate
 
-    def __call__(self, block: torch.Tensor) -> torch.Tensor:
-        """The output (S_o,) that the input so far, ending with block (S_b,), determines."""
-        if self.orig == self.new:
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """The output (S_o,) that the input so far, ending with block (S_b,) float32, determines."""
+        if self.same:
             return block
-        self.pending, self.length = torch.cat([self.pending, block]), self.length + len(block)
-        return self.frames()
+        return self.stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32))
 
-    def flush(self) -> torch.Tensor:
+    def flush(self) -> np.ndarray:
         """The rest of the output (S_o,), the input ended: as many samples in all as resampling it whole gives."""
-        if self.orig == self.new:
-            return torch.zeros(0)
-        self.pending = torch.cat([self.pending, torch.zeros(self.width + self.orig)])  # the zeros after the end
-        left = -(-self.length * self.new // self.orig) - self.emitted  # the whole output's length: ceil(L N / O)
-        return self.frames()[:left]
+        if self.same:
+            return np.zeros(0, dtype=np.float32)
+        return self.stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
-    def frames(self) -> torch.Tensor:
-        """The output frames (N samples for each O of input) whose windows (O + 2 width) lie within the input."""
-        count = max(0, (len(self.pending) - 2 * self.width) // self.orig)
-        if not count:
-            return torch.zeros(0)
-        window = self.pending[:count * self.orig + 2 * self.width]
-        out = torch.nn.functional.conv1d(window[None, None], self.kernel, stride=self.orig)  # (1, N, count)
-        self.pending = self.pending[count * self.orig:]
-        self.emitted += count * self.new
-        return out[0].T.reshape(-1)  # (count * N,)
+
+def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """A whole waveform (S,) float32 resampled from orig_rate to new_rate (S * new_rate / orig_rate,), as Resampler
+    gives it block by block."""
+    if orig_rate == new_rate:
+        return wave
+    return soxr.resample(np.ascontiguousarray(wave, dtype=np.float32), orig_rate, new_rate, quality="HQ")
 
 
 class _SoundFile(sf.SoundFile):
@@ -165,21 +145,21 @@ def stream_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE
                 check_budget(name, frames, f, max_seconds, so_far=True)
                 if not np.isfinite(block).all():
                     raise AudioError(name, "contains NaN or infinite samples; re-export the audio")
-                yield resample(torch.from_numpy(block.mean(axis=1))).numpy(), sample_rate
+                yield resample(block.mean(axis=1)), sample_rate
             if not frames:
                 raise AudioError(name, "contains no audio samples")
-            yield resample.flush().numpy(), sample_rate
+            yield resample.flush(), sample_rate
     except AudioError:
         raise
     except Exception as err:  # soundfile raises several types for bad content, also in the middle of a file
         raise _unreadable(name, err) from err
 
 
-def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a file path or binary file object as a float32 mono waveform (S,) at `sample_rate`: the blocks of
     stream_audio joined. Channels are averaged; other rates are resampled. Raises AudioError for anything unusable.
     """
-    return torch.from_numpy(np.concatenate([block for block, _ in stream_audio(source, sample_rate)]))
+    return np.concatenate([block for block, _ in stream_audio(source, sample_rate)])
 
 
 def audio_duration(path: str | os.PathLike) -> float:
@@ -197,10 +177,10 @@ def audio_duration(path: str | os.PathLike) -> float:
     return frames / rate
 
 
-def write_audio(path: str | os.PathLike, wave: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write a mono waveform (S,) to `path`; the format follows the extension (16-bit PCM for wav/flac)."""
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().cpu().numpy()
+def write_audio(path: str | os.PathLike, wave, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a mono waveform (S,), a numpy array or anything np.asarray takes (a CPU torch tensor), to `path`; the
+    format follows the extension (16-bit PCM for wav/flac)."""
+    wave = np.asarray(wave)
     if wave.ndim != 1:
         raise ValueError(f"{path}: write_audio takes a mono waveform of shape (S,), got shape {tuple(wave.shape)}")
     suffix = Path(path).suffix.lower()

@@ -15,26 +15,13 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save
 
 from asr.core import config
-from asr.core.features import FrontendConfig
-from asr.core.model import DeepSpeech2, ModelConfig
+from asr.core.model import DeepSpeech2
+from asr.core.model_config import FrontendConfig, ModelConfig
 from asr.core.paths import BundleError, check_model_file
 from asr.core.text import Tokenizer, tokenizer_from_dict
 
 FORMAT = "asr-bundle"
 VERSION = "1"
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default.safetensors"  # shipped with the package
-
-
-def model_path(name) -> Path:
-    """The file a model is named by: None or "default" the model shipped with the package, anything else a path."""
-    if name is not None and str(name) != "default":
-        return Path(name)
-    if not DEFAULT_MODEL.exists():
-        raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
-                                "(--model FILE, made by `asr train` or `asr export`)")
-    return DEFAULT_MODEL
-
-
 def save_bundle(path, model: DeepSpeech2, tokenizer, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` and `tokenizer` to one file; floating-point weights are stored as `dtype`."""
     path = Path(path)

@@ -7,7 +7,8 @@ import torch
 
 from asr.core.audio import SAMPLE_RATE
 from asr.core.manifest import Utterance
-from asr.core.model import ModelConfig, output_lengths
+from asr.core.model import output_lengths
+from asr.core.model_config import ModelConfig
 from asr.core.text import normalize
 
 

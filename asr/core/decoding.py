@@ -2,7 +2,8 @@
 decoders (lexicon-free or lexicon-constrained, with or without a KenLM word n-gram), a choice among known
 transcripts (isolated words, commands), and word timestamps with confidences from the CTC alignment.
 
-Shapes: B batch, T output steps, V vocabulary (token ids, BLANK = 0).
+Shapes: B batch, T output steps, V vocabulary (token ids, BLANK = 0). Log-probs are numpy float32 arrays (or anything
+np.asarray takes, such as a CPU torch tensor): decoding needs no torch.
 """
 
 import copy
@@ -12,32 +13,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-import torchaudio.functional as AF
-from torch import nn
+import numpy as np
 
 from asr.core.config import ConfigError
 from asr.core.lm import LMError, lexicon_path, model_lm, read_lexicon, read_tuned
 from asr.core.text import BLANK, WORD_SEPARATOR, normalize
 
-CHOICE_LATTICE = 1 << 24  # CTC forward variables (T, C, 2L+1) the choice decoder holds at once: 64 MB
 WORD_START = "▁"  # SentencePiece's mark on a piece that begins a word
 UNKNOWN_WORD = "<unk>"  # flashlight's word for a spelling outside the lexicon (with unk_score > -inf)
 DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE = 2.0, 0.0  # when neither the caller nor `asr tune-lm` set them
 
 
-def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+def greedy_decode(log_probs: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
     """Best path: argmax per step, merge repeats, drop blanks.
 
     log_probs (B, T, V), lengths (B,) -> B token-id lists
     """
-    best = log_probs.argmax(dim=-1).cpu()  # (B, T)
-    hypotheses = []
-    for path, length in zip(best, lengths.tolist()):
-        tokens = torch.unique_consecutive(path[:length])
-        hypotheses.append(tokens[tokens != BLANK].tolist())
-    return hypotheses
+    best = np.asarray(log_probs).argmax(axis=-1)  # (B, T)
+    return [collapsed(path[:length]) for path, length in zip(best, np.asarray(lengths).tolist())]
+
+
+def collapsed(path: np.ndarray) -> list[int]:
+    """A CTC path (T,) -> its tokens: repeats merged, blanks dropped."""
+    starts = np.concatenate([[True], path[1:] != path[:-1]])  # (T,) the first step of each run
+    return path[starts & (path != BLANK)].tolist()
 
 
 def word_alignment(path: list[int], tokenizer) -> list[tuple[str, int, int]]:
@@ -213,13 +212,13 @@ class BeamSearchDecoder:
         other.search = other._build()
         return other
 
-    def nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+    def nbest(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[list[Hypothesis]]:
         """log_probs (B, T, V), lengths (B,) -> for each utterance its best hypotheses, best first."""
-        emissions = log_probs.detach().float().cpu().contiguous()
+        emissions = np.ascontiguousarray(log_probs, dtype=np.float32)  # flashlight reads it by address
         _, _, V = emissions.shape
         results = []
-        for b, length in enumerate(lengths.tolist()):
-            hyps = self.search.decode(emissions.data_ptr() + 4 * b * emissions.stride(0), length, V)  # float32
+        for b, length in enumerate(np.asarray(lengths).tolist()):
+            hyps = self.search.decode(emissions.ctypes.data + b * emissions.strides[0], length, V)
             results.append([self._hypothesis(h, length) for h in hyps[:self.cfg.nbest]])
         return results
 
@@ -230,7 +229,7 @@ class BeamSearchDecoder:
         tokens = [token for step, token in enumerate(path[1:length + 1], 1) if token not in (BLANK, path[step - 1])]
         return Hypothesis(tokens, self.tokenizer.decode(tokens), h.score)
 
-    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    def __call__(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
         """log_probs (B, T, V), lengths (B,) -> B token-id lists, the best hypothesis of each."""
         return [hyps[0].tokens if hyps else [] for hyps in self.nbest(log_probs, lengths)]
 
@@ -267,7 +266,7 @@ def spell_lexicon(words: list[str], tokenizer, sil: int) -> dict[str, list[int]]
     return spellings
 
 
-Decoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (B, T, V), (B,) -> B token-id lists
+Decoder = Callable[[np.ndarray, np.ndarray], list[list[int]]]  # (B, T, V), (B,) -> B token-id lists
 
 
 class ChoiceDecoder:
@@ -278,30 +277,55 @@ class ChoiceDecoder:
 
     def __init__(self, tokenizer, path):
         self.choices = read_choices(path, tokenizer)  # C token-id lists
-        spelled = [torch.tensor(ids) for ids in self.choices]
-        self.targets = nn.utils.rnn.pad_sequence(spelled, batch_first=True)  # (C, L)
-        self.target_lengths = torch.tensor([len(ids) for ids in self.choices])  # (C,)
+        self.targets = np.zeros((len(self.choices), max(map(len, self.choices))), dtype=np.int64)  # (C, L)
+        for row, ids in zip(self.targets, self.choices):
+            row[:len(ids)] = ids
+        self.target_lengths = np.array([len(ids) for ids in self.choices])  # (C,)
 
-    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    def __call__(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
         """log_probs (B, T, V), lengths (B,) -> B token-id lists, each one of the choices (or none, for an
         utterance too short to hold any of them)."""
         hypotheses = []
-        for probs, length in zip(log_probs.detach().float().cpu(), lengths.tolist()):
+        for probs, length in zip(np.asarray(log_probs, dtype=np.float32), np.asarray(lengths).tolist()):
             nll = self.scores(probs[:length])
-            best = nll.argmin().item()
-            hypotheses.append(self.choices[best] if nll[best].isfinite() else [])  # [] if too short for any
+            best = int(nll.argmin())
+            hypotheses.append(self.choices[best] if np.isfinite(nll[best]) else [])  # [] if too short for any
         return hypotheses
 
-    def scores(self, probs: torch.Tensor) -> torch.Tensor:
-        """probs (T, V) -> (C,) negative log-probabilities of the choices, inf where a choice needs more steps;
-        scored in blocks of choices, so thousands of long ones need CHOICE_LATTICE floats, not T x C x (2L+1)."""
-        length = len(probs)
-        block = max(1, CHOICE_LATTICE // (length * (2 * self.targets.shape[1] + 1)))  # choices at a time
-        blocks = zip(self.targets.split(block), self.target_lengths.split(block))  # (c, L), (c,)
-        return torch.cat([F.ctc_loss(probs[:, None].expand(length, len(targets), -1), targets,  # (T, c, V)
-                                     torch.full_like(target_lengths, length), target_lengths, blank=BLANK,
-                                     reduction="none")
-                          for targets, target_lengths in blocks])
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """probs (T, V) -> (C,) negative log-probabilities of the choices, inf where a choice needs more steps: the
+        CTC forward algorithm over all choices at once, holding one step's variables (C, 2L+1) at a time."""
+        probs = np.asarray(probs, dtype=np.float64)
+        labels = extended_labels(self.targets)  # (C, S)
+        skip = can_skip(labels)  # (C, S)
+        alpha = np.full(labels.shape, -np.inf)  # (C, S)
+        alpha[:, :2] = probs[0][labels[:, :2]]
+        for step in probs[1:]:
+            alpha = np.logaddexp(np.logaddexp(alpha, shifted(alpha, 1)), np.where(skip, shifted(alpha, 2), -np.inf))
+            alpha += step[labels]
+        rows, end = np.arange(len(labels)), 2 * self.target_lengths  # the last label's blank, then the label
+        return -np.logaddexp(alpha[rows, end], alpha[rows, end - 1])
+
+
+def extended_labels(targets: np.ndarray) -> np.ndarray:
+    """Targets (..., L) -> CTC's labels (..., S = 2L + 1): a blank before, between and after the tokens."""
+    labels = np.full((*targets.shape[:-1], 2 * targets.shape[-1] + 1), BLANK, dtype=np.int64)
+    labels[..., 1::2] = targets
+    return labels
+
+
+def can_skip(labels: np.ndarray) -> np.ndarray:
+    """(..., S) bool: a path may reach label s from s - 2, skipping a blank (s is a token unlike the one at s - 2)."""
+    skip = np.zeros(labels.shape, dtype=bool)
+    skip[..., 2:] = (labels[..., 2:] != BLANK) & (labels[..., 2:] != labels[..., :-2])
+    return skip
+
+
+def shifted(alpha: np.ndarray, by: int) -> np.ndarray:
+    """alpha (..., S) moved `by` states to the right along its last axis, -inf coming in."""
+    out = np.full_like(alpha, -np.inf)
+    out[..., by:] = alpha[..., :-by]
+    return out
 
 
 def read_choices(path, tokenizer) -> list[list[int]]:
@@ -339,7 +363,7 @@ class Word:
     confidence: float  # mean posterior of the word's tokens over the steps that emit them, 0..1
 
 
-def word_timestamps(log_probs: torch.Tensor, tokens: list[int], tokenizer, step_seconds: float) -> list[Word]:
+def word_timestamps(log_probs: np.ndarray, tokens: list[int], tokenizer, step_seconds: float) -> list[Word]:
     """Words of a decoded token sequence with their times, from the CTC alignment of the tokens.
 
     log_probs (T, V) of one utterance (valid steps only), tokens (L,) from any decoder. The alignment
@@ -347,13 +371,44 @@ def word_timestamps(log_probs: torch.Tensor, tokens: list[int], tokenizer, step_
     """
     if not tokens:
         return []
-    path, scores = AF.forced_align(log_probs[None].float().cpu(), torch.tensor([tokens], dtype=torch.int32),
-                                   blank=BLANK)  # (1, T) each
-    path, probs = path[0], scores[0].exp()
+    log_probs = np.asarray(log_probs, dtype=np.float32)
+    path = forced_align(log_probs, tokens)  # (T,)
+    probs = np.exp(log_probs[np.arange(len(path)), path])  # (T,) the posterior of each step's token
     words = []
     for word, start, end in word_alignment(path.tolist(), tokenizer):
         emitting = path[start:end] != BLANK
-        confidence = probs[start:end][emitting].mean().item()
+        confidence = float(probs[start:end][emitting].mean())
         if word:
             words.append(Word(word, round(start * step_seconds, 3), round(end * step_seconds, 3), round(confidence, 3)))
     return words
+
+
+def forced_align(log_probs: np.ndarray, tokens: list[int]) -> np.ndarray:
+    """The most probable CTC path (T,) of token ids that spells `tokens` (L,), for log_probs (T, V) float32: Viterbi
+    over CTC's labels (S = 2L + 1) in float32, choosing as torchaudio's forced_align does (staying on a tie, then
+    advancing one label). ValueError if T is too short to spell them."""
+    labels = extended_labels(np.array(tokens, dtype=np.int64))  # (S,)
+    skip_mask = np.where(can_skip(labels), 0, -np.inf).astype(np.float32)  # (S,) 0 where a blank may be skipped
+    emitted = log_probs[:, labels]  # (T, S)
+    alphas = np.full(emitted.shape, -np.inf, dtype=np.float32)  # (T, S) best score of a path to each label
+    alphas[0, :2] = emitted[0, :2]
+    for t in range(1, len(emitted)):
+        before, best = alphas[t - 1], alphas[t - 1].copy()  # (S,) staying on the label
+        np.maximum(best[1:], before[:-1], out=best[1:])  # advancing one label
+        np.maximum(best[2:], before[:-2] + skip_mask[2:], out=best[2:])  # skipping a blank
+        np.add(best, emitted[t], out=alphas[t])
+    state = len(labels) - 1 if alphas[-1, -1] > alphas[-1, -2] else len(labels) - 2
+    if not np.isfinite(alphas[-1, state]):
+        raise ValueError(f"{len(emitted)} steps cannot spell {len(tokens)} tokens")
+    return labels[backtrack(alphas, skip_mask, state)]
+
+
+def backtrack(alphas: np.ndarray, skip_mask: np.ndarray, state: int) -> list[int]:
+    """The labels' indices (T,) of the best path ending in `state`, from the Viterbi scores alphas (T, S)."""
+    states = [state]
+    for before in alphas[-2::-1]:  # (S,) each step's scores, last but one first
+        stay, one = before[state], before[state - 1] if state >= 1 else -np.inf
+        two = before[state - 2] + skip_mask[state] if state >= 2 else -np.inf
+        state -= 2 if two > max(stay, one) else 1 if one > stay else 0
+        states.append(state)
+    return states[::-1]

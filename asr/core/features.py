@@ -6,68 +6,13 @@ of a short utterance never reads another utterance's padding: features are ident
 utterance is processed alone or inside a batch.
 """
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
 from asr.core.audio import SAMPLE_RATE
-from asr.core.config import ConfigError
-
-KINDS = ("linear", "log_mel", "mfcc")
-LOG_EPSILON = 1e-6
-MAX_MS = 1000  # the longest window and hop, in ms
-MAX_MASKS = 100  # SpecAugment masks of each kind an utterance may get (2 in DeepSpeech2 and Park et al.)
-
-
-@dataclass
-class FrontendConfig:
-    kind: str = "linear"  # "linear" (DeepSpeech2), "log_mel" or "mfcc"
-    win_ms: float = 20.0
-    hop_ms: float = 10.0
-    n_mels: int = 80
-    n_mfcc: int = 40
-    normalize: bool = True  # per-utterance mean/variance over valid frames
-    freq_masks: int = 2  # SpecAugment, training only
-    freq_mask_width: int = 27
-    time_masks: int = 2
-    time_mask_width: int = 40
-    time_mask_max_ratio: float = 0.05  # a time mask covers at most this share of the batch's frames
-
-    @property
-    def win_length(self) -> int:
-        return int(round(SAMPLE_RATE * self.win_ms / 1000))
-
-    @property
-    def n_fft(self) -> int:
-        """The linear spectrogram keeps DeepSpeech2's 161 bins; filterbanks get a power-of-two FFT."""
-        return self.win_length if self.kind == "linear" else 1 << (self.win_length - 1).bit_length()
-
-    @property
-    def hop_length(self) -> int:
-        return int(round(SAMPLE_RATE * self.hop_ms / 1000))
-
-    @property
-    def n_features(self) -> int:
-        """F: feature bins per frame."""
-        return {"linear": self.n_fft // 2 + 1, "log_mel": self.n_mels, "mfcc": self.n_mfcc}[self.kind]
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ConfigError(f"frontend.kind must be one of {KINDS}, got {self.kind!r}")
-        if not (0 < self.win_ms <= MAX_MS and 0 < self.hop_ms <= MAX_MS) or min(self.win_length, self.hop_length) < 1:
-            raise ConfigError(f"frontend.win_ms and hop_ms must each cover at least one sample at {SAMPLE_RATE} Hz, "
-                              f"and at most {MAX_MS} ms, got {self.win_ms} and {self.hop_ms}")
-        if self.n_mels < 1 or (self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels):
-            raise ConfigError(f"frontend: need n_mels >= 1 (and 1 <= n_mfcc <= n_mels for mfcc), got {self.n_mels} "
-                              f"and {self.n_mfcc}")
-        if min(self.freq_masks, self.freq_mask_width, self.time_masks, self.time_mask_width) < 0:
-            raise ConfigError("frontend: SpecAugment mask counts and widths must not be negative")
-        if max(self.freq_masks, self.time_masks) > MAX_MASKS:  # each is a module: a crafted count must not fill memory
-            raise ConfigError(f"frontend: at most {MAX_MASKS} SpecAugment masks of a kind, got {self.freq_masks} "
-                              f"and {self.time_masks}")
+from asr.core.model_config import LOG_EPSILON, FrontendConfig
 
 
 def frame_lengths(sample_lengths: torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:

@@ -6,53 +6,12 @@ would give alone: convolutions see zeros past each length, and the backward LSTM
 each utterance reversed within its own length.
 """
 
-import math
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asr.core.config import ConfigError
-from asr.core.features import Frontend, FrontendConfig, frame_lengths, padding_mask
-
-
-@dataclass
-class ModelConfig:
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    conv_channels: list[int] = field(default_factory=lambda: [32, 32])
-    conv_kernels: list[list[int]] = field(default_factory=lambda: [[41, 11], [21, 11]])  # (freq, time)
-    conv_strides: list[list[int]] = field(default_factory=lambda: [[2, 2], [2, 1]])  # (freq, time)
-    rnn_layers: int = 5
-    rnn_hidden: int = 1024
-    rnn_merge: str = "sum"  # how the two directions combine: "sum" (H) or "concat" (2H)
-    dropout: float = 0.1
-    vocab_size: int = 29  # the tokenizer's size: training sets it (an experiment config may not), a bundle stores it
-
-    def __post_init__(self):
-        if not len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides):
-            raise ConfigError("model.conv_channels, conv_kernels and conv_strides must have the same length")
-        if self.rnn_merge not in ("sum", "concat"):
-            raise ConfigError(f"model.rnn_merge must be 'sum' or 'concat', got {self.rnn_merge!r}")
-        if not self.conv_channels or min(self.conv_channels) < 1 or self.rnn_layers < 1 or self.rnn_hidden < 1:
-            raise ConfigError("model: need at least one conv layer, and conv_channels, rnn_layers and rnn_hidden "
-                              f"of at least 1, got {self.conv_channels}, {self.rnn_layers} and {self.rnn_hidden}")
-        for name in ("conv_kernels", "conv_strides"):
-            if any(len(pair) != 2 or min(pair) < 1 for pair in getattr(self, name)):
-                raise ConfigError(f"model.{name}: each entry is a [freq, time] pair of positive integers, "
-                                  f"got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
-
-    @property
-    def output_step_seconds(self) -> float:
-        """Seconds between output steps: the front-end's hop times the convolutions' time strides."""
-        return self.frontend.hop_ms / 1000 * math.prod(stride[1] for stride in self.conv_strides)
-
-
-def conv_output_length(length, kernel: int, stride: int):
-    """Output size of a convolution padded by kernel // 2 on both sides (int or tensor)."""
-    return (length + 2 * (kernel // 2) - kernel) // stride + 1
+from asr.core.features import Frontend, frame_lengths, padding_mask
+from asr.core.model_config import ModelConfig, conv_output_length
 
 
 def output_lengths(cfg: ModelConfig, sample_lengths: torch.Tensor) -> torch.Tensor:

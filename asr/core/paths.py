@@ -12,6 +12,9 @@ from asr.core.errors import AsrError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")  # what soundfile reads and writes
 MODEL_EXTENSIONS = (".safetensors", ".onnx")  # what --model runs
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # shipped with the package
+DEFAULT_MODEL = ASSETS / "default.safetensors"  # the default model's bundle: the source for fine-tuning and export
+DEFAULT_ONNX = ASSETS / "default.onnx"  # the same network exported, which asr transcribe and serve run
 SPECIAL_FILES = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISCHR: "a character device",
                  stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
 
@@ -89,3 +92,14 @@ def _starts_as_mp3(path) -> bool:
 def audio_in(folder) -> list[Path]:
     """The files named like audio (by extension) under `folder`, recursively, sorted."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def model_path(name) -> Path:
+    """The file a model is named by: None or "default" the model shipped with the package (its bundle), anything
+    else a path."""
+    if name is not None and str(name) != "default":
+        return Path(name)
+    if not DEFAULT_MODEL.exists():
+        raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
+                                "(--model FILE, made by `asr train` or `asr export`)")
+    return DEFAULT_MODEL

@@ -446,7 +446,7 @@ def _speak(job: Job, tmp: Path) -> np.ndarray:
         wav = apply_effects(wav, effects, tmp / "sox.wav")
     if not wav.exists():
         raise SynthError("the engine wrote no audio")
-    return load_audio(wav).numpy()
+    return load_audio(wav)
 
 
 def render(job: Job) -> tuple[Job, float | None, str | None]:

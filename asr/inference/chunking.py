@@ -13,10 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torchaudio
 
-from asr.core.audio import SAMPLE_RATE
+from asr.core.audio import SAMPLE_RATE, resample
 
 MAX_CHUNK_SECONDS = 30.0  # no chunk is longer
 SEARCH_SECONDS = 10.0  # a chunk is cut in its last SEARCH_SECONDS: chunks are 20-30 s but the last
@@ -27,7 +25,7 @@ SILENCE_ENERGY = 1e-7  # mean square within this of the quietest window's counts
 @dataclass
 class Chunk:
     start: float  # seconds from the start of the recording
-    wave: torch.Tensor  # (S,) float32 at SAMPLE_RATE
+    wave: np.ndarray  # (S,) float32 at SAMPLE_RATE
     last: bool  # the recording's final chunk
 
     @property
@@ -63,17 +61,15 @@ def split(blocks: Iterable[tuple[np.ndarray, int]]) -> Iterator[tuple[int, np.nd
             cut = position + longest - search + quietest_point(region, int(WINDOW_SECONDS * rate))
             yield start, buffer[position:cut], rate
             start, position = start + cut - position, cut
-    if len(buffer) > position:
-        yield start, buffer[position:], rate
+    if len(buffer) > position or start == 0:  # the rest; a recording resampled to no samples (one sample at 44.1 kHz
+        yield start, buffer[position:], rate  # gives round(0.36) = 0) is one empty chunk, transcribed as no words
 
 
 def chunks(blocks: Iterable[tuple[np.ndarray, int]]) -> Iterator[Chunk]:
     """Blocks (S_b,) of one recording at its sample rate -> Chunks at SAMPLE_RATE, the last one marked."""
     previous = None
     for first, wave, rate in split(blocks):
-        wave = torch.from_numpy(np.array(wave, dtype=np.float32))  # its own memory, no view of the buffer
-        if rate != SAMPLE_RATE:
-            wave = torchaudio.functional.resample(wave, rate, SAMPLE_RATE)
+        wave = resample(np.array(wave, dtype=np.float32), rate, SAMPLE_RATE)  # its own memory, no view of the buffer
         if previous:
             yield previous
         previous = Chunk(first / rate, wave, last=False)

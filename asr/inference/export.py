@@ -17,6 +17,9 @@ An LM beside the source model (MODEL.lm.bin, with its lexicon and tuned weights,
 copied beside the export under its name (model.onnx -> model.lm.bin, ...), so that `asr transcribe --model
 model.onnx` decodes with it as the source does.
 
+Float32 weights that float16 holds exactly (a bundle saved as float16, as the shipped model is) are stored in the
+ONNX file as float16, each followed by a Cast to float32: the file is half the size and computes the same numbers.
+
 `--quantize int8` (asr.inference.quantize) stores the LSTM and linear weights as int8: torch's dynamic quantization
 for TorchScript, onnxruntime's for ONNX (torch's int8 LSTM has no ONNX form).
 """
@@ -30,22 +33,25 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchaudio
 from torch import nn
 
 from asr.core import config
 from asr.core.audio import SAMPLE_RATE
-from asr.core.bundle import BundleError, bundle_from_checkpoint, load_bundle, model_path, save_bundle
+from asr.core.bundle import bundle_from_checkpoint, load_bundle, save_bundle
 from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, tuned_path
-from asr.core.model import DeepSpeech2, ModelConfig
-from asr.core.text import BLANK, tokenizer_from_dict
+from asr.core.model import DeepSpeech2
+from asr.core.paths import model_path
+from asr.core.text import BLANK
 from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS
+from asr.inference.network import INPUT_NAMES, OUTPUT_NAMES, info_path
 from asr.inference.quantize import quantize_model, quantize_onnx
 
-INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
 ONNX_OPSET = 17
+HALF_MIN_VALUES = 1024  # smaller initializers stay float32: a Cast node would cost more than it saves
 
 
 class ConvSpectrogram(nn.Module):
@@ -94,7 +100,7 @@ def example_inputs(model: DeepSpeech2) -> tuple[torch.Tensor, torch.Tensor]:
 def export_onnx(model: DeepSpeech2, out: Path) -> Path:
     """Write `model` as an ONNX graph with dynamic batch and length axes."""
     if importlib.util.find_spec("onnx") is None:
-        raise AsrError("ONNX export needs the onnx package: pip install 'asr[export]' (or onnx onnxruntime)")
+        raise AsrError("ONNX export needs the onnx package: pip install 'asr[train]'")
     model = with_conv_spectrograms(model).eval()
     axes = {"waves": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
             "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}}
@@ -103,6 +109,32 @@ def export_onnx(model: DeepSpeech2, out: Path) -> Path:
         torch.onnx.export(model, example_inputs(model), str(out), input_names=INPUT_NAMES,
                           output_names=OUTPUT_NAMES, dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
     return out
+
+
+def store_half(path: Path) -> Path:
+    """Rewrite the ONNX graph in `path` with each float32 initializer whose values float16 holds exactly (all the
+    weights of a bundle saved as float16, as the shipped model is) stored as float16 and cast back to float32 by a
+    Cast node: half the file, the same numbers (onnxruntime folds the casts when it loads the graph)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = (model := onnx.load(str(path))).graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if init.data_type != TensorProto.FLOAT or values.size < HALF_MIN_VALUES or not np.array_equal(half, values):
+            kept.append(init)
+            continue
+        kept.append(numpy_helper.from_array(half, init.name + "_fp16"))
+        casts.append(helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=TensorProto.FLOAT))
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    onnx.save(model, str(path))
+    return path
 
 
 def export_torchscript(model: nn.Module, out: Path) -> Path:
@@ -114,30 +146,6 @@ def export_torchscript(model: nn.Module, out: Path) -> Path:
     return out
 
 
-def info_path(out: Path) -> Path:
-    """model.onnx -> model.onnx.json: the deployment info of an exported model."""
-    return out.with_name(out.name + ".json")
-
-
-def read_info(model: Path) -> dict | None:
-    """The deployment info beside an exported model (model.onnx -> model.onnx.json), None if it has none;
-    BundleError if it is there but damaged."""
-    path = info_path(Path(model))
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
-        raise damaged_info(path, err) from None
-    if not isinstance(info, dict):
-        raise damaged_info(path, f"a JSON {type(info).__name__}, not an object")
-    return info
-
-
-def damaged_info(path: Path, err) -> BundleError:
-    return BundleError(f"{path}: damaged deployment info ({err}); export the model again")
-
-
 def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | None) -> dict:
     """What a deployment needs beside the graph to feed it and decode its output."""
     return {"format": fmt, "quantize": quantize, "sample_rate": SAMPLE_RATE,
@@ -146,54 +154,6 @@ def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | Non
             "min_samples": model.cfg.frontend.n_fft, "blank": BLANK, "vocab": list(tokenizer.vocab),
             "output_step_seconds": model.cfg.output_step_seconds,
             "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()}
-
-
-class OnnxModel:
-    """An ONNX export run by onnxruntime, called like DeepSpeech2, so that a Recognizer can use it:
-    waves (B, S) + lengths (B,) -> log-probs (B, T, V) float32 + output lengths (B,), on the CPU.
-    Its config and tokenizer come from the JSON beside it."""
-
-    def __init__(self, path, threads: int | None = None):
-        import onnxruntime
-
-        path = Path(path)
-        info = read_info(path)
-        if info is None:
-            raise BundleError(f"{info_path(path)}: no such file; asr runs an ONNX model with the JSON that `asr "
-                              "export --format onnx` writes beside it")
-        try:
-            self.cfg = config.from_dict(ModelConfig, info["model_config"])
-            self.tokenizer = tokenizer_from_dict(info["tokenizer"])
-        except (ValueError, KeyError, TypeError) as err:  # a config or tokenizer of another form
-            raise damaged_info(info_path(path), err) from None
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
-        self.session = onnx_session(path, options)
-
-    def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        waves = nn.functional.pad(waves, (0, max(0, self.cfg.frontend.n_fft - waves.shape[1])))  # >= 1 window
-        log_probs, out_lengths = self.session.run(None, {"waves": waves.float().numpy(), "lengths": lengths.numpy()})
-        return torch.from_numpy(log_probs), torch.from_numpy(out_lengths)
-
-
-def onnx_session(path: Path, options):
-    """An onnxruntime session of the graph in `path`; BundleError if it is no ONNX graph, or not one that asr
-    exported (other inputs and outputs)."""
-    import onnxruntime
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-    try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except (ort_errors.InvalidProtobuf, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.Fail,
-            ort_errors.NotImplemented) as err:  # onnxruntime's errors for a file that holds no usable graph
-        detail = str(err).split("failed:", 1)[-1].strip().rstrip(".")
-        raise BundleError(f"{path}: not a readable ONNX model ({detail}); export it again with `asr export "
-                          f"SOURCE {path.name} --format onnx`") from None
-    names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
-    if names != (INPUT_NAMES, OUTPUT_NAMES):
-        raise BundleError(f"{path}: an ONNX graph, but not one `asr export` wrote (inputs {names[0]}, outputs "
-                          f"{names[1]}; asr's take {INPUT_NAMES} and give {OUTPUT_NAMES})")
-    return session
 
 
 def load_source(source: str) -> tuple[DeepSpeech2, object]:
@@ -236,9 +196,9 @@ def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "onnx" and quantize:
         with tempfile.TemporaryDirectory() as tmp:
-            quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out)
+            store_half(quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out))
     elif fmt == "onnx":
-        export_onnx(model, out)
+        store_half(export_onnx(model, out))
     else:
         export_torchscript(quantize_model(model, quantize), out)
     info = json.dumps(deployment_info(model, tokenizer, fmt, quantize), indent=1)

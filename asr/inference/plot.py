@@ -8,12 +8,14 @@ bar as high as its confidence.
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from asr.core.audio import AudioError, audio_duration, load_audio
 from asr.core.config import ConfigError
+from asr.core.features import Frontend
 from asr.core.text import BLANK, WORD_SEPARATOR
 from asr.inference.chunking import MAX_CHUNK_SECONDS
 
@@ -21,12 +23,13 @@ MAX_PLOT_SECONDS = MAX_CHUNK_SECONDS  # a plot shows one piece the model decoded
 
 
 @torch.inference_mode()
-def posteriors(recognizer, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One 16 kHz waveform (S,) -> the model's features (F, T_frames) and token posteriors (T, V), on the CPU."""
-    lengths = torch.tensor([len(wave)], device=recognizer.device)  # (1,)
-    features, frames = recognizer.model.frontend(wave[None].to(recognizer.device), lengths)  # (1, F, T_frames)
+def posteriors(recognizer, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """One 16 kHz waveform (S,) -> the model's features (F, T_frames), computed by its front-end's settings, and
+    token posteriors (T, V), from its network (ONNX or torch)."""
+    features, frames = Frontend(recognizer.network.cfg.frontend).eval()(torch.from_numpy(wave)[None],
+                                                                        torch.tensor([len(wave)]))  # (1, F, T_frames)
     log_probs, steps = recognizer.log_probs([wave])  # (1, T, V), (1,)
-    return features[0, :, :frames[0]].float().cpu(), log_probs[0, :steps[0]].exp()
+    return features[0, :, :frames[0]], torch.from_numpy(log_probs[0, :steps[0]]).exp()
 
 
 def check_plottable(sources: list) -> None:
@@ -44,9 +47,9 @@ def plot_file(recognizer, path, transcript, out) -> Path:
     """Draw the features, posteriors and `transcript`'s words (a Transcript of `path`) to the PNG `out`."""
     check_plottable([path])
     features, probs = posteriors(recognizer, load_audio(path))
-    hop = recognizer.model.cfg.frontend.hop_ms / 1000
-    return draw(transcript, features, probs, recognizer.tokenizer.vocab, hop,
-                recognizer.model.cfg.output_step_seconds, out)
+    cfg = recognizer.network.cfg
+    return draw(transcript, features, probs, recognizer.tokenizer.vocab, cfg.frontend.hop_ms / 1000,
+                cfg.output_step_seconds, out)
 
 
 def draw(transcript, features: torch.Tensor, probs: torch.Tensor, vocab: list[str], hop_seconds: float,

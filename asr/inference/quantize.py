@@ -7,7 +7,6 @@ torch 2.14 marks torch.ao.quantization as deprecated in favour of torchao, but t
 nn.Linear only; torch.ao's dynamic quantization is still the one that makes an int8 nn.LSTM.
 """
 
-import importlib.util
 import logging
 import warnings
 from pathlib import Path
@@ -16,7 +15,6 @@ import torch
 from torch import nn
 
 from asr.core.config import ConfigError
-from asr.core.errors import AsrError
 from asr.inference.formats import QUANTIZE
 
 
@@ -39,8 +37,6 @@ def quantize_onnx(model_input: Path, model_output: Path) -> Path:
     """The ONNX graph `model_input` with its LSTM and MatMul weights dynamically quantized to int8, written
     to `model_output`. The front-end's nodes (the mel filterbank is a MatMul) stay float32: quantizing
     spectra, whose values span many orders of magnitude, to 8 bits would erase the quiet bins."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise AsrError("int8 ONNX export needs onnxruntime: pip install 'asr[export]'")
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 import uvicorn
 from python_multipart.multipart import parse_options_header
 from starlette.applications import Starlette
@@ -170,13 +170,13 @@ class Batcher:
                 break
         return batch
 
-    def network(self, waves: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    def network(self, waves: list[np.ndarray]) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
         """The log-probs (B_g, T, V) and lengths (B_g,) of waveforms (S_i,) run in groups of similar length (see
         length_groups), with each group's positions in `waves`."""
         return [(group, *self.recognizer.log_probs([waves[i] for i in group]))
                 for group in length_groups([len(w) for w in waves])]
 
-    def decoded(self, outputs: list[tuple[list[int], torch.Tensor, torch.Tensor]], size: int, words: bool) -> list:
+    def decoded(self, outputs: list[tuple[list[int], np.ndarray, np.ndarray]], size: int, words: bool) -> list:
         """(text, words) for each of the `size` waveforms whose log-probs `network` gave, in their order."""
         results = [None] * size
         for group, log_probs, lengths in outputs:

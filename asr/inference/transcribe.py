@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from asr.core.audio import (
     SAMPLE_RATE,
@@ -25,11 +23,10 @@ from asr.core.audio import (
     source_name,
     stream_audio,
 )
-from asr.core.bundle import BundleError, load_bundle, model_path
-from asr.core.config import ConfigError
 from asr.core.decoding import DecoderConfig, Word, build_decoder, resolve_decoder, word_timestamps
+from asr.core.paths import DEFAULT_ONNX, model_path
 from asr.inference.chunking import MAX_CHUNK_SECONDS, Chunk, chunks
-from asr.inference.quantize import quantize_model
+from asr.inference.network import Network, exported_format, load_onnx
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,7 @@ M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameter numbers in glibc's
 
 
 # a batch of chunks through the model: their (source index, name, Chunk)s, log-probs (B, T, V) and lengths (B,)
-LogProbBatch = tuple[list[tuple[int, str, Chunk]], torch.Tensor, torch.Tensor]
+LogProbBatch = tuple[list[tuple[int, str, Chunk]], np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -48,41 +45,12 @@ class Transcript:
     words: list[Word] = field(default_factory=list)  # each with start and end seconds and a confidence
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def available_devices() -> list[str]:
-    """The devices torch can run on here: cpu, cuda:0, ..., mps."""
-    return (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-            + (["mps"] if torch.backends.mps.is_available() else []))
-
-
-def check_device(name: str) -> torch.device:
-    """torch.device(name) if this machine has that device; else ConfigError naming the ones it has."""
-    here = f"devices here: {', '.join(available_devices())}"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r}: not a device name ({here})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: no CUDA device is available (no GPU, or a CPU-only torch); {here}")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r}: there is no CUDA device {device.index}; {here}")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r}: MPS is not available; {here}")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device {name!r}: asr runs on cpu, cuda or mps; {here}")
-    return device
-
-
 class Recognizer:
-    """A trained model with its tokenizer, ready to transcribe; `path`: the file it was loaded from, whose LM
-    beside it (MODEL.lm.bin) it decodes with unless told otherwise."""
+    """A network (asr.inference.network: an ONNX export, or a torch model) with its decoder, ready to transcribe;
+    `path`: the file it was loaded from, whose LM beside it (MODEL.lm.bin) it decodes with unless told otherwise."""
 
-    def __init__(self, model, tokenizer, device: str | torch.device, decoder: DecoderConfig | None = None,
-                 path: str | os.PathLike | None = None):
-        self.model, self.tokenizer, self.device, self.path = model, tokenizer, torch.device(device), path
+    def __init__(self, network: Network, decoder: DecoderConfig | None = None, path: str | os.PathLike | None = None):
+        self.network, self.tokenizer, self.path = network, network.tokenizer, path
         self.set_decoder(decoder)
 
     def set_decoder(self, request: DecoderConfig | None = None) -> None:
@@ -92,22 +60,22 @@ class Recognizer:
         self.decode = build_decoder(self.tokenizer, self.decoder_config)
         log.info("decoding with %s", decoder_summary(self.decoder_config))
 
-    @torch.inference_mode()
-    def log_probs(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """16 kHz mono waveforms, each (S_i,), run as one padded batch -> log-probs (B, T, V) float32 on the
-        CPU and output lengths (B,)."""
-        lengths = torch.tensor([len(w) for w in waves], device=self.device)  # (B,)
-        batch = pad_sequence(waves, batch_first=True).to(self.device)  # (B, S)
-        log_probs, out_lengths = self.model(batch, lengths)
-        return log_probs.float().cpu(), out_lengths.cpu()
+    def log_probs(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """16 kHz mono waveforms, each (S_i,) float32, run as one padded batch -> log-probs (B, T, V) float32 and
+        output lengths (B,)."""
+        lengths = np.array([len(w) for w in waves], dtype=np.int64)  # (B,)
+        batch = np.zeros((len(waves), lengths.max()), dtype=np.float32)  # (B, S)
+        for row, wave in zip(batch, waves):
+            row[:len(wave)] = wave
+        return self.network(batch, lengths)
 
-    def recognize(self, waves: list[torch.Tensor], words: bool = True) -> list[tuple[str, list[Word]]]:
+    def recognize(self, waves: list[np.ndarray], words: bool = True) -> list[tuple[str, list[Word]]]:
         """Text and timed words (with `words`; else none) for each of a list of 16 kHz mono waveforms (S_i,)."""
         return self.decoded(*self.log_probs(waves), words)
 
-    def decoded(self, log_probs: torch.Tensor, lengths: torch.Tensor, words: bool) -> list[tuple[str, list[Word]]]:
+    def decoded(self, log_probs: np.ndarray, lengths: np.ndarray, words: bool) -> list[tuple[str, list[Word]]]:
         """Text and timed words (with `words`; else none) for each of log-probs (B, T, V) with lengths (B,)."""
-        step = self.model.cfg.output_step_seconds
+        step = self.network.cfg.output_step_seconds
         results = []
         for probs, length, ids in zip(log_probs, lengths.tolist(), self.decode(log_probs, lengths)):
             timed = word_timestamps(probs[:length], ids, self.tokenizer, step) if words else []
@@ -127,7 +95,7 @@ class Recognizer:
                    words: bool = True, sample_rate: int = SAMPLE_RATE,
                    progress: Callable[[float], None] | None = None) -> Iterator[Transcript]:
         """One Transcript per source, in order. A source is an audio file (path or binary file object) or
-        a mono waveform (S,) as a numpy array or torch tensor of floats at `sample_rate`; one source may
+        a mono waveform (S,) as a numpy array of floats at `sample_rate` (or anything np.asarray takes); one source may
         be passed alone. `words=False` skips the word timings (the CTC alignment) when only text is wanted.
 
         Recordings longer than MAX_CHUNK_SECONDS are decoded in chunks cut at pauses (asr.inference.chunking), files
@@ -144,7 +112,7 @@ class Recognizer:
                              sample_rate: int = SAMPLE_RATE,
                              progress: Callable[[float], None] | None = None) -> Iterator[tuple[int, Transcript]]:
         """(index of the source, its Transcript), as `transcribe` gives the transcripts."""
-        if isinstance(sources, (str, os.PathLike, np.ndarray, torch.Tensor)):
+        if isinstance(sources, (str, os.PathLike)) or is_waveform(sources):
             sources = [sources]
 
         def decoded_chunks():
@@ -207,7 +175,7 @@ def numbered_chunks(sources: Iterable, sample_rate: int,
                     on_error: Callable[[AudioError], None]) -> Iterator[tuple[int, str, Chunk]]:
     """(source index, name, Chunk) for the readable sources in order; the others go to `on_error`."""
     for index, source in enumerate(sources):
-        is_array = isinstance(source, (np.ndarray, torch.Tensor))
+        is_array = is_waveform(source)
         name = f"<array {index}>" if is_array else source_name(source)
         try:
             with spooled(source) as readable:
@@ -216,7 +184,7 @@ def numbered_chunks(sources: Iterable, sample_rate: int,
                 elif audio_duration(readable) > MAX_CHUNK_SECONDS:
                     blocks = stream_audio(readable)  # read a block at a time
                 else:  # a short file
-                    blocks = [(load_audio(readable).numpy(), SAMPLE_RATE)]
+                    blocks = [(load_audio(readable), SAMPLE_RATE)]
                 yield from ((index, name, chunk) for chunk in chunks(blocks))
         except AudioError as err:
             on_error(err if err.path == name else AudioError(name, err.cause))
@@ -226,7 +194,7 @@ def numbered_chunks(sources: Iterable, sample_rate: int,
 def spooled(source):
     """A file object (stdin, a pipe or not) copied a block at a time to a temporary file, whose path is given in its
     place, so that it is read as files are, a block at a time, whatever its length; a path or an array as it is."""
-    if isinstance(source, (str, os.PathLike, np.ndarray, torch.Tensor)):
+    if isinstance(source, (str, os.PathLike)) or is_waveform(source):
         yield source
         return
     with tempfile.NamedTemporaryFile(prefix="asr-stdin-") as spool:
@@ -246,10 +214,14 @@ def decoder_summary(cfg: DecoderConfig) -> str:
     return "greedy best path (no LM)"
 
 
-def as_wave(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+def is_waveform(source) -> bool:
+    """Whether a source is samples in memory: a numpy array, or anything np.asarray takes (a CPU torch tensor)."""
+    return hasattr(source, "__array__")
+
+
+def as_wave(array, name: str) -> np.ndarray:
     """A mono waveform given as an array (S,) of floats -> float32 numpy (S,); AudioError if it is none."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
     if array.ndim != 1:
         raise AudioError(name, f"an array of shape {array.shape}; pass one mono waveform of shape (S,), "
                                "e.g. the mean over channels")
@@ -276,42 +248,32 @@ def report(err: AudioError) -> None:
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | None = None,
-               decoder: DecoderConfig | None = None, quantize: str | None = None) -> Recognizer:
-    """A Recognizer for a model bundle; None or "default": the default model shipped with the package.
+               decoder: DecoderConfig | None = None, quantize: str | None = None,
+               threads: int | None = None) -> Recognizer:
+    """A Recognizer for a model: an ONNX export (`asr export --format onnx`, with its JSON beside it), run in
+    onnxruntime on the CPU with no torch, or a model bundle, run by torch; None or "default": the default model
+    shipped with the package, its ONNX export, or its bundle for a device other than the CPU or for `quantize`.
 
     `decoder` says how to decode, what it leaves open decided by resolve_decoder: a model with an LM beside
     its file (MODEL.lm.bin, as the shipped model has) decodes with beam search and that LM, others greedily;
     e.g. DecoderConfig("greedy"), or DecoderConfig(lm="lm.bin") for a word n-gram made by `asr lm build`.
-    `quantize="int8"` runs the LSTM and linear layers with int8 weights (CPU only; asr.inference.quantize).
-    An ONNX export (`asr export --format onnx`, with its JSON beside it) runs in onnxruntime on the CPU.
+    `quantize="int8"` runs a bundle's LSTM and linear layers with int8 weights (CPU only; asr.inference.quantize).
+    `threads`: the CPU threads the network may use (default: the runtime's own choice).
     """
-    path = model_path(path)
+    path = runtime_model(path, device, quantize)
     if exported_format(path) == "onnx":
-        return load_onnx(path, device, decoder, quantize)
-    device = check_device(device or ("cpu" if quantize else default_device()))  # int8 runs on the CPU only
-    model, tokenizer = load_bundle(path, device)
-    return Recognizer(quantize_model(model, quantize), tokenizer, device, decoder, path)
+        network = load_onnx(path, device, quantize, threads)
+    else:
+        from asr.inference.torch_network import load_torch
+
+        network = load_torch(path, device, quantize, threads)
+    return Recognizer(network, decoder, path)
 
 
-def exported_format(path: str | os.PathLike) -> str | None:
-    """"onnx" or "torchscript" for a model `asr export` wrote (its JSON beside it says which), else None;
-    BundleError if that JSON is damaged."""
-    from asr.inference.export import read_info
-
-    return (read_info(Path(path)) or {}).get("format")
-
-
-def load_onnx(path, device: str | None, decoder: DecoderConfig | None, quantize: str | None) -> Recognizer:
-    """A Recognizer running an ONNX export in onnxruntime, on the CPU."""
-    if quantize:
-        raise ConfigError(f"{path}: an ONNX export is quantized when it is exported (`asr export SOURCE OUT.onnx "
-                          "--format onnx --quantize int8`), not when it is loaded")
-    if device not in (None, "cpu"):
-        raise ConfigError(f"{path}: an ONNX export runs on the CPU, in onnxruntime (asked for device {device!r})")
-    try:
-        from asr.inference.export import OnnxModel
-
-        model = OnnxModel(path)
-    except ImportError:
-        raise BundleError(f"{path}: an ONNX model needs onnxruntime: pip install -e '.[export]'") from None
-    return Recognizer(model, model.tokenizer, "cpu", decoder, path)
+def runtime_model(name, device: str | None, quantize: str | None) -> Path:
+    """The file a model name runs from: the shipped model's ONNX export for None or "default" on the CPU, unless
+    quantized at load time (its bundle then, as for other devices); any other name as it is."""
+    default = name is None or str(name) == "default"
+    if default and device in (None, "cpu") and not quantize and DEFAULT_ONNX.is_file():
+        return DEFAULT_ONNX
+    return model_path(name)

@@ -12,7 +12,7 @@ import multiprocessing
 import random
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from asr.core.decoding import BeamSearchDecoder, greedy_decode
 from asr.core.manifest import ManifestError, Utterance
@@ -29,7 +29,7 @@ RANDOM_RANGES = {"lm_weight": (0.0, 4.0), "word_score": (-3.0, 3.0)}
 
 @dataclass
 class DevSet:
-    log_probs: list[list[torch.Tensor]]  # per utterance, one (T_c, V) per chunk, float32
+    log_probs: list[list[np.ndarray]]  # per utterance, one (T_c, V) per chunk, float32
     references: list[str]  # normalised
 
 
@@ -46,7 +46,7 @@ def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_siz
         for batch, log_probs, lengths in recognizer.log_prob_batches([u.audio_filepath for u in utterances],
                                                                       batch_size):
             for (index, name, chunk), probs, length in zip(batch, log_probs, lengths.tolist()):
-                yield index, name, chunk, probs[:length].clone()
+                yield index, name, chunk, probs[:length].copy()
 
     dev = DevSet([], [])
     for index, _, parts, _ in by_source(chunk_log_probs()):  # as evaluate regroups them
@@ -59,7 +59,7 @@ def dev_log_probs(recognizer: Recognizer, utterances: list[Utterance], batch_siz
 
 def transcripts(decode, dev: DevSet, tokenizer) -> list[str]:
     """The dev set decoded by a decoder ((B, T, V), (B,) -> token ids), one chunk at a time."""
-    return [joined(tokenizer.decode(decode(probs[None], torch.tensor([len(probs)]))[0]) for probs in chunks)
+    return [joined(tokenizer.decode(decode(probs[None], np.array([len(probs)]))[0]) for probs in chunks)
             for chunks in dev.log_probs]
 
 

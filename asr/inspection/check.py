@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from asr.core.audio import HEADER_READ_THREADS, SAMPLE_RATE, AudioError, audio_duration, load_audio
 from asr.core.ctc import ctc_problems
 from asr.core.manifest import DURATION_TOLERANCE, ManifestError, Utterance, manifest_rows
-from asr.core.model import ModelConfig
+from asr.core.model_config import ModelConfig
 from asr.core.text import dropped_characters
 
 KINDS = ("format", "audio", "duration", "text")

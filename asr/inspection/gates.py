@@ -73,14 +73,14 @@ def gate_curves(model: DeepSpeech2, tokenizer, path, layer: int = 0, direction: 
     """The curves of one layer and direction over an audio file, and the model's features (F, T_frames)."""
     if units < 1:
         raise ConfigError(f"units={units}: show at least one unit")
-    wave = load_audio(path)  # (S,)
+    wave = torch.from_numpy(load_audio(path))  # (S,)
     if output_lengths(model.cfg, torch.tensor([len(wave)])) < 1:
         raise AudioError(path, f"{len(wave) / SAMPLE_RATE:.3f} s of audio is too short for one output step")
     features, log_probs, acts = trace_layer(model, wave.to(device), layer, direction)
     step = model.cfg.output_step_seconds
     steps = torch.arange(len(log_probs))
     best_path = log_probs.argmax(dim=-1).tolist()  # (T,)
-    text = tokenizer.decode(greedy_decode(log_probs[None], torch.tensor([len(log_probs)]))[0])
+    text = tokenizer.decode(greedy_decode(log_probs[None].float().cpu().numpy(), [len(log_probs)])[0])
     top = acts.hidden.abs().mean(dim=0).argsort(descending=True)[:units]  # (N,)
     curves = GateCurves(
         audio_filepath=str(path), layer=layer, direction=direction, text=text,

@@ -9,7 +9,7 @@ from typing import Any
 
 from asr.core import config
 from asr.core.augment import AugmentConfig
-from asr.core.model import ModelConfig
+from asr.core.model_config import ModelConfig
 from asr.core.text import TokenizerConfig
 
 
@@ -153,7 +153,8 @@ def fine_tuning_model(source: str, model: dict) -> dict:
 def bundle_network(source: str) -> dict:
     """The model settings of bundle `source` that its weights depend on, as a model section; not the vocabulary
     size, which is the tokenizer's."""
-    from asr.core.bundle import BundleError, bundle_header, model_path
+    from asr.core.bundle import BundleError, bundle_header
+    from asr.core.paths import model_path
 
     try:  # the header only: init_weights loads the weights when training starts
         network = config.to_dict(bundle_header(model_path(source))[0])

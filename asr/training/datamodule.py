@@ -14,7 +14,7 @@ from asr.core.augment import Augmenter
 from asr.core.config import ConfigError
 from asr.core.ctc import ctc_problems
 from asr.core.manifest import ManifestError, Utterance, read_manifest
-from asr.core.model import ModelConfig
+from asr.core.model_config import ModelConfig
 from asr.training.config import DataConfig
 from asr.training.dataset import SpeechDataset, audio_problem, collate
 from asr.training.sampler import DurationBatchSampler

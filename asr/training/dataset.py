@@ -66,7 +66,7 @@ def load_utterance(u: Utterance) -> torch.Tensor:
     """u's wave (S,); AudioError if its length is not the manifest row's (a file changed since the run started, or
     a header that lied): the sampler planned the batch by the row, and a 2-hour file listed as 2 s would fill
     memory (measured: 14.9 GB in 3 minutes)."""
-    wave = load_audio(u.audio_filepath)
+    wave = torch.from_numpy(load_audio(u.audio_filepath))
     if problem := length_problem(u, len(wave) / SAMPLE_RATE):
         raise AudioError(u.audio_filepath, problem)
     return wave

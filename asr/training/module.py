@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from asr.core import config
-from asr.core.bundle import load_bundle, model_path
+from asr.core.bundle import load_bundle
 from asr.core.decoding import greedy_decode
 from asr.core.model import DeepSpeech2
+from asr.core.paths import model_path
 from asr.core.text import BLANK, tokenizer_from_dict
 from asr.training.config import ExperimentConfig
 from asr.training.metrics import ErrorRate
@@ -46,7 +47,8 @@ class ASRModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss, log_probs, lengths = self.ctc_loss(batch)
         self.log("val/loss", loss, sync_dist=True, batch_size=len(batch.wave_lengths))
-        hypotheses = [self.tokenizer.decode(ids) for ids in greedy_decode(log_probs, lengths)]
+        best_paths = greedy_decode(log_probs.detach().float().cpu().numpy(), lengths.cpu().numpy())
+        hypotheses = [self.tokenizer.decode(ids) for ids in best_paths]
         references = [self.tokenizer.decode(target[:n].tolist())
                       for target, n in zip(batch.targets, batch.target_lengths.tolist())]
         self.val_errors.update(references, hypotheses)
