@@ -139,16 +139,16 @@ def stream_audio(source: str | os.PathLike | BinaryIO, sample_rate: int = SAMPLE
     try:
         with open_audio(source) as f:
             check_format(name, f, max_seconds)
-            resample, frames = Resampler(f.samplerate, sample_rate), 0
+            resampler, frames = Resampler(f.samplerate, sample_rate), 0
             for block in read_blocks(f, max(1, block_values // f.channels)):  # (S_b, C)
                 frames += len(block)
                 check_budget(name, frames, f, max_seconds, so_far=True)
                 if not np.isfinite(block).all():
                     raise AudioError(name, "contains NaN or infinite samples; re-export the audio")
-                yield resample(block.mean(axis=1)), sample_rate
+                yield resampler(block.mean(axis=1)), sample_rate
             if not frames:
                 raise AudioError(name, "contains no audio samples")
-            yield resample.flush(), sample_rate
+            yield resampler.flush(), sample_rate
     except AudioError:
         raise
     except Exception as err:  # soundfile raises several types for bad content, also in the middle of a file
