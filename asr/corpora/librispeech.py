@@ -174,6 +174,18 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def safe_extraction(tar: tarfile.TarFile, out_dir: Path) -> dict:
+    """extractall's arguments that refuse absolute paths, paths out of out_dir, links and devices: the "data" filter
+    where Python has it (3.11.4, 3.10.12 and later), else the members checked here first (Debian 12's 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        return {"filter": "data"}
+    root = out_dir.resolve()
+    for member in tar.getmembers():
+        if not (member.isfile() or member.isdir()) or not (root / member.name).resolve().is_relative_to(root):
+            raise tarfile.TarError(f"{member.name}: not a plain file or folder inside the archive's folder")
+    return {}
+
+
 def extract(archive: Path, out_dir: Path) -> Path:
     """Unpack a .tar.gz into `out_dir` (LibriSpeech archives hold LibriSpeech/SUBSET/...) or gunzip a .gz
     next to it; a marker file makes a finished extraction a no-op next time. Returns `out_dir` or the file."""
@@ -189,7 +201,7 @@ def extract(archive: Path, out_dir: Path) -> Path:
     try:
         if target is out_dir:
             with tarfile.open(archive) as tar:
-                tar.extractall(out_dir, filter="data")  # no absolute paths, links out of out_dir or devices
+                tar.extractall(out_dir, **safe_extraction(tar, out_dir))
         else:
             part = target.with_name(target.name + ".part")
             with gzip.open(archive) as src, part.open("wb") as dst:
