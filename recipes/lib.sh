@@ -37,11 +37,12 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
     "$PYTHON" -m asr export "$best" "$1"/model-fp16.safetensors --dtype float16
 }
 
-install_model() {  # MODEL LM.bin: the model (bundle, ONNX export) and its LM (+ LM.lexicon.txt, LM.tuned.json)
-    mkdir -p asr/assets && cp "$1" asr/assets/default.safetensors      # become asr's default
-    "$PYTHON" -m asr export asr/assets/default.safetensors asr/assets/default.onnx --format onnx  # what asr runs
-    local part
-    for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
+install_model() {  # MODEL [LM.bin [NAME]]: the model (bundle, ONNX export) becomes the shipped model NAME (default:
+                   # "default"), and LM (+ LM.lexicon.txt, LM.tuned.json) the LM that the shipped models share
+    local name=${3:-default} part
+    mkdir -p asr/assets && cp "$1" asr/assets/$name.safetensors
+    "$PYTHON" -m asr export asr/assets/$name.safetensors asr/assets/$name.onnx --format onnx  # what asr runs
+    [ -z "${2:-}" ] || for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
 }
 
 model_from_git() {  # PATH COMMIT WHAT: a model shipped at COMMIT into PATH, unless PATH is there (WHAT: how else)

@@ -53,9 +53,8 @@ def parse_args():
 def lstm_flops(model: DeepSpeech2, steps: int) -> int:
     """Multiply-add FLOPs of every LSTM's matmuls over `steps` output steps of one utterance."""
     total = 0
-    for rnn in model.rnns:
-        for lstm in (rnn.forward_lstm, rnn.backward_lstm):
-            total += 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size) * steps
+    for lstm in (m for m in model.rnns.modules() if isinstance(m, torch.nn.LSTM)):  # one or two directions a layer
+        total += 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size) * steps
     return total
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs asr, with its test extras, into a virtual environment, and the system packages it uses: espeak-ng
-# (speech for the tests and the synthetic corpus) and sox, and builds KenLM's tools. Safe to run again.
+# (speech for the tests and the synthetic corpus), sox and PortAudio (asr transcribe --live), and builds KenLM's
+# tools. Safe to run again.
 #   bash scripts/install.sh && source .venv/bin/activate
 # The environment: the Python that PYTHON names, else the active venv (VIRTUAL_ENV), else the checkout's .venv,
 # made with `python3 -m venv` if missing (and Debian's python3-venv with it). A Python whose packages the system
@@ -36,7 +37,7 @@ PYTHON=$(chosen_python)
 refuse_externally_managed "$PYTHON"
 if [ "${1:-}" = "--print-python" ]; then echo "$PYTHON"; exit 0; fi
 
-SYSTEM_PACKAGES=(espeak-ng sox)
+SYSTEM_PACKAGES=(espeak-ng sox libportaudio2)
 make_venv=""
 if [ "$PYTHON" = "$VENV_PYTHON" ] && [ ! -x "$VENV_PYTHON" ]; then
     make_venv=1

@@ -99,3 +99,32 @@ def run_asr(*args, timeout: float = 600, check: bool = True) -> subprocess.Compl
     if check and result.returncode != 0:
         raise AssertionError(f"asr {' '.join(map(str, args))} exited {result.returncode}\n{result.stderr[-3000:]}")
     return result
+
+
+def streaming_model(lookahead: int = 1, seed: int = 0):
+    """A tiny streaming DeepSpeech2 (the shipped streaming model's layout, one small LSTM) with random weights,
+    every part of it non-trivial: front-end statistics, batch-norm statistics, lookahead taps."""
+    from asr.core.model import DeepSpeech2
+    from asr.core.model_config import FrontendConfig, ModelConfig
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(frontend=FrontendConfig(kind="log_mel", normalize="global"), conv_channels=[4, 4],
+                      conv_kernels=[[41, 11], [11, 7]], conv_strides=[[2, 3], [2, 1]], rnn_layers=2, rnn_hidden=16,
+                      rnn_bidirectional=False, lookahead=lookahead)
+    model = DeepSpeech2(cfg).eval()
+    with torch.no_grad():
+        model.frontend.feature_mean.normal_(-5, 1)
+        model.frontend.feature_std.uniform_(1, 3)
+        for conv in model.convs:
+            conv.norm.running_mean.normal_()
+        model.lookahead.conv.weight.normal_()
+    return model
+
+
+@pytest.fixture(scope="session")
+def streaming_onnx(tmp_path_factory) -> Path:
+    """streaming_model() exported as ONNX (stream.onnx, with stream.stream.onnx and stream.onnx.json beside it)."""
+    from asr.core.text import CharTokenizer
+    from asr.inference.export import export
+
+    return export(streaming_model(), CharTokenizer(), tmp_path_factory.mktemp("streaming") / "stream.onnx", "onnx")

@@ -15,6 +15,9 @@ from asr.core.model import DeepSpeech2
 from asr.core.text import build_tokenizer, train_sentencepiece
 from asr.training.config import load_experiment_config
 from asr.training.module import ASRModule, init_weights
+from asr.training.statistics import estimate_statistics, needs_statistics
+from asr.core.audio import load_audio
+from asr.core.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,3 +116,32 @@ def test_init_from_another_tokenizer_without_a_new_head_is_refused(tmp_path):
 def test_init_new_head_without_init_from_is_refused():
     with pytest.raises(config.ConfigError, match="tiny.yaml: init_new_head=true .* init_from is not set"):
         load_experiment_config("tiny", ["init_new_head=true"])
+
+
+def test_a_streaming_model_starts_from_a_bidirectional_bundle(tmp_path):
+    bundle, source = tiny_bundle(tmp_path / "bi.safetensors")
+    streaming = ("model.rnn_bidirectional=false", "model.lookahead=2", "model.frontend.normalize=global")
+    with pytest.raises(config.ConfigError, match="rnn_hidden"):  # only the streaming settings may change
+        tiny_module(f"init_from={bundle}", *streaming, "model.rnn_hidden=7")
+    module = tiny_module(f"init_from={bundle}", *streaming)
+    init_weights(module, str(bundle))
+    model = module.model
+    assert not model.cfg.rnn_bidirectional and model.cfg.lookahead == 2
+    for name, value in model.state_dict().items():  # the forward directions and all else are the bundle's
+        if not name.startswith(("lookahead.", "frontend.feature_")):
+            torch.testing.assert_close(value, source.state_dict()[name], msg=name)
+    assert needs_statistics(model)  # the bundle normalised per utterance: none to take
+
+
+def test_feature_statistics_are_estimated_on_the_training_audio(tmp_path, librispeech_tree):
+    from asr.corpora.librispeech import prepare_librispeech
+
+    manifest = prepare_librispeech(librispeech_tree, tmp_path)["train-tiny"]
+    module = tiny_module("model.rnn_bidirectional=false", "model.frontend.normalize=global")
+    estimate_statistics(module.model, [str(manifest)], seed=0, count=5)
+    assert not needs_statistics(module.model)
+    feats = torch.cat([module.model.frontend.spectral_features(torch.from_numpy(load_audio(u.audio_filepath))[None])[0]
+                       for u in read_manifest(manifest)], dim=-1)  # (F, T) every utterance
+    mean, std = module.model.frontend.feature_mean, module.model.frontend.feature_std
+    assert ((mean - feats.mean(-1)).abs() < 0.5 * feats.std(-1)).all()  # 5 of 20 utterances: near the whole set's
+    assert (std > 0.2 * feats.std(-1)).all() and (std < 5 * feats.std(-1)).all()

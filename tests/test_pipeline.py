@@ -114,3 +114,29 @@ def test_resume_takes_the_newest_of_last_and_a_slurm_hpc_checkpoint(tmp_path):
         assert last_checkpoint(cfg) == path  # each newer than those before it
     os.utime(last, ns=(10**10, 10**10))
     assert last_checkpoint(cfg) == last
+
+
+def test_a_streaming_model_trains_from_its_config_and_streams_what_it_learned(manifest, librispeech_tree, tmp_path):
+    """conf/streaming.yaml's network (forward-only LSTMs, a lookahead, global statistics), sized down, overfits the
+    tiny corpus; its ONNX export then streams the words it learned."""
+    from asr.core.audio import load_audio
+    from asr.inference.transcribe import load_model
+
+    exp = tmp_path / "exp"
+    run_asr("train", "streaming", f"data.train_manifests=[{manifest}]", f"data.val_manifests=[{manifest}]",
+            f"exp_dir={exp}", "trainer.max_epochs=45", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+            "model.rnn_layers=2", "model.rnn_hidden=128", "model.conv_channels=[16, 16]", "model.frontend.n_mels=40",
+            "model.conv_kernels=[[11, 11], [11, 11]]", "data.max_batch_seconds=6", "data.num_workers=0",
+            "model.frontend.freq_masks=0", "model.frontend.time_masks=0", "model.dropout=0.0", "optim.lr=3e-3")
+    val_cer = [float(row["val/cer"]) for row in metrics(exp) if row.get("val/cer")]
+    assert val_cer[-1] < 0.2, val_cer
+    onnx = run_asr("export", exp / "model.safetensors", tmp_path / "s.onnx", "--format", "onnx").stdout.strip()
+    recognizer = load_model(onnx)
+    first = sorted(librispeech_tree.rglob("*.flac"))[0]
+    stream = recognizer.stream()
+    wave = load_audio(first)
+    events = [e for start in range(0, len(wave), 1600) for e in stream.feed(wave[start:start + 1600])]
+    events += stream.finish()
+    whole = next(recognizer.transcribe(first)).text  # the same model on the whole file
+    assert events[-1].type == "final" and events[-1].text == whole and "WORLD" in whole  # SENTENCES[0]: HELLO WORLD
+    assert any(e.type == "partial" for e in events)

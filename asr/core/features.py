@@ -4,6 +4,9 @@ Every front-end takes a zero-padded batch of waveforms (B, S) with their lengths
 features (B, F, T) with frame lengths (B,). Frames are computed without centre padding, so a frame
 of a short utterance never reads another utterance's padding: features are identical whether an
 utterance is processed alone or inside a batch.
+
+Normalisation is per utterance (over its valid frames), global (fixed per-bin statistics that training
+estimates on its data, as ESPnet's global MVN: a streaming model's frames are final once computed) or none.
 """
 
 import torch
@@ -76,21 +79,34 @@ class Frontend(nn.Module):
         with torch.device("cpu"):  # torchaudio reads the filterbank it computes: never on the meta device
             self.transform = spectral_transform(cfg)
         self.spec_augment = SpecAugment(cfg)
+        if cfg.normalize == "global":  # estimated when training starts (asr.training.statistics), then kept
+            self.register_buffer("feature_mean", torch.zeros(cfg.n_features))  # (F,)
+            self.register_buffer("feature_std", torch.ones(cfg.n_features))  # (F,)
+
+    def spectral_features(self, waves: torch.Tensor) -> torch.Tensor:
+        """waves (B, S) -> un-normalised features (B, F, T) of every whole frame, float32."""
+        if waves.shape[-1] < self.cfg.n_fft:  # too short for one frame: give the STFT something to read
+            waves = F.pad(waves, (0, self.cfg.n_fft - waves.shape[-1]))
+        feats = self.transform(waves.float())  # (B, F, T)
+        if self.cfg.kind == "mfcc":
+            return feats
+        return torch.log1p(feats) if self.cfg.kind == "linear" else torch.log(feats + LOG_EPSILON)
+
+    def normalized(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """feats (B, F, T) normalised as the config says, zero where mask (B, T) is False."""
+        if self.cfg.normalize is True:
+            return normalize_features(feats, mask.sum(-1))
+        if self.cfg.normalize == "global":
+            feats = (feats - self.feature_mean[:, None]) / self.feature_std[:, None]
+        return feats * mask[:, None, :]
 
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """waves (B, S), lengths (B,) -> features (B, F, T) in float32 on any device, autocast or not (in
         bf16, the mel matmul and log move the normalised features by up to ~5), frame lengths (B,)."""
         with torch.autocast(waves.device.type, enabled=False):
             frames = frame_lengths(lengths, self.cfg)
-            if waves.shape[-1] < self.cfg.n_fft:  # too short for one frame: give the STFT something to read
-                waves = F.pad(waves, (0, self.cfg.n_fft - waves.shape[-1]))
-            feats = self.transform(waves.float())  # (B, F, T)
-            if self.cfg.kind != "mfcc":
-                feats = torch.log1p(feats) if self.cfg.kind == "linear" else torch.log(feats + LOG_EPSILON)
-            if self.cfg.normalize:
-                feats = normalize_features(feats, frames)
-            else:
-                feats = feats * padding_mask(frames, feats.shape[-1])[:, None, :]
+            feats = self.spectral_features(waves)  # (B, F, T)
+            feats = self.normalized(feats, padding_mask(frames, feats.shape[-1]))
             if self.training:
                 feats = self.spec_augment(feats)
             return feats, frames

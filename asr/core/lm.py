@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from asr.core.paths import ASSETS, DEFAULT_MODEL, SHIPPED
 from asr.core.text import WORD_SEPARATOR, normalize
 from asr.core.errors import AsrError
 
@@ -43,8 +44,12 @@ class LMError(AsrError, ValueError):
 
 def model_lm(model) -> Path | None:
     """The LM beside a model's file (MODEL.lm.bin or MODEL.lm.arpa, as default.lm.bin beside the shipped
-    default.safetensors), which it decodes with unless told otherwise; None if it has none."""
-    return next((lm for suffix in MODEL_LM_SUFFIXES if (lm := Path(model).with_suffix(suffix)).is_file()), None)
+    default.safetensors), which it decodes with unless told otherwise; None if it has none. The shipped models
+    share the default model's (one copy in the package)."""
+    model = Path(model)
+    if model.parent == ASSETS and model.stem in SHIPPED:
+        model = DEFAULT_MODEL
+    return next((lm for suffix in MODEL_LM_SUFFIXES if (lm := model.with_suffix(suffix)).is_file()), None)
 
 
 def lexicon_path(lm) -> Path:

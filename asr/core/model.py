@@ -1,5 +1,9 @@
 """The network: front-end -> 2-D CNN -> bidirectional LSTMs -> linear -> CTC log-probabilities.
 
+A streaming model (rnn_bidirectional: false) has forward-only LSTMs and DeepSpeech2's lookahead ("row")
+convolution after them, so each output reads a fixed few steps of the future: asr.core.streaming runs it a chunk
+at a time.
+
 Shapes: B batch, S samples, F feature bins, T frames, C conv channels, H hidden size, V vocabulary.
 Padded tensors travel with their lengths, and every valid output is exactly what the utterance
 would give alone: convolutions see zeros past each length, and the backward LSTM direction reads
@@ -51,6 +55,12 @@ class ConvBlock(nn.Module):
         lengths = conv_output_length(lengths, self.kernel[1], self.stride[1])
         return x * padding_mask(lengths, x.shape[-1])[:, None, None, :], lengths
 
+    def unpadded_in_time(self, x: torch.Tensor) -> torch.Tensor:
+        """The block over frames that carry their own context (a stream's window), with no zeros added in time:
+        x (B, C, F, T) -> (B, C', F', (T - kernel) // stride + 1)."""
+        x = F.conv2d(x, self.conv.weight, None, self.conv.stride, (self.conv.padding[0], 0))
+        return F.hardtanh(self.norm(x), 0.0, 20.0)
+
 
 class BiLSTM(nn.Module):
     """A bidirectional LSTM layer that is exact on padded batches and runs on the fast padded path.
@@ -73,6 +83,40 @@ class BiLSTM(nn.Module):
         return forward + backward if self.merge == "sum" else torch.cat([forward, backward], dim=-1)
 
 
+class ForwardLSTM(nn.Module):
+    """A streaming model's LSTM layer: one direction, each output reading only the steps up to its own. Its
+    weights are named as a BiLSTM's forward direction, which can start it."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.forward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """x (B, T, I), lengths (B,) -> (B, T, H); padding only ever follows the valid steps, so it changes none."""
+        return self.forward_lstm(x)[0]
+
+
+class Lookahead(nn.Module):
+    """DeepSpeech2's row convolution: each output step a per-feature weighted sum of its input step and the
+    `steps` after it, zeros past each length. It starts as the identity."""
+
+    def __init__(self, size: int, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.conv = nn.Conv1d(size, size, steps + 1, groups=size, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()[:, 0, 0] = 1.0
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H), lengths (B,) -> (B, T, H)"""
+        x = x * padding_mask(lengths, x.shape[1])[:, :, None]
+        return self.unpadded(F.pad(x, (0, 0, 0, self.steps)))
+
+    def unpadded(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T + steps, H), each step's future included -> (B, T, H)"""
+        return self.conv(x.transpose(1, 2)).transpose(1, 2)
+
+
 class DeepSpeech2(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -83,13 +127,14 @@ class DeepSpeech2(nn.Module):
             ConvBlock(c_in, c_out, k, s)
             for c_in, c_out, k, s in zip(channels, channels[1:], cfg.conv_kernels, cfg.conv_strides)
         )
-        rnn_in = cfg.conv_channels[-1] * self.conv_feature_size()
-        rnn_out = cfg.rnn_hidden * (2 if cfg.rnn_merge == "concat" else 1)
+        rnn_in, rnn_out = cfg.conv_channels[-1] * self.conv_feature_size(), cfg.rnn_output_size
         self.rnns = nn.ModuleList(
-            BiLSTM(rnn_in if i == 0 else rnn_out, cfg.rnn_hidden, cfg.rnn_merge) for i in range(cfg.rnn_layers)
+            BiLSTM(size, cfg.rnn_hidden, cfg.rnn_merge) if cfg.rnn_bidirectional else ForwardLSTM(size, cfg.rnn_hidden)
+            for size in [rnn_in] + [rnn_out] * (cfg.rnn_layers - 1)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(rnn_out) for _ in range(cfg.rnn_layers))
         self.dropout = nn.Dropout(cfg.dropout)
+        self.lookahead = None if cfg.rnn_bidirectional else Lookahead(rnn_out, cfg.lookahead)
         self.head = nn.Linear(rnn_out, cfg.vocab_size)
 
     def conv_feature_size(self) -> int:
@@ -108,6 +153,8 @@ class DeepSpeech2(nn.Module):
         x = x.flatten(1, 2).transpose(1, 2)  # (B, T', C * F')
         for rnn, norm in zip(self.rnns, self.norms):
             x = self.dropout(norm(rnn(x, lengths)))  # (B, T', H)
+        if self.lookahead is not None:
+            x = self.lookahead(x, lengths)  # (B, T', H)
         return self.head(x).float().log_softmax(dim=-1), lengths
 
 

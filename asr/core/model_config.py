@@ -3,6 +3,7 @@ holds them. Imports no torch, so reading an exported model's JSON loads none."""
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from asr.core.audio import SAMPLE_RATE
 from asr.core.config import ConfigError
@@ -20,7 +21,9 @@ class FrontendConfig:
     hop_ms: float = 10.0
     n_mels: int = 80
     n_mfcc: int = 40
-    normalize: bool = True  # per-utterance mean/variance over valid frames
+    # True: per-utterance mean/variance over valid frames (needs the whole utterance); "global": fixed statistics
+    # estimated on the training data when training starts (streaming models: every frame is final once computed)
+    normalize: bool | Literal["global"] = True
     freq_masks: int = 2  # SpecAugment, training only
     freq_mask_width: int = 27
     time_masks: int = 2
@@ -71,6 +74,8 @@ class ModelConfig:
     rnn_layers: int = 5
     rnn_hidden: int = 1024
     rnn_merge: str = "sum"  # how the two directions combine: "sum" (H) or "concat" (2H)
+    rnn_bidirectional: bool = True  # False: forward-only LSTMs, a streaming model (rnn_merge then has no effect)
+    lookahead: int = 0  # future output steps a streaming model's lookahead convolution reads after its LSTMs
     dropout: float = 0.1
     vocab_size: int = 29  # the tokenizer's size: training sets it (an experiment config may not), a bundle stores it
 
@@ -86,8 +91,16 @@ class ModelConfig:
             if any(len(pair) != 2 or min(pair) < 1 for pair in getattr(self, name)):
                 raise ConfigError(f"model.{name}: each entry is a [freq, time] pair of positive integers, "
                                   f"got {getattr(self, name)}")
+        if self.lookahead < 0 or (self.lookahead and self.rnn_bidirectional):
+            raise ConfigError(f"model.lookahead is a number of future steps >= 0, for a forward-only model "
+                              f"(rnn_bidirectional: false), got {self.lookahead}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def rnn_output_size(self) -> int:
+        """The LSTM stack's output size: H, or 2H for bidirectional layers concatenated."""
+        return self.rnn_hidden * (2 if self.rnn_bidirectional and self.rnn_merge == "concat" else 1)
 
     @property
     def output_step_seconds(self) -> float:
@@ -96,5 +109,45 @@ class ModelConfig:
 
 
 def conv_output_length(length, kernel: int, stride: int):
-    """Output size of a convolution padded by kernel // 2 on both sides (int or tensor)."""
-    return (length + 2 * (kernel // 2) - kernel) // stride + 1
+    """Output size of a convolution padded by kernel // 2 on both sides (int or tensor): floor((L + 2 * pad -
+    kernel) / stride) + 1, written with a numerator that is never negative, as ONNX's division truncates."""
+    return (length + 2 * (kernel // 2) - kernel + stride) // stride
+
+
+@dataclass(frozen=True)
+class StreamGeometry:
+    """How a streaming model's output steps depend on its input frames, to run it a window at a time: output step t
+    reads frames [step_frames * t - left_frames, step_frames * t + right_frames] (frame f: samples [f * hop,
+    f * hop + n_fft)), and its log-probabilities also read the `lookahead` LSTM steps after t."""
+
+    hop: int
+    n_fft: int
+    step_frames: int
+    left_frames: int
+    right_frames: int
+    lookahead: int
+
+    def window_frames(self, steps: int) -> int:
+        """Frames of the window that computes `steps` consecutive output steps."""
+        return self.step_frames * (steps - 1) + self.left_frames + self.right_frames + 1
+
+    def window_samples(self, steps: int) -> int:
+        return (self.window_frames(steps) - 1) * self.hop + self.n_fft
+
+
+def output_length(cfg: ModelConfig, samples: int) -> int:
+    """Output steps for a waveform of `samples` samples: the front-end's frames, then each convolution's stride."""
+    length = max((samples - cfg.frontend.n_fft) // cfg.frontend.hop_length + 1, 0)
+    for kernel, stride in zip(cfg.conv_kernels, cfg.conv_strides):
+        length = conv_output_length(length, kernel[1], stride[1])
+    return length
+
+
+def stream_geometry(cfg: ModelConfig) -> StreamGeometry:
+    """The StreamGeometry of a model: each convolution's (padded) time kernel composed from the last down."""
+    first = last = 0  # the input range of output step 0, at each layer going down
+    for kernel, stride in reversed(list(zip(cfg.conv_kernels, cfg.conv_strides))):
+        first = first * stride[1] - kernel[1] // 2
+        last = last * stride[1] - kernel[1] // 2 + kernel[1] - 1
+    return StreamGeometry(cfg.frontend.hop_length, cfg.frontend.n_fft, math.prod(s[1] for s in cfg.conv_strides),
+                          -first, last, cfg.lookahead)

@@ -15,6 +15,7 @@ MODEL_EXTENSIONS = (".safetensors", ".onnx")  # what --model runs
 ASSETS = Path(__file__).resolve().parent.parent / "assets"  # shipped with the package
 DEFAULT_MODEL = ASSETS / "default.safetensors"  # the default model's bundle: the source for fine-tuning and export
 DEFAULT_ONNX = ASSETS / "default.onnx"  # the same network exported, which asr transcribe and serve run
+SHIPPED = ("default", "streaming")  # the models shipped with the package, by name: ASSETS/NAME.safetensors, .onnx
 SPECIAL_FILES = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISCHR: "a character device",
                  stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
 
@@ -94,12 +95,19 @@ def audio_in(folder) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+def shipped_name(name) -> str | None:
+    """The shipped model a --model value names (None: "default"), or None for a path."""
+    name = "default" if name is None else str(name)
+    return name if name in SHIPPED else None
+
+
 def model_path(name) -> Path:
-    """The file a model is named by: None or "default" the model shipped with the package (its bundle), anything
-    else a path."""
-    if name is not None and str(name) != "default":
+    """The file a model is named by: None, "default" or "streaming" a model shipped with the package (its bundle),
+    anything else a path."""
+    if (shipped := shipped_name(name)) is None:
         return Path(name)
-    if not DEFAULT_MODEL.exists():
-        raise FileNotFoundError("no default model is installed with this package; pass a model bundle "
+    path = ASSETS / f"{shipped}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no {shipped} model is installed with this package; pass a model bundle "
                                 "(--model FILE, made by `asr train` or `asr export`)")
-    return DEFAULT_MODEL
+    return path

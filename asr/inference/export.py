@@ -25,6 +25,7 @@ for TorchScript, onnxruntime's for ONNX (torch's int8 LSTM has no ONNX form).
 """
 
 import copy
+import dataclasses
 import importlib.util
 import json
 import math
@@ -43,11 +44,20 @@ from asr.core.audio import SAMPLE_RATE
 from asr.core.bundle import bundle_from_checkpoint, load_bundle, save_bundle
 from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, tuned_path
 from asr.core.model import DeepSpeech2
+from asr.core.model_config import stream_geometry
 from asr.core.paths import model_path
 from asr.core.text import BLANK
 from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS
-from asr.inference.network import INPUT_NAMES, OUTPUT_NAMES, info_path
+from asr.core.streaming import StreamingStep
+from asr.inference.network import (
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    STEP_INPUT_NAMES,
+    STEP_OUTPUT_NAMES,
+    info_path,
+    stream_graph_path,
+)
 from asr.inference.quantize import quantize_model, quantize_onnx
 
 ONNX_OPSET = 17
@@ -111,6 +121,21 @@ def export_onnx(model: DeepSpeech2, out: Path) -> Path:
     return out
 
 
+def export_stream_onnx(model: DeepSpeech2, out: Path) -> Path:
+    """Write a streaming model's step (asr.core.streaming.StreamingStep) as an ONNX graph: a window of samples, its
+    position and the state in, log-probs and the state out, the window's length dynamic."""
+    step = StreamingStep(with_conv_spectrograms(model).eval())
+    first = step.geometry.step_frames * 3 - step.geometry.left_frames  # a window of 4 steps from step 3
+    inputs = (torch.randn(1, step.geometry.window_samples(4)) * 0.1, torch.tensor(first), torch.tensor(1 << 40),
+              *step.initial_state())
+    axes = {"waves": {1: "samples"}, "log_probs": {1: "steps"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(step, inputs, str(out), input_names=STEP_INPUT_NAMES, output_names=STEP_OUTPUT_NAMES,
+                          dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+    return out
+
+
 def store_half(path: Path) -> Path:
     """Rewrite the ONNX graph in `path` with each float32 initializer whose values float16 holds exactly (all the
     weights of a bundle saved as float16, as the shipped model is) stored as float16 and cast back to float32 by a
@@ -137,6 +162,14 @@ def store_half(path: Path) -> Path:
     return path
 
 
+def write_onnx(export_graph, model: DeepSpeech2, out: Path, quantize: str | None) -> Path:
+    """`export_graph(model, path)` written to `out`, int8-quantized if asked, float16-stored where exact."""
+    if not quantize:
+        return store_half(export_graph(model, out))
+    with tempfile.TemporaryDirectory() as tmp:
+        return store_half(quantize_onnx(export_graph(model, Path(tmp) / "fp32.onnx"), out))
+
+
 def export_torchscript(model: nn.Module, out: Path) -> Path:
     """Write `model` (float or int8-quantised) as a traced TorchScript module."""
     with torch.no_grad(), warnings.catch_warnings():
@@ -146,14 +179,27 @@ def export_torchscript(model: nn.Module, out: Path) -> Path:
     return out
 
 
-def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | None) -> dict:
+def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | None, out: Path) -> dict:
     """What a deployment needs beside the graph to feed it and decode its output."""
     return {"format": fmt, "quantize": quantize, "sample_rate": SAMPLE_RATE,
             "inputs": {"waves": "(B, S) float32, 16 kHz mono, zero-padded", "lengths": "(B,) int64 samples"},
             "outputs": {"log_probs": "(B, T, V) float32 CTC log-probabilities", "out_lengths": "(B,) int64"},
             "min_samples": model.cfg.frontend.n_fft, "blank": BLANK, "vocab": list(tokenizer.vocab),
             "output_step_seconds": model.cfg.output_step_seconds,
-            "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()}
+            "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()} | (stream_info(model, out) if fmt == "onnx" else {})
+
+
+def stream_info(model: DeepSpeech2, out: Path) -> dict:
+    """What runs a streaming model's step graph (asr.core.streaming; asr.inference.streaming drives it)."""
+    if model.cfg.rnn_bidirectional:
+        return {}
+    return {"stream": {"graph": stream_graph_path(out).name, "geometry": dataclasses.asdict(stream_geometry(model.cfg)),
+                       "inputs": {"waves": "(1, W) float32: the samples of frames [first_frame, ...), zeros outside",
+                                  "first_frame": "() int64", "total_samples": "() int64: the stream's length once "
+                                  "known, else 2**40", "h, c": "(layers, 1, H) float32", "context":
+                                  "(1, lookahead, H) float32"},
+                       "outputs": {"log_probs": "(1, n, V) float32 of steps [t0 - lookahead, ...)",
+                                   "h_out, c_out, context_out": "the state after the window"}}}
 
 
 def load_source(source: str) -> tuple[DeepSpeech2, object]:
@@ -194,13 +240,12 @@ def export(model: DeepSpeech2, tokenizer, out, fmt: str, quantize: str | None = 
     if fmt == "bundle":
         return save_bundle(out, model, tokenizer, dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "onnx" and quantize:
-        with tempfile.TemporaryDirectory() as tmp:
-            store_half(quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx"), out))
-    elif fmt == "onnx":
-        store_half(export_onnx(model, out))
+    if fmt == "onnx":
+        write_onnx(export_onnx, model, out, quantize)
+        if not model.cfg.rnn_bidirectional:  # a streaming model: its step too
+            write_onnx(export_stream_onnx, model, stream_graph_path(out), quantize)
     else:
         export_torchscript(quantize_model(model, quantize), out)
-    info = json.dumps(deployment_info(model, tokenizer, fmt, quantize), indent=1)
+    info = json.dumps(deployment_info(model, tokenizer, fmt, quantize, out), indent=1)
     info_path(out).write_text(info + "\n", encoding="utf-8")
     return out

@@ -7,6 +7,7 @@ only) and asr.inference.torch_network.TorchNetwork (a DeepSpeech2 from a bundle 
 those). An ONNX export's JSON beside it (`model.onnx.json`) holds its config and tokenizer, read without torch.
 """
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -16,11 +17,14 @@ import numpy as np
 
 from asr.core import config
 from asr.core.config import ConfigError
-from asr.core.model_config import ModelConfig
+from asr.core.model_config import ModelConfig, StreamGeometry, output_length, stream_geometry
 from asr.core.paths import BundleError
 from asr.core.text import Tokenizer, tokenizer_from_dict
 
 INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
+STATE_NAMES = ["h", "c", "context"]  # a streaming step's state, as asr.core.streaming names it
+STEP_INPUT_NAMES, STEP_OUTPUT_NAMES = ["waves", "first_frame", "total_samples", *STATE_NAMES], \
+    ["log_probs", *(f"{name}_out" for name in STATE_NAMES)]
 
 
 class Network(Protocol):
@@ -30,6 +34,69 @@ class Network(Protocol):
 
     def __call__(self, waves: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """waves (B, S) float32, lengths (B,) int64 -> log_probs (B, T, V) float32, out_lengths (B,) int64"""
+
+    def streaming(self) -> "StepNetwork":
+        """The network's streaming step (asr.core.streaming); ConfigError for a model that is not a streaming one."""
+
+
+class StepNetwork(Protocol):
+    """A streaming model's step over one window of samples (asr.core.streaming.StreamingStep), as numpy."""
+    cfg: ModelConfig
+    tokenizer: Tokenizer
+    geometry: StreamGeometry
+
+    def initial_state(self) -> list[np.ndarray]:
+        """h, c (layers, 1, H) and context (1, lookahead, H) before a stream's first window."""
+
+    def __call__(self, waves: np.ndarray, first_frame: int, total_samples: int,
+                 state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """waves (1, W) float32 and the state -> log_probs (n, V) float32 and the state after them."""
+
+    def output_length(self, samples: int) -> int:
+        """Output steps of a stream of `samples` samples."""
+
+
+class StepBase:
+    """What the step networks share: the geometry and the initial state, from the model's config."""
+
+    def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer):
+        self.cfg, self.tokenizer, self.geometry = cfg, tokenizer, stream_geometry(cfg)
+
+    def initial_state(self) -> list[np.ndarray]:
+        hidden = np.zeros((self.cfg.rnn_layers, 1, self.cfg.rnn_hidden), dtype=np.float32)
+        return [hidden, hidden.copy(), np.zeros((1, self.cfg.lookahead, self.cfg.rnn_output_size), dtype=np.float32)]
+
+    def output_length(self, samples: int) -> int:
+        return output_length(self.cfg, samples)
+
+
+def not_streaming(cfg: ModelConfig, path) -> ConfigError | None:
+    """The error for streaming with a model that cannot stream, else None."""
+    if not cfg.rnn_bidirectional:
+        return None
+    return ConfigError(f"{path}: not a streaming model: its bidirectional LSTMs read each utterance to its end before "
+                       "giving any output; stream with the shipped streaming model (--model streaming) or one "
+                       "trained from conf/streaming.yaml")
+
+
+def stream_graph_path(model: Path) -> Path:
+    """model.onnx -> model.stream.onnx: the streaming step that `asr export` writes beside a streaming model."""
+    return model.with_suffix(".stream.onnx")
+
+
+class OnnxStep(StepBase):
+    """A streaming model's step graph (model.stream.onnx) run by onnxruntime."""
+
+    def __init__(self, path: Path, cfg: ModelConfig, tokenizer: Tokenizer, options):
+        super().__init__(cfg, tokenizer)
+        self.session = onnx_session(path, options, (STEP_INPUT_NAMES, STEP_OUTPUT_NAMES))
+
+    def __call__(self, waves: np.ndarray, first_frame: int, total_samples: int,
+                 state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        feeds = {"waves": waves.astype(np.float32, copy=False), "first_frame": np.array(first_frame, dtype=np.int64),
+                 "total_samples": np.array(total_samples, dtype=np.int64)} | dict(zip(STATE_NAMES, state))
+        log_probs, *state = self.session.run(None, feeds)
+        return log_probs[0], state
 
 
 def info_path(out: Path) -> Path:
@@ -86,7 +153,8 @@ class OnnxNetwork:
         # idle threads sleep rather than spin: the beam search (asr serve overlaps it with the network) and other
         # work on the machine need the cores (spinning halved asr serve's throughput on 2 busy cores)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnx_session(path, options)
+        self.path, self.options = path, options
+        self.session = onnx_session(path, options, (INPUT_NAMES, OUTPUT_NAMES))
 
     def __call__(self, waves: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """waves (B, S) float32, lengths (B,) int64 -> log_probs (B, T, V) float32, out_lengths (B,) int64"""
@@ -95,6 +163,18 @@ class OnnxNetwork:
         log_probs, out_lengths = self.session.run(None, {"waves": waves, "lengths": lengths.astype(np.int64)})
         return log_probs, out_lengths
 
+    @functools.cache
+    def streaming(self) -> OnnxStep:
+        """The step graph beside the model (model.stream.onnx), loaded once; streams share it (they hold their
+        state)."""
+        if error := not_streaming(self.cfg, self.path):
+            raise error
+        step = stream_graph_path(self.path)
+        if not step.is_file():
+            raise BundleError(f"{step}: no such file; a streaming model's ONNX export has its streaming step beside "
+                              f"it: export it again (`asr export SOURCE {self.path.name} --format onnx`)")
+        return OnnxStep(step, self.cfg, self.tokenizer, self.options)
+
 
 def default_threads() -> int:
     """The threads onnxruntime runs on unless told: OMP_NUM_THREADS, as torch reads it, else 0 (one per core)."""
@@ -102,9 +182,9 @@ def default_threads() -> int:
     return int(value) if value.isdigit() else 0
 
 
-def onnx_session(path: Path, options):
+def onnx_session(path: Path, options, names: tuple[list[str], list[str]]):
     """An onnxruntime session of the graph in `path`; BundleError if it is no ONNX graph, or not one that asr
-    exported (other inputs and outputs)."""
+    exported (other inputs and outputs than `names`)."""
     import onnxruntime
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
@@ -115,10 +195,10 @@ def onnx_session(path: Path, options):
         detail = str(err).split("failed:", 1)[-1].strip().rstrip(".")
         raise BundleError(f"{path}: not a readable ONNX model ({detail}); export it again with `asr export "
                           f"SOURCE {path.name} --format onnx`") from None
-    names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
-    if names != (INPUT_NAMES, OUTPUT_NAMES):
-        raise BundleError(f"{path}: an ONNX graph, but not one `asr export` wrote (inputs {names[0]}, outputs "
-                          f"{names[1]}; asr's take {INPUT_NAMES} and give {OUTPUT_NAMES})")
+    held = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+    if held != tuple(names):
+        raise BundleError(f"{path}: an ONNX graph, but not one `asr export` wrote (inputs {held[0]}, outputs "
+                          f"{held[1]}; asr's take {names[0]} and give {names[1]})")
     return session
 
 

@@ -2,11 +2,15 @@
 int8 weights. Imported only when a bundle or checkpoint is run (asr.inference.transcribe.load_model), so that the
 ONNX path (asr.inference.network) loads no torch."""
 
+import functools
+
 import numpy as np
 import torch
 
 from asr.core.bundle import load_bundle
 from asr.core.config import ConfigError
+from asr.core.streaming import StreamingStep
+from asr.inference.network import StepBase, not_streaming
 from asr.inference.quantize import quantize_model
 
 
@@ -52,6 +56,28 @@ class TorchNetwork:
         batch = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(self.torch_device)  # (B, S)
         log_probs, out_lengths = self.model(batch, torch.from_numpy(lengths).to(self.torch_device))
         return log_probs.float().cpu().numpy(), out_lengths.cpu().numpy()
+
+    @functools.cache
+    def streaming(self) -> "TorchStep":
+        if error := not_streaming(self.cfg, "this model"):
+            raise error
+        return TorchStep(self.model, self.tokenizer, self.torch_device)
+
+
+class TorchStep(StepBase):
+    """A streaming model's step (asr.core.streaming.StreamingStep) on a torch device, called as an OnnxStep is."""
+
+    def __init__(self, model, tokenizer, device: torch.device):
+        super().__init__(model.cfg, tokenizer)
+        self.step, self.torch_device = StreamingStep(model), device
+
+    @torch.inference_mode()
+    def __call__(self, waves: np.ndarray, first_frame: int, total_samples: int,
+                 state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        inputs = [torch.from_numpy(np.ascontiguousarray(x)).to(self.torch_device) for x in (waves, *state)]
+        positions = (torch.tensor(n, device=self.torch_device) for n in (first_frame, total_samples))
+        log_probs, *state = self.step(inputs[0], *positions, *inputs[1:])
+        return log_probs[0].cpu().numpy(), [s.cpu().numpy() for s in state]
 
 
 def load_torch(path, device: str | None, quantize: str | None, threads: int | None) -> TorchNetwork:

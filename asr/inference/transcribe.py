@@ -24,9 +24,10 @@ from asr.core.audio import (
     stream_audio,
 )
 from asr.core.decoding import DecoderConfig, Word, build_decoder, resolve_decoder, word_timestamps
-from asr.core.paths import DEFAULT_ONNX, model_path
+from asr.core.paths import ASSETS, model_path, shipped_name
 from asr.inference.chunking import MAX_CHUNK_SECONDS, Chunk, chunks
 from asr.inference.network import Network, exported_format, load_onnx
+from asr.inference.streaming import EndpointConfig, TranscriptStream
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ class Recognizer:
         self.decoder_config = resolve_decoder(request, self.path)
         self.decode = build_decoder(self.tokenizer, self.decoder_config)
         log.info("decoding with %s", decoder_summary(self.decoder_config))
+
+    def stream(self, endpoint: EndpointConfig | None = None, min_steps: int = 1) -> TranscriptStream:
+        """A live stream for a streaming model: feed it 16 kHz mono chunks of any size, get partial and final
+        StreamEvents (asr.inference.streaming); `min_steps`: output steps to wait for before running the network
+        (more: fewer, larger windows). ConfigError for a model that cannot stream."""
+        return TranscriptStream(self, endpoint, min_steps)
 
     def log_probs(self, waves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """16 kHz mono waveforms, each (S_i,) float32, run as one padded batch -> log-probs (B, T, V) float32 and
@@ -271,9 +278,9 @@ def load_model(path: str | os.PathLike | None = None, device: str | None = None,
 
 
 def runtime_model(name, device: str | None, quantize: str | None) -> Path:
-    """The file a model name runs from: the shipped model's ONNX export for None or "default" on the CPU, unless
-    quantized at load time (its bundle then, as for other devices); any other name as it is."""
-    default = name is None or str(name) == "default"
-    if default and device in (None, "cpu") and not quantize and DEFAULT_ONNX.is_file():
-        return DEFAULT_ONNX
+    """The file a model name runs from: a shipped model's ONNX export for None, "default" or "streaming" on the CPU,
+    unless quantized at load time (its bundle then, as for other devices); any other name as it is."""
+    shipped = shipped_name(name)
+    if shipped and device in (None, "cpu") and not quantize and (ASSETS / f"{shipped}.onnx").is_file():
+        return ASSETS / f"{shipped}.onnx"
     return model_path(name)

@@ -52,6 +52,8 @@ def trace_layer(model: DeepSpeech2, wave: torch.Tensor, layer: int, direction: s
         raise ConfigError(f"layer {layer}: the model has LSTM layers 0 to {len(model.rnns) - 1}")
     if direction not in DIRECTIONS:
         raise ConfigError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+    if direction == "backward" and not model.cfg.rnn_bidirectional:
+        raise ConfigError("a streaming model's LSTMs read forward only: there is no backward direction to show")
     seen = {}
     hooks = [model.frontend.register_forward_hook(lambda module, args, out: seen.update(features=out[0])),
              model.rnns[layer].register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))]

@@ -136,13 +136,21 @@ TRAINING_ONLY = {"dropout", "frontend.freq_masks", "frontend.freq_mask_width", "
                  "frontend.time_mask_width", "frontend.time_mask_max_ratio"}
 
 
+# what a streaming model started from a bidirectional bundle changes (asr.training.module.init_weights)
+STREAMING_CONVERSION = {"rnn_bidirectional", "lookahead", "frontend.normalize"}
+
+
 def fine_tuning_model(source: str, model: dict) -> dict:
     """The model section of a config that fine-tunes the bundle `source`: the bundle's network with the config's
     `model` over it, whose other keys must have the bundle's values (ConfigError naming the first that does not).
     Training-only settings are the config's (or the defaults), never the bundle's: a run's regularisation is what
-    its config says, whatever the run that made the bundle used."""
+    its config says, whatever the run that made the bundle used. A streaming model (rnn_bidirectional: false) may
+    start from a bidirectional bundle: its STREAMING_CONVERSION settings are then the config's."""
     theirs = flat(network := bundle_network(source))
+    converting = model.get("rnn_bidirectional") is False and theirs.get("rnn_bidirectional", True)
     for key, value in flat(model).items():
+        if converting and key in STREAMING_CONVERSION:
+            continue
         if key in theirs and value != theirs[key]:
             raise config.ConfigError(
                 f"init_from {source}: model.{key} is {value} here but {theirs[key]} in the bundle, whose network a "

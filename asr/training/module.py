@@ -94,6 +94,8 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
 
     With `new_head`, the output layer is left as initialised and the tokenizer may differ: the encoder
     (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
+    A streaming model started from a bidirectional bundle takes its forward LSTM directions and the rest, and
+    keeps its own lookahead convolution (the identity) and front-end statistics (estimated before training).
     """
     path = model_path(source)
     model, tokenizer = load_bundle(path)
@@ -103,8 +105,14 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
     weights = model.state_dict()
     if new_head:
         weights |= {f"head.{k}": v for k, v in module.model.head.state_dict().items()}
+    converting = model.cfg.rnn_bidirectional and not module.model.cfg.rnn_bidirectional
+    if converting:
+        own = module.model.state_dict()
+        weights = {name: value for name, value in weights.items() if name in own} | {
+            name: value for name, value in own.items() if name.startswith(("lookahead.", "frontend.feature_"))}
     module.model.load_state_dict(weights)
-    log.info("starting from the weights of %s%s", path, " (all but the output layer)" if new_head else "")
+    log.info("starting from the weights of %s%s", path, " (all but the output layer)" if new_head else
+             " (its forward LSTM directions: a streaming model)" if converting else "")
 
 
 def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:

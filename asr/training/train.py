@@ -29,6 +29,7 @@ from asr.training.datamodule import SpeechDataModule
 from asr.training.faults import BatchFaults, is_out_of_memory, out_of_memory_error
 from asr.training.module import ASRModule, init_weights
 from asr.training.progress import ProgressLog
+from asr.training.statistics import estimate_statistics, needs_statistics
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callb
                     cfg.init_from or "scratch")
     if cfg.init_from and ckpt_path is None:  # a resumed run has its own weights
         init_weights(module, cfg.init_from, cfg.init_new_head)
+    if ckpt_path is None and needs_statistics(module.model):
+        estimate_statistics(module.model, cfg.data.train_manifests, cfg.seed)
     try:
         with warnings.catch_warnings():
             # on a mid-epoch resume Lightning warns that the DataLoader is not resumable: it looks only at the

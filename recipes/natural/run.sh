@@ -3,7 +3,7 @@
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
 #   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more export tune evaluate
-#                                            install
+#                                            install stream stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -25,6 +25,12 @@
 #           corpus as it then stands (run the data stage again first), a cycle of its own (MORE_STEPS=0: none).
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
+# stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
+#           from the shipped model's weights (its forward LSTM directions; leg 3, from git when not trained here) on
+#           the same mix, then its best checkpoint exported. stream-evaluate: every set, greedy and with the LM
+#           (the shipped model's LM and weights). stream-install: it into asr/assets/streaming.* (the
+#           shipped models share one LM).
+#           Like install, the stream stages run only when named: run.sh stream stream-install
 #
 # Data it needs (defaults: the development machines' data folder beside the checkout; README.md says what each
 # is): KOKORO (../shared/data/kokoro: voices.npz, and the shared corpus with its unseen-voice dev split), CATHY
@@ -45,6 +51,9 @@ CURVE_STEPS=${CURVE_STEPS:-300}
 TRAIN_STEPS=${TRAIN_STEPS:-900}
 CONTINUE_STEPS=${CONTINUE_STEPS:-600}
 MORE_STEPS=${MORE_STEPS:-600}
+STREAM_STEPS=${STREAM_STEPS:-1200}
+STREAM=exp/natural-streaming
+STREAM_MODEL=(model.rnn_bidirectional=false model.lookahead=1 model.frontend.normalize=global)
 KOKORO_EPOCH_HOURS=5  # Kokoro audio in each epoch, at every point of the curve
 EXP=exp/natural
 mkdir -p "$EXP"
@@ -125,10 +134,15 @@ stage() {
         tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
         evaluate) evaluate_all $MODEL $LM $LAST_LEG/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
         install)  install_model $MODEL $LM ;;
+        stream)   model_from_git $LEG3/model-fp16.safetensors d7ff3b9 "leg 3: run the more stage"
+                  train $STREAM all "$STREAM_STEPS" $((STREAM_STEPS / 3)) init_from=$LEG3/model-fp16.safetensors \
+                      "${STREAM_MODEL[@]}" optim.lr=1e-3 ;;
+        stream-evaluate) evaluate_all $STREAM/model-fp16.safetensors $LM $STREAM/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
+        stream-install)  install_model $STREAM/model-fp16.safetensors "" streaming ;;
     esac
 }
 
-LAST=evaluate; [ "${1:-}" != install ] || LAST=install  # a plain run stops before install
+LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
 select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more export tune evaluate \
-    install
+    install stream stream-evaluate stream-install
 run_stages
