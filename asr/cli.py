@@ -144,12 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="manifests whose sentences are never read (held-out evaluation sets)")
     p.set_defaults(run=run_synth)
 
-    p = commands.add_parser("transcribe", help="transcribe audio files or folders")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="an audio file (wav, flac, ogg, mp3, ...), a folder (its audio files, recursively), a "
-                        "glob pattern in quotes (\"calls/**/*.wav\"), a manifest (.jsonl) or - (audio on stdin). "
-                        "Text output: one file named alone (or -) prints its text; anything else, a line "
-                        "PATH<TAB>TEXT per file, even a folder holding one")
+    p = commands.add_parser("transcribe", help="transcribe audio files or folders, or live audio as it comes")
+    sources = p.add_mutually_exclusive_group(required=True)
+    sources.add_argument("inputs", nargs="*", default=[], metavar="INPUT",
+                         help="an audio file (wav, flac, ogg, mp3, ...), a folder (its audio files, recursively), a "
+                              "glob pattern in quotes (\"calls/**/*.wav\"), a manifest (.jsonl) or - (audio on "
+                              "stdin). Text output: one file named alone (or -) prints its text; anything else, a "
+                              "line PATH<TAB>TEXT per file, even a folder holding one")
+    sources.add_argument("--stream", metavar="FILE",
+                         help="transcribe one audio file, or - (a WAV or FLAC piped in), as it plays: words as they "
+                              "are spoken (a streaming model, default: the shipped one)")
+    sources.add_argument("--live", action="store_true",
+                         help="transcribe the microphone as the speaker talks, until Ctrl-C (needs asr[live])")
+    p.add_argument("--input-device", metavar="DEVICE",
+                   help="--live: the microphone, by index or part of its name (`python -m sounddevice` lists them)")
+    p.add_argument("--fast", action="store_true", help="--stream: as fast as the model goes, not at real time")
+    p.add_argument("--chunk-ms", type=number(float, above=0), metavar="MS",
+                   help="--stream/--live: milliseconds of audio fed at a time (default: 100)")
+    p.add_argument("--endpoint-silence", type=number(float, above=0), metavar="SECONDS",
+                   help="--stream/--live: a pause this long ends an utterance, which gets its final text "
+                        "(default: 0.6)")
     add_model_arguments(p, formats=TRANSCRIPT_FORMATS)
     p.add_argument("--output-dir", type=Path, metavar="DIR",
                    help="write one file per input here (NAME.txt, .json, .srt, ...), in the folders it lies in under "
@@ -161,8 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_transcribe)
 
     p = commands.add_parser("serve", help="an HTTP transcription service with OpenAI's API "
-                                          "(POST /v1/audio/transcriptions, GET /health, GET /metrics)")
+                                          "(POST /v1/audio/transcriptions, GET /health, GET /metrics), and live "
+                                          "recognition over a WebSocket (/v1/audio/stream)")
     add_load_arguments(p)
+    p.add_argument("--stream-model", metavar="MODEL",
+                   help="the streaming model that live streams (WebSocket /v1/audio/stream) run, loaded with the "
+                        "--device, --quantize, --threads and decoder options (default: --model if it streams, else "
+                        "the shipped streaming model if installed, else streams get an error event)")
+    p.add_argument("--max-streams", type=number(int, 1), default=8, metavar="N",
+                   help="live streams open at once; more get an error event and close 1013 (default: 8)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every network, "
                         "with no authentication)")
@@ -174,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests admitted at once; more are answered 503 with Retry-After (default: 64)")
     p.add_argument("--max-upload-mb", type=number(float, above=0), default=25.0, help="larger uploads get 413 (default: 25)")
     p.add_argument("--max-audio-minutes", type=number(float, above=0), default=60.0,
-                   help="uploads whose audio lasts longer get 413, before they are decoded (default: 60)")
+                   help="uploads whose audio lasts longer get 413, before they are decoded; a live stream ends "
+                        "there (default: 60)")
     p.add_argument("--upload-timeout", type=number(float, above=0), default=10.0,
                    help="an upload that pauses longer than this many seconds, or averages under 16 kB/s past "
                         "them, gets 408 (default: 10)")
@@ -395,10 +417,10 @@ def load_recognizer(args, decoder=None):
 
 
 def check_model_argument(model: str | None) -> None:
-    """BundleError, in milliseconds, if --model names no file (None and "default": the shipped model)."""
-    from asr.core.paths import check_model_file
+    """BundleError, in milliseconds, if --model names no file (None, "default" and "streaming": shipped models)."""
+    from asr.core.paths import check_model_file, shipped_name
 
-    if model is not None and str(model) != "default":
+    if shipped_name(model) is None:
         check_model_file(model)
 
 
@@ -454,6 +476,9 @@ def run_transcribe(args) -> int:
 
     if args.quiet:
         log.setLevel(logging.WARNING)
+    if args.stream or args.live:
+        return run_transcribe_live(args)
+    check_live_options(args, "input files")
     check_model_argument(args.model)
     found = list(find_audio(args.inputs))
     files, failed = sorted_out(found, check_audio_file)  # missing, empty, not a file: found in milliseconds
@@ -492,6 +517,52 @@ def run_transcribe(args) -> int:
 
         log.info("wrote %s", plot_file(recognizer, files[0], result, args.plot))
     return report_failed(failed)
+
+
+# asr transcribe's options that apply to some ways of reading audio only
+LIVE_OPTIONS = {"output_dir": ("input files",), "plot": ("input files",), "fast": ("--stream",),
+                "input_device": ("--live",), "chunk_ms": ("--stream", "--live"),
+                "endpoint_silence": ("--stream", "--live")}
+
+
+def run_transcribe_live(args) -> int:
+    """asr transcribe --stream FILE|- or --live: a streaming model's partial and final results printed as the audio
+    comes (asr.inference.live), until it ends or Ctrl-C."""
+    from asr.core.audio import audio_duration
+    from asr.core.config import ConfigError
+    from asr.inference.live import CHUNK_SECONDS, WRITERS, file_chunks, microphone_chunks, transcribe_live
+    from asr.inference.streaming import EndpointConfig
+
+    mode = "--live" if args.live else "--stream"
+    if args.format not in WRITERS:
+        raise ConfigError(f"--format {args.format}: {mode} prints text (a line per utterance) or json (an object "
+                          "per partial or final result)")
+    check_live_options(args, mode)
+    seconds = args.chunk_ms / 1000 if args.chunk_ms else CHUNK_SECONDS
+    if args.live:  # a missing microphone is reported before the model loads, as is a missing file
+        device = args.input_device
+        chunks = microphone_chunks(seconds, int(device) if device and device.isdigit() else device)
+    else:
+        if args.stream == "-" and sys.stdin.isatty():
+            raise ConfigError("--stream -: stdin is a terminal; pipe a WAV or FLAC in (`arecord -f S16_LE -r 16000 | "
+                              "asr transcribe --stream -`), or use --live for the microphone")
+        if args.stream != "-":
+            audio_duration(args.stream)
+        chunks = file_chunks(args.stream, seconds, realtime=not args.fast)
+    args.model = args.model or "streaming"
+    stream = load_recognizer(args, decoder_request(args)).stream(
+        EndpointConfig(silence=args.endpoint_silence or EndpointConfig.silence))
+    transcribe_live(stream, chunks, WRITERS[args.format](sys.stdout))
+    return 0
+
+
+def check_live_options(args, mode: str) -> None:
+    """ConfigError for an option given that is not for `mode`: "--stream", "--live" or "input files"."""
+    from asr.core.config import ConfigError
+
+    for name, modes in LIVE_OPTIONS.items():
+        if mode not in modes and getattr(args, name) not in (None, False):
+            raise ConfigError(f"--{name.replace('_', '-')} is for {' and '.join(modes)}, not {mode}")
 
 
 def report_failed(failed: list) -> int:
@@ -626,13 +697,17 @@ def run_kokoro(args, kokoro: list[str]) -> dict:
 
 
 def run_serve(args) -> None:
-    from asr.inference.serve import serve
+    from asr.inference.serve import serve, stream_model
 
-    recognizer = load_recognizer(args, decoder_request(args))
+    check_model_argument(args.stream_model)  # a missing model is reported before the networks load
+    decoder = decoder_request(args)
+    recognizer = load_recognizer(args, decoder)
+    streamer = stream_model(recognizer, args.model, args.stream_model, decoder, device=args.device,
+                            quantize=args.quantize, threads=args.threads)
     serve(recognizer, args.host, args.port, str(args.model or "default"), max_batch=args.max_batch,
           max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, max_upload=round(args.max_upload_mb * 1e6),
           max_audio=args.max_audio_minutes * 60, upload_timeout=args.upload_timeout,
-          shutdown_timeout=args.shutdown_timeout)
+          shutdown_timeout=args.shutdown_timeout, streamer=streamer, max_streams=args.max_streams)
 
 
 def run_lm_build(args) -> None:

@@ -139,6 +139,9 @@ def test_endpoints_split_two_utterances(tmp_path):
     assert all(w.start >= finals[0].end for w in finals[1].words)
     assert events[0].type == "partial"  # words appear before the speaker pauses
     assert finals[0].words and finals[1].words
+    whole = recognizer.stream(EndpointConfig(silence=0.6))  # the same audio in one piece: the same finals
+    in_one = [e for e in whole.feed(wave) + whole.finish() if e.type == "final"]
+    assert [(e.text, e.words) for e in in_one] == [(e.text, e.words) for e in finals]
 
 
 def test_gates_of_a_streaming_model_show_its_one_direction():

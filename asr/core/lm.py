@@ -47,7 +47,7 @@ def model_lm(model) -> Path | None:
     default.safetensors), which it decodes with unless told otherwise; None if it has none. The shipped models
     share the default model's (one copy in the package)."""
     model = Path(model)
-    if model.parent == ASSETS and model.stem in SHIPPED:
+    if model.resolve().parent == ASSETS and model.stem in SHIPPED:
         model = DEFAULT_MODEL
     return next((lm for suffix in MODEL_LM_SUFFIXES if (lm := model.with_suffix(suffix)).is_file()), None)
 

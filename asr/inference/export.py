@@ -45,7 +45,7 @@ from asr.core.bundle import bundle_from_checkpoint, load_bundle, save_bundle
 from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, tuned_path
 from asr.core.model import DeepSpeech2
 from asr.core.model_config import stream_geometry
-from asr.core.paths import model_path
+from asr.core.paths import ASSETS, model_path
 from asr.core.text import BLANK
 from asr.core.errors import AsrError
 from asr.inference.formats import EXPORT_FORMATS
@@ -216,7 +216,7 @@ def export_lm(source: str, out) -> list[Path]:
     `asr tune-lm` found) beside `out`, named after it, so that the export decodes as its source does; the copies
     ([] when the source has no LM)."""
     lm = None if Path(source).suffix == ".ckpt" else model_lm(model_path(source))
-    if lm is None:
+    if lm is None or Path(out).resolve().parent == ASSETS:  # the shipped models share one LM: no copy there
         return []
     target = Path(out).with_suffix(next(suffix for suffix in MODEL_LM_SUFFIXES if lm.name.endswith(suffix)))
     copies = []

@@ -11,17 +11,34 @@ budgeted apart, by the bytes they hold, and each must keep arriving (`upload_tim
 gets 408, so slow clients hold neither slots nor memory. Bad input gets a 4xx JSON error in OpenAI's shape,
 {"error": {"message", "type", "param"}}, and the service goes on; a client that hangs up frees its slot.
 
-Starlette routes and parses the multipart form (python-multipart); uvicorn serves HTTP and shuts down
-gracefully on SIGTERM or Ctrl-C, finishing the requests in flight within `shutdown_timeout` seconds.
+WebSocket /v1/audio/stream is live recognition: words on screen while the speaker is still talking. The client
+connects with the query parameters `sample_rate` (Hz, default 16000, 4000 to 384000) and `encoding` (`pcm_s16le`,
+the default, or `pcm_f32le`), sends the audio as binary messages of raw mono PCM, of any length (whole samples),
+and ends with the text message {"type": "end"}. The server answers each event of the stream
+(asr.inference.streaming) as a text message, {"type": "partial" or "final", "text", "start", "end", "words"}
+(seconds from the start of the stream; words, each {"word", "start", "end", "confidence"}, in finals only): partials
+as the utterance under way changes, a final when the speaker pauses; after the end message the last finals, then
+{"type": "done"}, and it closes (1000). A client that closes first has its stream dropped. Bad query parameters, a
+message of a part of a sample or of non-finite floats, or a text message other than the end one get one
+{"type": "error", "message"} and close 1008 (parameters) or 1003 (messages); so do a stream over `max_audio` seconds
+(1008, after the finals of what came) and one past `max_streams` streams at once (1013: retry later). Each stream
+has its own state over the shared streaming model (`asr serve --stream-model`), whose network and decoder run on
+worker threads, so streams and uploads are served side by side.
+
+Starlette routes and parses the multipart form (python-multipart); uvicorn serves HTTP and WebSockets and shuts
+down gracefully on SIGTERM or Ctrl-C, finishing the requests in flight within `shutdown_timeout` seconds (open
+streams are closed with 1012 at once).
 """
 
 import asyncio
 import contextlib
+import copy
 import io
 import json
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,12 +51,34 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asr.core.audio import AUDIO_EXTENSIONS, AudioError, AudioLimitError, stream_audio
+from asr.core.audio import (
+    AUDIO_EXTENSIONS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    SAMPLE_RATE,
+    AudioError,
+    AudioLimitError,
+    Resampler,
+    stream_audio,
+)
 from asr.core.config import ConfigError
+from asr.core.decoding import DecoderConfig, resolve_decoder
+from asr.core.errors import AsrError
 from asr.inference.chunking import Chunk, chunks
-from asr.inference.transcribe import M_ARENA_MAX, Recognizer, Transcript, mallopt, map_large_allocations, stitch
+from asr.inference.streaming import EndpointConfig, StreamEvent
+from asr.inference.transcribe import (
+    M_ARENA_MAX,
+    Recognizer,
+    Transcript,
+    decoder_summary,
+    load_model,
+    mallopt,
+    map_large_allocations,
+    stitch,
+)
 from asr.inference.writers import cues, render
 
 log = logging.getLogger(__name__)
@@ -53,6 +92,13 @@ MAX_PADDING = 0.25  # a batch is run in groups that pad at most this share of th
 RETRY_AFTER_SECONDS = 1  # what a client turned away by a full queue is told to wait
 CLIENT_CLOSED = 499  # nginx's status for a request whose client hung up first; no one receives it
 MIN_UPLOAD_RATE = 16_000  # bytes/s an upload must average past its first upload_timeout seconds (128 kbit/s)
+ENCODINGS = {"pcm_s16le": ("<i2", 1 / 32768), "pcm_f32le": ("<f4", 1.0)}  # a stream's samples: numpy dtype, scale
+STREAM_PARAMETERS = ("sample_rate", "encoding")
+ENDPOINT = EndpointConfig(silence=0.6, max_utterance=30.0)
+FEED_SECONDS = 0.1  # a stream runs its network on this much audio at a time (fewer, larger windows than per output
+# step: RTF 0.04 against 0.13 for 20 ms at a time with conf/streaming.yaml's network), and a long message is fed in
+# pieces this long, so that a pause is found wherever the client's messages end
+NORMAL, UNSUPPORTED, POLICY, INTERNAL, TRY_AGAIN = 1000, 1003, 1008, 1011, 1013  # WebSocket close codes (RFC 6455)
 
 
 class RequestError(Exception):
@@ -79,6 +125,10 @@ class Metrics:
     batches: int = 0
     batched_chunks: int = 0  # chunks in those batches
     largest_batch: int = 0
+    streams: int = 0  # WebSocket streams started (/v1/audio/stream)
+    streaming: int = 0  # those open now
+    stream_audio_seconds: float = 0.0  # the audio they received
+    stream_errors: int = 0  # streams ended by an error event, refused ones included
 
     def count_batch(self, size: int) -> None:
         self.batches, self.batched_chunks = self.batches + 1, self.batched_chunks + size
@@ -352,18 +402,204 @@ def events(text: str) -> Response:
                     media_type="text/event-stream")
 
 
+class StreamError(Exception):
+    """A stream the service ends, with the WebSocket close code and the message that says why."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+NO_STREAM_MODEL = ("this service has no streaming model (the shipped one, `streaming`, is not installed): start asr "
+                   "serve with --stream-model MODEL, a streaming model (one trained from conf/streaming.yaml)")
+
+
+@dataclass
+class StreamModel:
+    """What /v1/audio/stream runs: a streaming model's Recognizer and its name, or None and why there is none."""
+
+    recognizer: Recognizer | None
+    name: str | None = None
+    missing: str = NO_STREAM_MODEL  # the error event's message when there is none
+
+
+def stream_model(served: Recognizer, served_name: str | None, requested: str | None,
+                 decoder: DecoderConfig | None = None, **options) -> StreamModel:
+    """The streaming model of a service that serves `served` (--model `served_name`): the model `requested`
+    (--stream-model; ConfigError if it cannot stream), else the served model if it can, else the shipped streaming
+    model if it is installed. Loaded once, with load_model's `options` (device, quantize, threads), decoding as
+    `decoder` asks (see `loaded`)."""
+    if requested is not None:
+        recognizer = served if str(requested) == str(served_name or "default") else loaded(requested, served, decoder,
+                                                                                         options)
+        try:
+            recognizer.network.streaming()  # now, not at each connection
+        except ConfigError:
+            raise ConfigError(f"--stream-model {requested}: not a streaming model (its bidirectional LSTMs read each "
+                              "utterance to its end before giving any output); give the shipped streaming model "
+                              "(--stream-model streaming) or one trained from conf/streaming.yaml") from None
+        return streaming_with(recognizer, str(requested))
+    try:
+        served.network.streaming()
+        return streaming_with(served, str(served_name or "default"))
+    except AsrError as err:
+        log.debug("the served model cannot stream: %s", err)
+    try:
+        recognizer = loaded("streaming", served, decoder, options)
+        recognizer.network.streaming()
+    except FileNotFoundError:  # model_path: no shipped streaming model
+        log.info("no live streams (/v1/audio/stream): %s", NO_STREAM_MODEL)
+        return StreamModel(None)
+    except AsrError as err:
+        log.warning("no live streams (/v1/audio/stream): %s", err)
+        return StreamModel(None, missing=f"this service's streaming model cannot be loaded ({err}); start asr serve "
+                                         "with --stream-model MODEL, a streaming model")
+    return streaming_with(recognizer, "streaming")
+
+
+def streaming_with(recognizer: Recognizer, name: str) -> StreamModel:
+    log.info("live streams (/v1/audio/stream) run the model %s", name)
+    return StreamModel(recognizer, name)
+
+
+def loaded(name: str, served: Recognizer, decoder: DecoderConfig | None, options: dict) -> Recognizer:
+    """The model `name`, decoding as `decoder` asks, with the served model's decoder where that is the same one for
+    the same tokens (the shipped models share their LM): the LM is then not loaded again (0.4 s, and its memory)."""
+    recognizer = load_model(name, decoder=DecoderConfig("greedy"), **options)
+    if (resolve_decoder(decoder, recognizer.path) == served.decoder_config
+            and recognizer.tokenizer.vocab == served.tokenizer.vocab):
+        recognizer.decode, recognizer.decoder_config = served.decode, served.decoder_config
+        log.info("%s decodes with the served model's decoder: %s", name, decoder_summary(served.decoder_config))
+    else:
+        recognizer.set_decoder(decoder)
+    return recognizer
+
+
+def serialized(recognizer: Recognizer, lock: threading.Lock) -> Recognizer:
+    """A view of `recognizer` (its network and tokenizer shared) whose decoder runs under `lock`, one call at a time:
+    flashlight's beam search keeps its hypotheses in the decoder, and the Batcher's batches and the streams' finals
+    are decoded on worker threads of their own."""
+    view, decode = copy.copy(recognizer), recognizer.decode
+
+    def locked(log_probs: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+        with lock:
+            return decode(log_probs, lengths)
+
+    view.decode = locked
+    return view
+
+
+def stream_format(query) -> tuple[int, str]:
+    """The sample rate and encoding that a stream's query parameters ask for; StreamError (1008) for others."""
+    if unknown := [name for name in query if name not in STREAM_PARAMETERS]:
+        raise StreamError(POLICY, f"unknown query parameter {unknown[0]!r}: a stream takes sample_rate (Hz) and "
+                                  f"encoding ({' or '.join(ENCODINGS)})")
+    rate, encoding = query.get("sample_rate", str(SAMPLE_RATE)), query.get("encoding", "pcm_s16le")
+    if not (rate.isascii() and rate.isdigit() and MIN_SAMPLE_RATE <= int(rate) <= MAX_SAMPLE_RATE):
+        raise StreamError(POLICY, f"sample_rate {rate!r}: give the audio's rate in Hz, a whole number from "
+                                  f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} (e.g. ?sample_rate=48000)")
+    if encoding not in ENCODINGS:
+        raise StreamError(POLICY, f"encoding {encoding!r}: send raw little-endian PCM, 16-bit integers (pcm_s16le, "
+                                  "the default) or 32-bit floats (?encoding=pcm_f32le)")
+    return int(rate), encoding
+
+
+class LiveStream:
+    """One WebSocket's audio -> its StreamEvents: raw PCM decoded and resampled to 16 kHz a block at a time, and fed
+    to a TranscriptStream of its own FEED_SECONDS at a time, until `max_seconds` of it have come. Its feed and
+    finish run on a worker thread, one call at a time."""
+
+    def __init__(self, recognizer: Recognizer, rate: int, encoding: str, max_seconds: float):
+        step = recognizer.network.cfg.output_step_seconds
+        self.transcript = recognizer.stream(ENDPOINT, min_steps=max(1, round(FEED_SECONDS / step)))
+        self.resample = Resampler(rate, SAMPLE_RATE)
+        self.rate, self.encoding = rate, encoding
+        self.received, self.limit = 0, int(max_seconds * rate)  # samples at `rate`
+        self.full = False  # audio past `max_seconds` came, and was dropped
+
+    @property
+    def seconds(self) -> float:
+        return self.received / self.rate
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """A binary message's PCM -> the events it brings (often none); StreamError (1003) for part of a sample or
+        non-finite floats. A long message is decoded a block at a time: its samples as float32 are never held."""
+        samples = self.samples(data)  # (S,) as sent, not copied
+        kept = samples[:self.limit - self.received]
+        self.received, self.full = self.received + len(kept), len(kept) < len(samples)
+        block, scale = round(FEED_SECONDS * self.rate), np.float32(ENCODINGS[self.encoding][1])
+        return [event for start in range(0, len(kept), block)
+                for event in self.fed(self.resample(kept[start:start + block].astype(np.float32) * scale))]
+
+    def finish(self) -> list[StreamEvent]:
+        """The last events, now that the stream has ended: the last utterance's final, if it holds speech."""
+        return self.fed(self.resample.flush()) + self.transcript.finish()
+
+    def fed(self, samples: np.ndarray) -> list[StreamEvent]:
+        """The events of 16 kHz samples (S,), fed FEED_SECONDS at a time: the stream looks for pauses after each
+        piece, so they are found however long the client's messages are."""
+        piece = round(FEED_SECONDS * SAMPLE_RATE)
+        return [event for start in range(0, len(samples), piece)
+                for event in self.transcript.feed(samples[start:start + piece])]
+
+    def samples(self, data: bytes) -> np.ndarray:
+        """A message's PCM -> its samples (S,) in the stream's encoding (int16 or float32), a view of `data`."""
+        dtype = np.dtype(ENCODINGS[self.encoding][0])
+        if len(data) % dtype.itemsize:
+            raise StreamError(UNSUPPORTED, f"a binary message of {len(data)} bytes: {self.encoding} samples are "
+                                           f"{dtype.itemsize} bytes each; send whole samples")
+        samples = np.frombuffer(data, dtype)
+        if dtype.kind == "f" and not np.isfinite(samples).all():
+            raise StreamError(UNSUPPORTED, "NaN or infinite samples: send floats in [-1, 1]")
+        return samples
+
+
+async def next_audio(websocket: WebSocket) -> bytes | None:
+    """A stream's next binary message, None at its end message; WebSocketDisconnect if the client hangs up,
+    StreamError (1003) for any other text message."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", NORMAL))
+    if message.get("bytes") is not None:
+        return message["bytes"]
+    text = message.get("text") or ""
+    with contextlib.suppress(ValueError, RecursionError):
+        request = json.loads(text)
+        if isinstance(request, dict) and request.get("type") == "end":
+            return None
+    raise StreamError(UNSUPPORTED, f"the text message {text[:80]!r}: a stream's audio comes in binary messages, "
+                                   'and its end as the text message {"type": "end"}')
+
+
+async def send_events(websocket: WebSocket, events: list[StreamEvent]) -> None:
+    for event in events:
+        await websocket.send_json(event.to_dict())
+
+
+async def refuse(websocket: WebSocket, err: StreamError) -> None:
+    """A stream's error event, then its close with the error's code, unless the client has gone."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await websocket.send_json({"type": "error", "message": err.message})
+        await websocket.close(err.code)
+
+
 def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.02, max_queue: int = 64,
                max_upload: int = 25_000_000, max_audio: float = 3600.0, upload_timeout: float = 10.0,
-               model_name: str = "default") -> Starlette:
-    """The service around a loaded model; `max_wait`, `max_audio` (an upload's duration) and `upload_timeout` in
-    seconds, `max_upload` in bytes. Uploads in progress may hold `max_queue` x `max_upload` bytes together."""
-    if min(max_batch, max_queue, max_upload) < 1 or max_wait < 0 or upload_timeout <= 0:
-        raise ConfigError("--max-batch, --max-queue, --max-upload-mb and --upload-timeout must be positive, "
-                          "--max-wait-ms at least 0")
+               model_name: str = "default", streamer: StreamModel | None = None, max_streams: int = 8) -> Starlette:
+    """The service around a loaded model, and `streamer`'s for live streams; `max_wait`, `max_audio` (an upload's
+    or a stream's duration) and `upload_timeout` in seconds, `max_upload` in bytes. Uploads in progress may hold
+    `max_queue` x `max_upload` bytes together; `max_streams` streams may be open at once."""
+    if min(max_batch, max_queue, max_upload, max_streams) < 1 or max_wait < 0 or upload_timeout <= 0:
+        raise ConfigError("--max-batch, --max-queue, --max-streams, --max-upload-mb and --upload-timeout must be "
+                          "positive, --max-wait-ms at least 0")
     map_large_allocations()  # chunks of every length come and go: keep the heap from fragmenting
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)  # the worker threads' own heaps grew RSS by 50 MB in 4 min of soak
     metrics, started = Metrics(), time.monotonic()
-    batcher = Batcher(recognizer, max_batch, max_wait, metrics)
+    decoding = threading.Lock()  # for the served model's decoder
+    streamer = streamer or StreamModel(None)
+    live_recognizer = streamer.recognizer and serialized(
+        streamer.recognizer, decoding if streamer.recognizer.decode is recognizer.decode else threading.Lock())
+    batcher = Batcher(serialized(recognizer, decoding), max_batch, max_wait, metrics)
     limits = UploadLimits(max_upload, max_queue * max_upload, upload_timeout)
 
     async def transcriptions(request: Request) -> Response:
@@ -389,11 +625,52 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
         parts = [(chunk.start, text, timed) for chunk, (text, timed) in zip(pieces, results)]
         return stitch(filename, parts, pieces[-1].end)
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": model_name})  # the model is loaded before the service starts
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await live_stream(websocket)
+        except StreamError as err:
+            metrics.stream_errors += 1
+            await refuse(websocket, err)
+        except WebSocketDisconnect:  # the client hung up (or the service is stopping): its stream is dropped
+            pass
+        except Exception as err:
+            log.exception("failed: stream %s", websocket.url.path, exc_info=err)
+            metrics.stream_errors += 1
+            await refuse(websocket, StreamError(INTERNAL, f"internal error: {type(err).__name__}: {err}"))
+
+    async def live_stream(websocket: WebSocket) -> None:
+        """A stream's events as its audio comes, then its last finals and "done" once it ends."""
+        rate, encoding = stream_format(websocket.query_params)
+        if live_recognizer is None:
+            raise StreamError(POLICY, streamer.missing)
+        if metrics.streaming >= max_streams:
+            raise StreamError(TRY_AGAIN, f"busy: {max_streams} streams are open, this service's limit (asr serve "
+                                         "--max-streams); retry later")
+        audio = LiveStream(live_recognizer, rate, encoding, max_audio)
+        metrics.streams, metrics.streaming = metrics.streams + 1, metrics.streaming + 1
+        try:
+            while not audio.full and (data := await next_audio(websocket)) is not None:
+                received = audio.seconds
+                events = await asyncio.to_thread(audio.feed, data)
+                metrics.stream_audio_seconds += audio.seconds - received
+                await send_events(websocket, events)
+            await send_events(websocket, await asyncio.to_thread(audio.finish))
+        finally:
+            metrics.streaming -= 1
+        if audio.full:
+            raise StreamError(POLICY, f"the stream reached this service's limit of {max_audio / 60:g} minutes (asr "
+                                      "serve --max-audio-minutes) and its audio past it was dropped; open a new "
+                                      "stream to go on")
+        await websocket.send_json({"type": "done"})
+        await websocket.close(NORMAL)
+
+    async def health(request: Request) -> Response:  # the models are loaded before the service starts
+        return JSONResponse({"status": "ok", "model": model_name, "stream_model": streamer.name})
 
     async def metrics_json(request: Request) -> Response:
         return JSONResponse({**asdict(metrics), "audio_seconds": round(metrics.audio_seconds, 3),
+                             "stream_audio_seconds": round(metrics.stream_audio_seconds, 3),
                              "decoding": batcher.active, "chunks_waiting": batcher.queue.qsize(),
                              "uptime_seconds": round(time.monotonic() - started, 1), "rss_mb": rss_mb()})
 
@@ -422,7 +699,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
             await worker
 
     routes = [Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]), Route("/health", health),
-              Route("/metrics", metrics_json)]
+              Route("/metrics", metrics_json), WebSocketRoute("/v1/audio/stream", live)]
     handlers = {RequestError: request_error, HTTPException: request_error, ClientDisconnect: client_gone,
                 Exception: server_error}
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
@@ -445,7 +722,8 @@ LOG_CONFIG = {**uvicorn.config.LOGGING_CONFIG,
 def serve(recognizer: Recognizer, host: str = "127.0.0.1", port: int = 8000, model_name: str = "default",
           shutdown_timeout: float = 30.0, **limits) -> None:
     """Serve until SIGTERM or Ctrl-C, then answer the requests in flight for at most `shutdown_timeout` s and
-    cancel those left; print the service's URL (port 0: a free port) once it is bound."""
+    cancel those left; print the service's URL (port 0: a free port) once it is bound. `limits`: create_app's
+    limits, and its streaming model (`streamer`, from stream_model)."""
     config = uvicorn.Config(create_app(recognizer, model_name=model_name, **limits), host=host, port=port,
                             log_config=LOG_CONFIG, timeout_graceful_shutdown=shutdown_timeout)
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -10,6 +10,7 @@ when the speaker pauses (`EndpointConfig.silence` seconds of blank output after 
 `max_utterance` seconds, and at the end of the stream. Times are seconds from the start of the stream.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -119,9 +120,15 @@ class TranscriptStream:
         self.step_seconds = recognizer.network.cfg.output_step_seconds
         self.pause_tokens = [BLANK] + ([self.tokenizer.vocab.index(WORD_SEPARATOR)]
                                        if WORD_SEPARATOR in self.tokenizer.vocab else [])
+        self.silence_steps, self.lead_steps = self.steps(self.endpoint.silence), self.steps(self.endpoint.lead)
+        self.max_steps = max(self.steps(self.endpoint.max_utterance), 1)
         self.utterance = np.zeros((0, len(self.tokenizer)), dtype=np.float32)  # (T, V) log-probs since `start`
         self.start = 0  # the output step of utterance[0]
         self.partial = ""
+
+    def steps(self, seconds: float) -> int:
+        """Output steps that cover `seconds`."""
+        return math.ceil(seconds / self.step_seconds - 1e-9)
 
     def feed(self, samples: np.ndarray) -> list[StreamEvent]:
         """16 kHz mono samples (S,) float32 -> the events they bring (often none)."""
@@ -132,30 +139,46 @@ class TranscriptStream:
         return self.events(self.log_probs.finish(), ended=True)
 
     def events(self, new: np.ndarray, ended: bool) -> list[StreamEvent]:
+        """The events of new log-probs (n, V): a final for each utterance they end (however many steps they
+        hold), then the partial of the one under way if its text changed, or its final if the stream `ended`."""
         self.utterance = np.concatenate([self.utterance, new])
+        events = []
+        while (end := self.utterance_end()) is not None:
+            events.append(self.final(end))
         best = self.utterance.argmax(-1)  # (T,)
-        spoken = np.flatnonzero(~np.isin(best, self.pause_tokens))  # steps that emit a token
-        if not len(spoken):  # silence so far: keep only its last `lead` seconds
-            self.drop(len(best) - int(self.endpoint.lead / self.step_seconds))
-            return []
-        pause = (len(best) - 1 - spoken[-1]) * self.step_seconds
-        if ended or pause >= self.endpoint.silence or len(best) * self.step_seconds >= self.endpoint.max_utterance:
-            return [self.final()]
+        if not np.isin(best, self.pause_tokens, invert=True).any():  # silence: keep only its last `lead` seconds
+            self.drop(len(best) - self.lead_steps)
+            return events
+        if ended:
+            return events + [self.final(len(best))]
         text = self.tokenizer.decode(collapsed(best))
-        if text == self.partial:
-            return []
-        self.partial = text
-        return [StreamEvent("partial", text, *self.span(len(best)))]
+        if text != self.partial:
+            self.partial = text
+            events.append(StreamEvent("partial", text, *self.span(len(best))))
+        return events
 
-    def final(self) -> StreamEvent:
-        """The utterance under way, decoded whole; the next one starts after it."""
-        length = np.array([len(self.utterance)])
-        ids = self.recognizer.decode(self.utterance[None], length)[0] if len(self.utterance) else []
+    def utterance_end(self) -> int | None:
+        """The steps of the utterance under way up to its end, if it has ended: `silence` seconds of pause after
+        speech, or `max_utterance` seconds; else None."""
+        best = self.utterance.argmax(-1)  # (T,)
+        spoken = np.flatnonzero(np.isin(best, self.pause_tokens, invert=True))  # steps that emit a token
+        if not len(spoken):
+            return None
+        pauses = np.diff(np.append(spoken, len(best))) - 1  # pause steps after each spoken one (the last: so far)
+        ended = np.flatnonzero(pauses >= self.silence_steps)
+        if len(ended):
+            return int(spoken[ended[0]]) + self.silence_steps + 1
+        return self.max_steps if len(best) >= self.max_steps else None
+
+    def final(self, steps: int) -> StreamEvent:
+        """The utterance under way, its first `steps` steps decoded whole; the next one starts after them."""
+        log_probs = self.utterance[:steps]  # (T, V)
+        ids = self.recognizer.decode(log_probs[None], np.array([steps]))[0] if steps else []
         offset = self.start * self.step_seconds
         words = [Word(w.word, round(offset + w.start, 3), round(offset + w.end, 3), w.confidence)
-                 for w in word_timestamps(self.utterance, ids, self.tokenizer, self.step_seconds)]
-        event = StreamEvent("final", self.tokenizer.decode(ids), *self.span(len(self.utterance)), words)
-        self.drop(len(self.utterance))
+                 for w in word_timestamps(log_probs, ids, self.tokenizer, self.step_seconds)]
+        event = StreamEvent("final", self.tokenizer.decode(ids), *self.span(steps), words)
+        self.drop(steps)
         self.partial = ""
         return event
 
