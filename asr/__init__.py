@@ -2,8 +2,9 @@
 
 from importlib import import_module
 
-__all__ = ["DecoderConfig", "load_model"]
-HOMES = {"DecoderConfig": ".core.decoding", "load_model": ".inference.transcribe"}
+__all__ = ["DecoderConfig", "EndpointConfig", "load_audio", "load_model"]
+HOMES = {"DecoderConfig": ".core.decoding", "EndpointConfig": ".inference.streaming", "load_audio": ".core.audio",
+         "load_model": ".inference.transcribe"}
 
 
 def __getattr__(name: str):

@@ -72,7 +72,7 @@ def test_with_no_venv_active_it_makes_dot_venv_after_installing_debians_python3_
     result = run_with(tmp_path, checkout(tmp_path), dpkg_has_all=False, apt_get_works=True)
     assert result.returncode == 1  # the python3 recorder fails, and the script stops there
     install = (tmp_path / "apt-get.log").read_text().splitlines()[-1]
-    assert install.split()[-4:] == ["--no-install-recommends", "espeak-ng", "sox", "python3-venv"], install
+    assert install.split()[-5:] == ["--no-install-recommends", "espeak-ng", "sox", "libportaudio2", "python3-venv"], install
     assert (tmp_path / "python3.log").read_text() == "-m venv .venv\n"
 
 

@@ -3,7 +3,7 @@
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
 #   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more export tune evaluate
-#                                            install stream stream-evaluate stream-install
+#                                            install stream stream-more stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -27,7 +27,8 @@
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 # stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
 #           from the shipped model's weights (its forward LSTM directions; leg 3, from git when not trained here) on
-#           the same mix, then its best checkpoint exported. stream-evaluate: every set, greedy and with the LM
+#           the same mix, then its best checkpoint exported. stream-more: its second leg, STREAM_MORE_STEPS more from
+#           it (a learning-rate cycle of its own; 0: none). stream-evaluate: every set, greedy and with the LM
 #           (the shipped model's LM and weights). stream-install: it into asr/assets/streaming.* (the
 #           shipped models share one LM).
 #           Like install, the stream stages run only when named: run.sh stream stream-install
@@ -52,7 +53,10 @@ TRAIN_STEPS=${TRAIN_STEPS:-900}
 CONTINUE_STEPS=${CONTINUE_STEPS:-600}
 MORE_STEPS=${MORE_STEPS:-600}
 STREAM_STEPS=${STREAM_STEPS:-1200}
+STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
+STREAM2=exp/natural-streaming-leg2
+LAST_STREAM=$STREAM; [ "$STREAM_MORE_STEPS" = 0 ] || LAST_STREAM=$STREAM2
 STREAM_MODEL=(model.rnn_bidirectional=false model.lookahead=1 model.frontend.normalize=global)
 KOKORO_EPOCH_HOURS=5  # Kokoro audio in each epoch, at every point of the curve
 EXP=exp/natural
@@ -137,12 +141,17 @@ stage() {
         stream)   model_from_git $LEG3/model-fp16.safetensors d7ff3b9 "leg 3: run the more stage"
                   train $STREAM all "$STREAM_STEPS" $((STREAM_STEPS / 3)) init_from=$LEG3/model-fp16.safetensors \
                       "${STREAM_MODEL[@]}" optim.lr=1e-3 ;;
-        stream-evaluate) evaluate_all $STREAM/model-fp16.safetensors $LM $STREAM/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
-        stream-install)  install_model $STREAM/model-fp16.safetensors "" streaming ;;
+        stream-more) [ "$STREAM_MORE_STEPS" = 0 ] && return
+                  need $STREAM/model-fp16.safetensors "the streaming model's first leg: run the stream stage first"
+                  train $STREAM2 all "$STREAM_MORE_STEPS" $((STREAM_MORE_STEPS / 4)) init_from=$STREAM/model-fp16.safetensors \
+                      "${STREAM_MODEL[@]}" optim.lr=1e-3 ;;
+        stream-evaluate) evaluate_all $LAST_STREAM/model-fp16.safetensors $LM $LAST_STREAM/scores.txt "${DEV[@]}" \
+                      "${TEST[@]}" ;;
+        stream-install)  install_model $LAST_STREAM/model-fp16.safetensors "" streaming ;;
     esac
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
 select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more export tune evaluate \
-    install stream stream-evaluate stream-install
+    install stream stream-more stream-evaluate stream-install
 run_stages
