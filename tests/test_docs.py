@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"<!-- docs-test: (\S+) -->\n```(\w+)\n(.*?)```\n"  # the block, then maybe what it prints:
                    r"(?:\nprints[^\n]*(?:\n[^\n`]+)*\n\n```text\n(.*?)```)?", re.S)
 NEEDS = {"python-api": "quick-start", "lm": "quick-start", "export": "quick-start", "onnxruntime": "export",
-         "gates": "quick-start"}  # the blocks whose files a block reads
+         "stream": "quick-start", "stream-api": "quick-start", "gates": "quick-start"}  # the blocks whose files a block reads
 
 
 def blocks() -> dict[str, tuple[str, str, str | None]]:
@@ -49,10 +49,12 @@ def run(tmp_path_factory):
 
 
 def test_the_readme_marks_its_examples():
-    assert list(blocks()) == ["quick-start", "python-api", "lm", "export", "onnxruntime", "gates"]
+    assert list(blocks()) == ["quick-start", "python-api", "lm", "export", "onnxruntime", "stream", "stream-api",
+                              "gates"]
 
 
-@pytest.mark.parametrize("name", ["quick-start", "python-api", "lm", "export", "onnxruntime", "gates"])
+@pytest.mark.parametrize("name", ["quick-start", "python-api", "lm", "export", "onnxruntime", "stream", "stream-api",
+                                  "gates"])
 def test_a_readme_example_runs_and_prints_what_the_readme_says(name, run):
     if name in ("export", "onnxruntime"):
         pytest.importorskip("onnxruntime", reason="pip install -e '.[train]'")
