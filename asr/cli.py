@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "there (default: 60)")
     p.add_argument("--upload-timeout", type=number(float, above=0), default=10.0,
                    help="an upload that pauses longer than this many seconds, or averages under 16 kB/s past "
-                        "them, gets 408 (default: 10)")
+                        "them, gets 408; a live stream that sends nothing for as long is closed (default: 10)")
     p.add_argument("--shutdown-timeout", type=number(float, 0), default=30.0,
                    help="on SIGTERM or Ctrl-C, seconds to answer the requests in flight before they are cancelled "
                         "(default: 30)")

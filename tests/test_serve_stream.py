@@ -210,6 +210,16 @@ def test_streams_past_max_streams_are_refused_until_one_closes(tiny, speech):
     assert stream(tiny, speech["hello world"])[1] == 1000
 
 
+def test_a_stream_that_stops_sending_is_closed_and_frees_its_slot(streaming_onnx, speech):
+    with running("--stream-model", streaming_onnx, "--max-streams", "1", "--upload-timeout", "1") as server:
+        url = f"{server.url.replace('http', 'ws', 1)}/v1/audio/stream"
+        with connect(url, proxy=None) as idle:
+            idle.send(pcm(speech["hello world"][:1600], "pcm_s16le"))  # then nothing
+            events, code = received(idle)
+        assert code == 1008 and "no message for 1 s" in events[-1]["message"]
+        assert metrics(server.url)["streaming"] == 0 and stream(server.url, speech["hello world"])[1] == 1000
+
+
 def wait_for(condition, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -21,7 +21,8 @@ as the utterance under way changes, a final when the speaker pauses; after the e
 {"type": "done"}, and it closes (1000). A client that closes first has its stream dropped. Bad query parameters, a
 message of a part of a sample or of non-finite floats, or a text message other than the end one get one
 {"type": "error", "message"} and close 1008 (parameters) or 1003 (messages); so do a stream over `max_audio` seconds
-(1008, after the finals of what came) and one past `max_streams` streams at once (1013: retry later). Each stream
+(1008, after the finals of what came), one that sends nothing for `upload_timeout` seconds (1008) and one past
+`max_streams` streams at once (1013: retry later). Each stream
 has its own state over the shared streaming model (`asr serve --stream-model`), whose network and decoder run on
 worker threads, so streams and uploads are served side by side.
 
@@ -554,10 +555,15 @@ class LiveStream:
         return samples
 
 
-async def next_audio(websocket: WebSocket) -> bytes | None:
+async def next_audio(websocket: WebSocket, timeout: float) -> bytes | None:
     """A stream's next binary message, None at its end message; WebSocketDisconnect if the client hangs up,
-    StreamError (1003) for any other text message."""
-    message = await websocket.receive()
+    StreamError (1003) for any other text message, and (1008) if none comes within `timeout` seconds: a client that
+    has stopped sending would hold one of the service's streams for ever."""
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout)
+    except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
+        raise StreamError(POLICY, f"no message for {timeout:g} s: a live stream sends its audio as it comes (asr "
+                                  "serve --upload-timeout); send silence while there is nothing to say") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", NORMAL))
     if message.get("bytes") is not None:
@@ -650,7 +656,7 @@ def create_app(recognizer: Recognizer, max_batch: int = 16, max_wait: float = 0.
         audio = LiveStream(live_recognizer, rate, encoding, max_audio)
         metrics.streams, metrics.streaming = metrics.streams + 1, metrics.streaming + 1
         try:
-            while not audio.full and (data := await next_audio(websocket)) is not None:
+            while not audio.full and (data := await next_audio(websocket, upload_timeout)) is not None:
                 received = audio.seconds
                 events = await asyncio.to_thread(audio.feed, data)
                 metrics.stream_audio_seconds += audio.seconds - received
