@@ -362,7 +362,8 @@ def main(argv=None) -> None:
     per_manifest = {m: sum(u.manifest == m for u in utterances) for m in manifests}
     report = {"config": {"model": str(ours["greedy"].path), "baseline": None, "chunk_ms": args.chunk_ms,
                          "threads": args.threads, "min_steps": args.min_steps, "tail_ms": args.tail_ms,
-                         "sleep": args.sleep, "utterances": len(utterances), "manifests": [str(m) for m in args.manifests], "limit": args.limit,
+                         "sleep": args.sleep, "utterances": len(utterances),
+                         "manifests": [str(m) for m in args.manifests], "limit": args.limit,
                          "decoders": {name: decoder_label(r) for name, r in ours.items()},
                          "lm": ours["lm"].decoder_config.lm}}
     streamed = not (args.skip_latency and args.skip_wer and args.skip_rtf)

@@ -145,3 +145,12 @@ def test_feature_statistics_are_estimated_on_the_training_audio(tmp_path, libris
     mean, std = module.model.frontend.feature_mean, module.model.frontend.feature_std
     assert ((mean - feats.mean(-1)).abs() < 0.5 * feats.std(-1)).all()  # 5 of 20 utterances: near the whole set's
     assert (std > 0.2 * feats.std(-1)).all() and (std < 5 * feats.std(-1)).all()
+
+
+def test_feature_statistics_from_no_readable_audio_name_the_manifest(tmp_path):
+    manifest = tmp_path / "broken.jsonl"
+    (tmp_path / "a.wav").write_text("not audio")
+    manifest.write_text('{"audio_filepath": "a.wav", "duration": 1.0, "text": "A"}\n')
+    module = tiny_module("model.rnn_bidirectional=false", "model.frontend.normalize=global")
+    with pytest.raises(config.ConfigError, match="broken.jsonl.*check the audio paths"):
+        estimate_statistics(module.model, [str(manifest)], seed=0)

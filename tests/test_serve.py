@@ -234,7 +234,7 @@ def test_eight_channels_at_384_khz_are_decoded_a_block_at_a_time_and_limited_by_
             answer = post(process.url, path)
             assert answer.status_code == 413 and answer.json()["error"]["message"].startswith(message)
             assert "over the limit of 34.6 M (360 s of 48 kHz stereo) (asr serve --max-audio-minutes)" in answer.text
-        assert peak_mb() - before < 60
+        assert peak_mb() - before < 60, peak_mb() - before
 
 
 def test_requests_that_arrive_together_are_decoded_in_one_batch(server, recordings, expected):

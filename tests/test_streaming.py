@@ -85,6 +85,13 @@ def test_a_bidirectional_model_cannot_stream(tmp_path):
     assert not (tmp_path / "bi.stream.onnx").exists()
 
 
+def test_a_forward_only_model_that_normalises_per_utterance_cannot_stream(tmp_path):
+    cfg = ModelConfig(rnn_layers=1, rnn_hidden=8, conv_channels=[2, 2], rnn_bidirectional=False)  # normalize: True
+    recognizer = load_model(export(DeepSpeech2(cfg), CharTokenizer(), tmp_path / "fwd.safetensors", "bundle"))
+    with pytest.raises(ConfigError, match="normalises its features over each whole utterance"):
+        recognizer.stream()
+
+
 def test_export_describes_the_step_graph(streaming_onnx):
     info = json.loads(streaming_onnx.with_name("stream.onnx.json").read_text())
     assert info["stream"]["graph"] == "stream.stream.onnx"

@@ -29,8 +29,9 @@ class StreamingStep(nn.Module):
 
     def __init__(self, model: DeepSpeech2):
         super().__init__()
-        if model.cfg.rnn_bidirectional:
-            raise ValueError("only a streaming model (rnn_bidirectional: false) runs a window at a time")
+        if model.cfg.rnn_bidirectional or model.cfg.frontend.normalize is True:
+            raise ValueError("only a streaming model (rnn_bidirectional: false, frontend.normalize: global or false) "
+                             "runs a window at a time")
         self.model, self.geometry = model.eval(), stream_geometry(model.cfg)
 
     def initial_state(self) -> list[torch.Tensor]:

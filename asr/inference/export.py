@@ -186,7 +186,8 @@ def deployment_info(model: DeepSpeech2, tokenizer, fmt: str, quantize: str | Non
             "outputs": {"log_probs": "(B, T, V) float32 CTC log-probabilities", "out_lengths": "(B,) int64"},
             "min_samples": model.cfg.frontend.n_fft, "blank": BLANK, "vocab": list(tokenizer.vocab),
             "output_step_seconds": model.cfg.output_step_seconds,
-            "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict()} | (stream_info(model, out) if fmt == "onnx" else {})
+            "model_config": config.to_dict(model.cfg), "tokenizer": tokenizer.to_dict(),
+            **(stream_info(model, out) if fmt == "onnx" else {})}
 
 
 def stream_info(model: DeepSpeech2, out: Path) -> dict:

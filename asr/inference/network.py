@@ -7,7 +7,6 @@ only) and asr.inference.torch_network.TorchNetwork (a DeepSpeech2 from a bundle 
 those). An ONNX export's JSON beside it (`model.onnx.json`) holds its config and tokenizer, read without torch.
 """
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -22,7 +21,7 @@ from asr.core.paths import BundleError
 from asr.core.text import Tokenizer, tokenizer_from_dict
 
 INPUT_NAMES, OUTPUT_NAMES = ["waves", "lengths"], ["log_probs", "out_lengths"]
-STATE_NAMES = ["h", "c", "context"]  # a streaming step's state, as asr.core.streaming names it
+STATE_NAMES = ["h", "c", "context"]  # a streaming step's state (asr.core.streaming.StreamingStep's last inputs)
 STEP_INPUT_NAMES, STEP_OUTPUT_NAMES = ["waves", "first_frame", "total_samples", *STATE_NAMES], \
     ["log_probs", *(f"{name}_out" for name in STATE_NAMES)]
 
@@ -72,11 +71,14 @@ class StepBase:
 
 def not_streaming(cfg: ModelConfig, path) -> ConfigError | None:
     """The error for streaming with a model that cannot stream, else None."""
-    if not cfg.rnn_bidirectional:
+    if cfg.rnn_bidirectional:
+        reason = "its bidirectional LSTMs read each utterance to its end before giving any output"
+    elif cfg.frontend.normalize is True:
+        reason = "it normalises its features over each whole utterance (frontend.normalize: true, not global)"
+    else:
         return None
-    return ConfigError(f"{path}: not a streaming model: its bidirectional LSTMs read each utterance to its end before "
-                       "giving any output; stream with the shipped streaming model (--model streaming) or one "
-                       "trained from conf/streaming.yaml")
+    return ConfigError(f"{path}: not a streaming model: {reason}; stream with the shipped streaming model (--model "
+                       "streaming) or one trained from conf/streaming.yaml")
 
 
 def stream_graph_path(model: Path) -> Path:
@@ -153,7 +155,7 @@ class OnnxNetwork:
         # idle threads sleep rather than spin: the beam search (asr serve overlaps it with the network) and other
         # work on the machine need the cores (spinning halved asr serve's throughput on 2 busy cores)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path, self.options = path, options
+        self.path, self.options, self.step = path, options, None  # the streaming step, loaded when asked for
         self.session = onnx_session(path, options, (INPUT_NAMES, OUTPUT_NAMES))
 
     def __call__(self, waves: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,17 +165,18 @@ class OnnxNetwork:
         log_probs, out_lengths = self.session.run(None, {"waves": waves, "lengths": lengths.astype(np.int64)})
         return log_probs, out_lengths
 
-    @functools.cache
     def streaming(self) -> OnnxStep:
         """The step graph beside the model (model.stream.onnx), loaded once; streams share it (they hold their
         state)."""
-        if error := not_streaming(self.cfg, self.path):
-            raise error
-        step = stream_graph_path(self.path)
-        if not step.is_file():
-            raise BundleError(f"{step}: no such file; a streaming model's ONNX export has its streaming step beside "
-                              f"it: export it again (`asr export SOURCE {self.path.name} --format onnx`)")
-        return OnnxStep(step, self.cfg, self.tokenizer, self.options)
+        if self.step is None:
+            if error := not_streaming(self.cfg, self.path):
+                raise error
+            graph = stream_graph_path(self.path)
+            if not graph.is_file():
+                raise BundleError(f"{graph}: no such file; a streaming model's ONNX export has its streaming step "
+                                  f"beside it: export it again (`asr export SOURCE {self.path.name} --format onnx`)")
+            self.step = OnnxStep(graph, self.cfg, self.tokenizer, self.options)
+        return self.step
 
 
 def default_threads() -> int:

@@ -97,8 +97,8 @@ ENCODINGS = {"pcm_s16le": ("<i2", 1 / 32768), "pcm_f32le": ("<f4", 1.0)}  # a st
 STREAM_PARAMETERS = ("sample_rate", "encoding")
 ENDPOINT = EndpointConfig(silence=0.6, max_utterance=30.0)
 FEED_SECONDS = 0.1  # a stream runs its network on this much audio at a time (fewer, larger windows than per output
-# step: RTF 0.04 against 0.13 for 20 ms at a time with conf/streaming.yaml's network), and a long message is fed in
-# pieces this long, so that a pause is found wherever the client's messages end
+# step: RTF 0.04 against 0.13 for 20 ms at a time with conf/streaming.yaml's network), and a long message is decoded
+# in pieces this long, so that its samples are never held as float32 at once
 NORMAL, UNSUPPORTED, POLICY, INTERNAL, TRY_AGAIN = 1000, 1003, 1008, 1011, 1013  # WebSocket close codes (RFC 6455)
 
 
@@ -506,9 +506,9 @@ def stream_format(query) -> tuple[int, str]:
 
 
 class LiveStream:
-    """One WebSocket's audio -> its StreamEvents: raw PCM decoded and resampled to 16 kHz a block at a time, and fed
-    to a TranscriptStream of its own FEED_SECONDS at a time, until `max_seconds` of it have come. Its feed and
-    finish run on a worker thread, one call at a time."""
+    """One WebSocket's audio -> its StreamEvents: raw PCM decoded, resampled to 16 kHz and fed to a TranscriptStream
+    of its own FEED_SECONDS at a time, until `max_seconds` of it have come. Its feed and finish run on a worker
+    thread, one call at a time."""
 
     def __init__(self, recognizer: Recognizer, rate: int, encoding: str, max_seconds: float):
         step = recognizer.network.cfg.output_step_seconds
@@ -530,18 +530,11 @@ class LiveStream:
         self.received, self.full = self.received + len(kept), len(kept) < len(samples)
         block, scale = round(FEED_SECONDS * self.rate), np.float32(ENCODINGS[self.encoding][1])
         return [event for start in range(0, len(kept), block)
-                for event in self.fed(self.resample(kept[start:start + block].astype(np.float32) * scale))]
+                for event in self.transcript.feed(self.resample(kept[start:start + block].astype(np.float32) * scale))]
 
     def finish(self) -> list[StreamEvent]:
         """The last events, now that the stream has ended: the last utterance's final, if it holds speech."""
-        return self.fed(self.resample.flush()) + self.transcript.finish()
-
-    def fed(self, samples: np.ndarray) -> list[StreamEvent]:
-        """The events of 16 kHz samples (S,), fed FEED_SECONDS at a time: the stream looks for pauses after each
-        piece, so they are found however long the client's messages are."""
-        piece = round(FEED_SECONDS * SAMPLE_RATE)
-        return [event for start in range(0, len(samples), piece)
-                for event in self.transcript.feed(samples[start:start + piece])]
+        return self.transcript.feed(self.resample.flush()) + self.transcript.finish()
 
     def samples(self, data: bytes) -> np.ndarray:
         """A message's PCM -> its samples (S,) in the stream's encoding (int16 or float32), a view of `data`."""

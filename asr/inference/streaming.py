@@ -54,8 +54,7 @@ class LogProbStream:
         self.state = network.initial_state()
         self.samples = np.zeros(0, dtype=np.float32)  # received and still needed, from sample `offset`
         self.offset = self.received = 0
-        self.next_step = 0  # the first output step not computed yet
-        self.emitted = 0  # the first output step whose log-probs have not been given out
+        self.next_step = 0  # the first output step not computed yet (its log-probs come lookahead steps later)
         self.finished = False
 
     def feed(self, samples: np.ndarray) -> np.ndarray:
@@ -93,9 +92,7 @@ class LogProbStream:
         keep = self.samples[max(0, (g.step_frames * self.next_step - g.left_frames) * g.hop - self.offset):]
         self.offset += len(self.samples) - len(keep)
         self.samples = keep
-        log_probs = log_probs[max(0, self.emitted - start):(None if end is None else end - start)]
-        self.emitted += len(log_probs)
-        return log_probs
+        return log_probs[max(0, -start):(None if end is None else end - start)]  # none before the stream or past it
 
     def window(self, start: int, length: int) -> np.ndarray:
         """Samples [start, start + length) of the stream (W,), zeros before it and past what was received."""
@@ -123,6 +120,7 @@ class TranscriptStream:
         self.silence_steps, self.lead_steps = self.steps(self.endpoint.silence), self.steps(self.endpoint.lead)
         self.max_steps = max(self.steps(self.endpoint.max_utterance), 1)
         self.utterance = np.zeros((0, len(self.tokenizer)), dtype=np.float32)  # (T, V) log-probs since `start`
+        self.best = np.zeros(0, dtype=np.int64)  # (T,) their best token at each step
         self.start = 0  # the output step of utterance[0]
         self.partial = ""
 
@@ -142,33 +140,32 @@ class TranscriptStream:
         """The events of new log-probs (n, V): a final for each utterance they end (however many steps they
         hold), then the partial of the one under way if its text changed, or its final if the stream `ended`."""
         self.utterance = np.concatenate([self.utterance, new])
+        self.best = np.concatenate([self.best, new.argmax(-1)])
         events = []
         while (end := self.utterance_end()) is not None:
             events.append(self.final(end))
-        best = self.utterance.argmax(-1)  # (T,)
-        if not np.isin(best, self.pause_tokens, invert=True).any():  # silence: keep only its last `lead` seconds
-            self.drop(len(best) - self.lead_steps)
+        if not np.isin(self.best, self.pause_tokens, invert=True).any():  # silence: keep its last `lead` seconds
+            self.drop(len(self.best) - self.lead_steps)
             return events
         if ended:
-            return events + [self.final(len(best))]
-        text = self.tokenizer.decode(collapsed(best))
+            return events + [self.final(len(self.best))]
+        text = self.tokenizer.decode(collapsed(self.best))
         if text != self.partial:
             self.partial = text
-            events.append(StreamEvent("partial", text, *self.span(len(best))))
+            events.append(StreamEvent("partial", text, *self.span(len(self.best))))
         return events
 
     def utterance_end(self) -> int | None:
         """The steps of the utterance under way up to its end, if it has ended: `silence` seconds of pause after
         speech, or `max_utterance` seconds; else None."""
-        best = self.utterance.argmax(-1)  # (T,)
-        spoken = np.flatnonzero(np.isin(best, self.pause_tokens, invert=True))  # steps that emit a token
+        spoken = np.flatnonzero(np.isin(self.best, self.pause_tokens, invert=True))  # steps that emit a token
         if not len(spoken):
             return None
-        pauses = np.diff(np.append(spoken, len(best))) - 1  # pause steps after each spoken one (the last: so far)
+        pauses = np.diff(np.append(spoken, len(self.best))) - 1  # pause steps after each spoken one (the last: so far)
         ended = np.flatnonzero(pauses >= self.silence_steps)
         if len(ended):
             return int(spoken[ended[0]]) + self.silence_steps + 1
-        return self.max_steps if len(best) >= self.max_steps else None
+        return self.max_steps if len(self.best) >= self.max_steps else None
 
     def final(self, steps: int) -> StreamEvent:
         """The utterance under way, its first `steps` steps decoded whole; the next one starts after them."""
@@ -189,5 +186,5 @@ class TranscriptStream:
     def drop(self, steps: int) -> None:
         """Forget the utterance's first `steps` steps (silence, or a finished utterance)."""
         steps = max(steps, 0)
-        self.utterance, self.start = self.utterance[steps:], self.start + steps
+        self.utterance, self.best, self.start = self.utterance[steps:], self.best[steps:], self.start + steps
 

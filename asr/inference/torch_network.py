@@ -2,8 +2,6 @@
 int8 weights. Imported only when a bundle or checkpoint is run (asr.inference.transcribe.load_model), so that the
 ONNX path (asr.inference.network) loads no torch."""
 
-import functools
-
 import numpy as np
 import torch
 
@@ -49,6 +47,7 @@ class TorchNetwork:
         self.model, self.tokenizer, self.cfg = model, tokenizer, model.cfg
         self.torch_device = torch.device(device)
         self.device = str(self.torch_device)
+        self.step = None  # the streaming step, made when asked for
 
     @torch.inference_mode()
     def __call__(self, waves: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,11 +56,12 @@ class TorchNetwork:
         log_probs, out_lengths = self.model(batch, torch.from_numpy(lengths).to(self.torch_device))
         return log_probs.float().cpu().numpy(), out_lengths.cpu().numpy()
 
-    @functools.cache
     def streaming(self) -> "TorchStep":
-        if error := not_streaming(self.cfg, "this model"):
-            raise error
-        return TorchStep(self.model, self.tokenizer, self.torch_device)
+        if self.step is None:
+            if error := not_streaming(self.cfg, "this model"):
+                raise error
+            self.step = TorchStep(self.model, self.tokenizer, self.torch_device)
+        return self.step
 
 
 class TorchStep(StepBase):

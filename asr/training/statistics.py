@@ -7,6 +7,7 @@ import random
 import torch
 
 from asr.core.audio import AudioError, load_audio
+from asr.core.config import ConfigError
 from asr.core.manifest import read_manifest
 from asr.core.model import DeepSpeech2
 
@@ -36,7 +37,8 @@ def estimate_statistics(model: DeepSpeech2, manifests: list[str], seed: int, cou
         feats = model.frontend.spectral_features(wave[None].to(model.frontend.feature_mean.device))[0]  # (F, T)
         total, squares, frames = total + feats.sum(-1), squares + feats.pow(2).sum(-1), frames + feats.shape[-1]
     if not frames:
-        raise ValueError(f"feature statistics: no readable audio in {', '.join(manifests)}")
+        raise ConfigError(f"data.train_manifests: no readable audio in {', '.join(map(str, manifests))} to estimate "
+                          "the global feature statistics from (frontend.normalize: global); check the audio paths")
     mean = total / frames
     model.frontend.feature_mean.copy_(mean)
     model.frontend.feature_std.copy_((squares / frames - mean.pow(2)).clamp(min=1e-10).sqrt())
