@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `asr transcribe ... | head`: the reader has gone, stop quietly
         sys.stdout = open(os.devnull, "w")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C where nothing catches it (a second one during --live): one line, no traceback
+        print(f"asr {args.command}: interrupted", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as err:  # a light install (pip install asr) running what needs the train extra
         if (err.name or "").split(".")[0] not in TRAIN_MODULES:
             raise
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the features, CTC posteriors and word alignment of the one input file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no info messages; errors still print")
     add_decoder_arguments(p)
-    p.set_defaults(run=run_transcribe)
+    p.set_defaults(run=run_transcribe, batch_size=None)  # BATCH_SIZE for input files; --stream/--live refuse it
 
     p = commands.add_parser("serve", help="an HTTP transcription service with OpenAI's API "
                                           "(POST /v1/audio/transcriptions, GET /health, GET /metrics), and live "
@@ -251,10 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BATCH_SIZE = 8  # --batch-size's default
+
+
 def add_model_arguments(p: argparse.ArgumentParser, formats=("text", "json")) -> None:
     add_load_arguments(p)
-    p.add_argument("--batch-size", type=number(int, 1), default=8,
-                   help="files, or 20-30 s chunks of long ones, run through the model at a time (default: 8)")
+    p.add_argument("--batch-size", type=number(int, 1), default=BATCH_SIZE,
+                   help=f"files, or 20-30 s chunks of long ones, run through the model at a time "
+                        f"(default: {BATCH_SIZE})")
     p.add_argument("--format", choices=formats, default="text", help=f"{', '.join(formats)} (default: text)")
 
 
@@ -479,6 +486,7 @@ def run_transcribe(args) -> int:
     if args.stream or args.live:
         return run_transcribe_live(args)
     check_live_options(args, "input files")
+    args.batch_size = args.batch_size or BATCH_SIZE
     check_model_argument(args.model)
     found = list(find_audio(args.inputs))
     files, failed = sorted_out(found, check_audio_file)  # missing, empty, not a file: found in milliseconds
@@ -520,8 +528,8 @@ def run_transcribe(args) -> int:
 
 
 # asr transcribe's options that apply to some ways of reading audio only
-LIVE_OPTIONS = {"output_dir": ("input files",), "plot": ("input files",), "fast": ("--stream",),
-                "input_device": ("--live",), "chunk_ms": ("--stream", "--live"),
+LIVE_OPTIONS = {"output_dir": ("input files",), "plot": ("input files",), "batch_size": ("input files",),
+                "fast": ("--stream",), "input_device": ("--live",), "chunk_ms": ("--stream", "--live"),
                 "endpoint_silence": ("--stream", "--live")}
 
 

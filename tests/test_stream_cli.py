@@ -145,6 +145,20 @@ def test_ctrl_c_ends_the_stream_with_its_final(streaming_onnx, tmp_path):
     assert got[-1]["type"] == "final" and got[-1]["end"] < 20
 
 
+def test_a_second_ctrl_c_ends_it_at_once_in_one_line(monkeypatch, three_seconds, capsys):
+    """The first Ctrl-C lets the stream finish its utterance; a second raises KeyboardInterrupt wherever it lands,
+    which asr reports in one line (exit 130, the shell's code for SIGINT) rather than a traceback."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("asr.cli.run_transcribe_live", interrupted)
+    try:
+        status = main(["transcribe", "--stream", str(three_seconds)])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped asr's main")
+    assert status == 130 and capsys.readouterr().err == "asr transcribe: interrupted\n"
+
+
 def has_input_device() -> bool:
     try:
         import sounddevice
@@ -192,6 +206,7 @@ def test_a_bidirectional_model_cannot_stream(three_seconds):
     (["--stream", "{wav}", "--output-dir", "out"], "--output-dir is for input files, not --stream"),
     (["--live", "--fast"], "--fast is for --stream, not --live"),
     (["{wav}", "--chunk-ms", "50"], "--chunk-ms is for --stream and --live, not input files"),
+    (["--stream", "{wav}", "--batch-size", "4"], "--batch-size is for input files, not --stream"),
     (["--stream", "missing.wav"], "missing.wav: no such file"),
 ])
 def test_misused_options_are_refused_before_a_model_loads(argv, message, three_seconds, capsys):
