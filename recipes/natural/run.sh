@@ -2,8 +2,8 @@
 # Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
-#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more export tune evaluate
-#                                            install stream stream-more stream-evaluate stream-install
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 export tune
+#                                            evaluate install stream stream-more stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -23,6 +23,7 @@
 # continue: leg 2: CONTINUE_STEPS more from leg 1, a learning-rate cycle of its own (CONTINUE_STEPS=0: none).
 # more:     leg 3: MORE_STEPS more from leg 2 (from the commit that shipped it, when not trained here) on the Kokoro
 #           corpus as it then stands (run the data stage again first), a cycle of its own (MORE_STEPS=0: none).
+# leg4:     leg 4: LEG4_STEPS more from leg 3 (from the commit that shipped it, when not trained here), likewise.
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 # stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
@@ -52,6 +53,7 @@ CURVE_STEPS=${CURVE_STEPS:-300}
 TRAIN_STEPS=${TRAIN_STEPS:-900}
 CONTINUE_STEPS=${CONTINUE_STEPS:-600}
 MORE_STEPS=${MORE_STEPS:-600}
+LEG4_STEPS=${LEG4_STEPS:-1500}
 STREAM_STEPS=${STREAM_STEPS:-1200}
 STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
@@ -64,7 +66,9 @@ mkdir -p "$EXP"
 START_MODEL=exp/mixed/model-fp16.safetensors  # the mixed recipe's model, shipped from a35632c
 LEG2=exp/natural-leg2
 LEG3=exp/natural-leg3
+LEG4=exp/natural-leg4
 LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
+[ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
@@ -106,6 +110,13 @@ train() {  # EXP_DIR KOKORO_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune 
     fine_tune recipes/natural/natural.yaml "$exp" "$steps" "$every" "$manifests" "$weights" "$@"
 }
 
+next_leg() {  # FROM COMMIT TO STEPS VALIDATIONS: a leg of STEPS (0: none) from the model of FROM (from the commit
+              # that shipped it when not trained here) on the Kokoro corpus as it now stands, a cycle of its own
+    [ "$4" = 0 ] && return
+    model_from_git "$1"/model-fp16.safetensors "$2" "run the stage that trains $1"
+    train "$3" all "$4" $(($4 / $5)) init_from="$1"/model-fp16.safetensors
+}
+
 stage() {
     case $1 in
         corpus)   need "$KOKORO/voices.npz" "the Kokoro voice packs; set KOKORO to the folder holding voices.npz"
@@ -131,9 +142,8 @@ stage() {
         continue) [ "$CONTINUE_STEPS" = 0 ] && return
                   need $EXP/model-fp16.safetensors "leg 1: run the train stage first"
                   train $LEG2 all "$CONTINUE_STEPS" $((CONTINUE_STEPS / 2)) init_from=$EXP/model-fp16.safetensors ;;
-        more)     [ "$MORE_STEPS" = 0 ] && return
-                  model_from_git $LEG2/model-fp16.safetensors 4328bee "leg 2: run the continue stage"
-                  train $LEG3 all "$MORE_STEPS" $((MORE_STEPS / 2)) init_from=$LEG2/model-fp16.safetensors ;;
+        more)     next_leg $LEG2 4328bee $LEG3 "$MORE_STEPS" 2 ;;
+        leg4)     next_leg $LEG3 d7ff3b9 $LEG4 "$LEG4_STEPS" 3 ;;
         export)   export_best $LAST_LEG ;;
         tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
         evaluate) evaluate_all $MODEL $LM $LAST_LEG/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
@@ -152,6 +162,6 @@ stage() {
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more export tune evaluate \
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 export tune evaluate \
     install stream stream-more stream-evaluate stream-install
 run_stages
