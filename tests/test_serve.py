@@ -201,15 +201,16 @@ def test_a_flac_written_to_a_pipe_is_read_to_its_end_by_the_server_and_the_cli(s
 
 
 def silence_flac(path, seconds: int, rate: int = 384_000, channels: int = 8, piped: bool = False):
-    """`seconds` of silence in 16-bit FLAC as sox writes it (to a pipe: no length in its header)."""
+    """`seconds` of digital silence in 16-bit FLAC as sox writes it (to a pipe: no length in its header). -D: sox
+    would dither it to random +-1 noise, which a model can hear as a letter now and then."""
     audio = ["-r", str(rate), "-c", str(channels), "-b", "16", "-e", "signed"]
     if piped:
-        raw = subprocess.run(["sox", "-n", *audio, "-t", "raw", "-", "trim", "0", str(seconds)], check=True,
+        raw = subprocess.run(["sox", "-D", "-n", *audio, "-t", "raw", "-", "trim", "0", str(seconds)], check=True,
                              capture_output=True).stdout
         path.write_bytes(subprocess.run(["sox", "-t", "raw", *audio, "-", "-t", "flac", "-"], input=raw, check=True,
                                         capture_output=True).stdout)
     else:
-        subprocess.run(["sox", "-n", *audio, str(path), "trim", "0", str(seconds)], check=True)
+        subprocess.run(["sox", "-D", "-n", *audio, str(path), "trim", "0", str(seconds)], check=True)
     return path
 
 
