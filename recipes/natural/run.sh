@@ -2,8 +2,8 @@
 # Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
-#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 export tune
-#                                            evaluate install stream stream-more stream-evaluate stream-install
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 export
+#                                            tune evaluate install stream stream-more stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -24,6 +24,7 @@
 # more:     leg 3: MORE_STEPS more from leg 2 (from the commit that shipped it, when not trained here) on the Kokoro
 #           corpus as it then stands (run the data stage again first), a cycle of its own (MORE_STEPS=0: none).
 # leg4:     leg 4: LEG4_STEPS more from leg 3 (from the commit that shipped it, when not trained here), likewise.
+# leg5:     leg 5: LEG5_STEPS more from leg 4, likewise.
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 # stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
@@ -54,6 +55,7 @@ TRAIN_STEPS=${TRAIN_STEPS:-900}
 CONTINUE_STEPS=${CONTINUE_STEPS:-600}
 MORE_STEPS=${MORE_STEPS:-600}
 LEG4_STEPS=${LEG4_STEPS:-1500}
+LEG5_STEPS=${LEG5_STEPS:-900}
 STREAM_STEPS=${STREAM_STEPS:-1200}
 STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
@@ -67,8 +69,9 @@ START_MODEL=exp/mixed/model-fp16.safetensors  # the mixed recipe's model, shippe
 LEG2=exp/natural-leg2
 LEG3=exp/natural-leg3
 LEG4=exp/natural-leg4
+LEG5=exp/natural-leg5
 LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
-[ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4
+[ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4; [ "$LEG5_STEPS" = 0 ] || LAST_LEG=$LEG5
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
@@ -144,6 +147,7 @@ stage() {
                   train $LEG2 all "$CONTINUE_STEPS" $((CONTINUE_STEPS / 2)) init_from=$EXP/model-fp16.safetensors ;;
         more)     next_leg $LEG2 4328bee $LEG3 "$MORE_STEPS" 2 ;;
         leg4)     next_leg $LEG3 d7ff3b9 $LEG4 "$LEG4_STEPS" 3 ;;
+        leg5)     next_leg $LEG4 df3c798 $LEG5 "$LEG5_STEPS" 3 ;;
         export)   export_best $LAST_LEG ;;
         tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
         evaluate) evaluate_all $MODEL $LM $LAST_LEG/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
@@ -162,6 +166,6 @@ stage() {
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 export tune evaluate \
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 export tune evaluate \
     install stream stream-more stream-evaluate stream-install
 run_stages
