@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="the dev set")
     p.add_argument("--lm", required=True, help="the LM; the best values go to LM.tuned.json beside it")
     p.add_argument("--lexicon", help="words to spell (default: LM.lexicon.txt)")
-    p.add_argument("--beam-size", type=number(int, 1), default=50, help="hypotheses kept at each step (default: 50)")
+    p.add_argument("--beam-size", type=number(int, 1), default=100,
+                   help="hypotheses kept at each step (default: 100)")
     p.add_argument("--beam-threshold", type=number(float, 0), default=25.0,
                    help="prune hypotheses this far below the best (default: 25)")
     p.add_argument("--lm-weights", type=floats, help="grid values, e.g. 0,0.5,1,2 (default: 0 to 3)")
@@ -283,7 +284,7 @@ def add_decoder_arguments(p: argparse.ArgumentParser) -> None:
                         "with --choices")
     p.add_argument("--lm", help="KenLM word n-gram, ARPA or binary, from `asr lm build` (implies --decoder beam)")
     p.add_argument("--lexicon", help="words beam search may spell (default with --lm: LM.lexicon.txt)")
-    p.add_argument("--beam-size", type=number(int, 1), help="hypotheses kept at each step (default: 50)")
+    p.add_argument("--beam-size", type=number(int, 1), help="hypotheses kept at each step (default: 100)")
     p.add_argument("--beam-threshold", type=number(float, 0),
                    help="prune hypotheses this far below the best (default: 25)")
     p.add_argument("--lm-weight", type=number(float), help="default: the value `asr tune-lm` found, else 2")

@@ -125,7 +125,7 @@ def test_a_model_decodes_with_the_lm_beside_its_file_unless_told_otherwise(lm, t
     write_tuned(own, {"lm_weight": 0.75, "word_score": -0.5})
     cfg = resolve_decoder(None, model)
     assert (cfg.kind, cfg.lm, cfg.lexicon) == ("beam", str(own), str(lexicon_path(own)))
-    assert (cfg.lm_weight, cfg.word_score, cfg.beam_size, cfg.beam_threshold) == (0.75, -0.5, 50, 25.0)
+    assert (cfg.lm_weight, cfg.word_score, cfg.beam_size, cfg.beam_threshold) == (0.75, -0.5, 100, 25.0)
     given = {"beam_size": 8, "word_score": 1.0}
     assert resolve_decoder(DecoderConfig(**given), model) == replace(cfg, **given)
     assert resolve_decoder(DecoderConfig("greedy"), model) == DecoderConfig("greedy")

@@ -211,5 +211,5 @@ def test_an_export_takes_the_lm_beside_its_source_and_decodes_with_it(tmp_path, 
                                                       tuned_path(lm).read_bytes()]
     write_audio(tmp_path / "tone.wav", tone())
     assert main(["transcribe", str(tmp_path / "tone.wav"), "--model", str(out)]) == 0
-    assert (f"decoding with beam search (beam 50) with LM {copies[0]} (lm_weight 0.7, word_score -1.5)"
+    assert (f"decoding with beam search (beam 100) with LM {copies[0]} (lm_weight 0.7, word_score -1.5)"
             in capsys.readouterr().err)

@@ -67,7 +67,8 @@ def word_alignment(path: list[int], tokenizer) -> list[tuple[str, int, int]]:
 
 KINDS = ("greedy", "beam", "choice")
 BEAM_OPTIONS = ("lm", "lexicon", "beam_size", "beam_threshold", "lm_weight", "word_score", "unk_score")
-BEAM_DEFAULTS = {"beam_size": 50, "beam_threshold": 25.0, "unk_score": -math.inf}
+# beam 100: pooled dev WER of the shipped model and LM 27.39%, against 28.21% at 50 and 27.09% at 200
+BEAM_DEFAULTS = {"beam_size": 100, "beam_threshold": 25.0, "unk_score": -math.inf}
 
 
 @dataclass
@@ -76,7 +77,7 @@ class DecoderConfig:
     hand; the decoders take only the configs it returns, every field decided."""
 
     kind: str | None = None  # "greedy" (best path), "beam", or "choice" (one of the transcripts in `choices`)
-    beam_size: int | None = None  # hypotheses kept after each step (50)
+    beam_size: int | None = None  # hypotheses kept after each step (100)
     beam_threshold: float | None = None  # hypotheses scoring this far below the best are pruned (25)
     lm: str | None = None  # KenLM word n-gram, ARPA or binary (`asr lm build`)
     lexicon: str | None = None  # words the beam may spell (with an LM: LM.lexicon.txt)

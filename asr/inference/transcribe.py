@@ -211,7 +211,7 @@ def spooled(source):
 
 
 def decoder_summary(cfg: DecoderConfig) -> str:
-    """The decoder a resolved config runs, in words: "beam search (beam 50) with LM x.lm.bin (...)", ..."""
+    """The decoder a resolved config runs, in words: "beam search (beam 100) with LM x.lm.bin (...)", ..."""
     if cfg.kind == "beam":
         lm = (f"with LM {cfg.lm} (lm_weight {cfg.lm_weight:g}, word_score {cfg.word_score:g})" if cfg.lm
               else "without an LM")
