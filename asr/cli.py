@@ -224,9 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="the dev set")
     p.add_argument("--lm", required=True, help="the LM; the best values go to LM.tuned.json beside it")
     p.add_argument("--lexicon", help="words to spell (default: LM.lexicon.txt)")
-    p.add_argument("--beam-size", type=number(int, 1), default=100,
-                   help="hypotheses kept at each step (default: 100)")
-    p.add_argument("--beam-threshold", type=number(float, 0), default=25.0,
+    p.add_argument("--beam-size", type=number(int, 1), help="hypotheses kept at each step (default: 100)")
+    p.add_argument("--beam-threshold", type=number(float, 0),
                    help="prune hypotheses this far below the best (default: 25)")
     p.add_argument("--lm-weights", type=floats, help="grid values, e.g. 0,0.5,1,2 (default: 0 to 3)")
     p.add_argument("--word-scores", type=floats, help="grid values, e.g. -1,0,1 (default: -2 to 2)")
@@ -750,7 +749,8 @@ def run_tune_lm(args) -> None:
     for t in sorted(trials, key=lambda t: (t.lm_weight, t.word_score)):
         log.info("lm_weight %6.3f  word_score %6.3f  WER %6.2f%%", t.lm_weight, t.word_score, 100 * t.counts.wer)
     top, greedy = best(trials), greedy_counts(dev, recognizer.tokenizer)
-    result = {"lm_weight": top.lm_weight, "word_score": top.word_score, "beam_size": args.beam_size,
+    result = {"lm_weight": top.lm_weight, "word_score": top.word_score,
+              "beam_size": recognizer.decoder_config.beam_size,  # BEAM_DEFAULTS' unless --beam-size
               "wer": top.counts.wer, "greedy_wer": greedy.wer, "words": top.counts.words, "points": len(trials),
               "model": str(args.model or "default"), "manifest": args.manifest}
     path = write_tuned(args.lm, result)

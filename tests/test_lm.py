@@ -8,7 +8,7 @@ import torch
 from conftest import SENTENCES, run_asr
 from test_decoding import emissions, spelled
 
-from asr.core.decoding import DecoderConfig, build_decoder, resolve_decoder
+from asr.core.decoding import BEAM_DEFAULTS, DecoderConfig, build_decoder, resolve_decoder
 from asr.core.lm import LMError, build_lm, kenlm_tool, lexicon_path, read_lexicon, tuned_path
 from asr.core.manifest import read_manifest
 from asr.core.text import CharTokenizer
@@ -110,6 +110,7 @@ def test_lm_build_tune_evaluate_and_transcribe_with_timed_words(half_trained, li
     tuned = json.loads(run_asr("tune-lm", "--model", model, "--manifest", manifest, "--lm", lm,
                                "--lm-weights", "0.5,2", "--word-scores", "0,1", "--jobs", 2, "--format", "json").stdout)
     assert tuned["points"] == 4 and tuned["wer"] <= with_lm and tuned["greedy_wer"] == pytest.approx(greedy)
+    assert tuned["beam_size"] == BEAM_DEFAULTS["beam_size"]  # the beam it was tuned at: evaluate's and transcribe's
     assert json.loads(lm.with_suffix(".tuned.json").read_text())["lm_weight"] == tuned["lm_weight"]
     scores = json.loads(run_asr("evaluate", "--model", model, manifest, "--lm", lm, "--format", "json").stdout)
     assert scores["wer"] == pytest.approx(tuned["wer"])  # evaluate picks the tuned values up
