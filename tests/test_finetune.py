@@ -133,6 +133,36 @@ def test_a_streaming_model_starts_from_a_bidirectional_bundle(tmp_path):
     assert needs_statistics(model)  # the bundle normalised per utterance: none to take
 
 
+@pytest.mark.parametrize("merge", ["sum", "concat"])
+def test_a_deeper_model_starts_from_a_shallower_bundle_computing_nearly_what_it_did(tmp_path, merge):
+    torch.manual_seed(0)
+    waves, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000])
+    bundle, source = tiny_bundle(tmp_path / "a.safetensors", f"model.rnn_merge={merge}")
+    module = tiny_module(f"init_from={bundle}", f"model.rnn_merge={merge}", "model.rnn_layers=4")
+    deeper = module.model
+    before = {k: v.clone() for k, v in deeper.state_dict().items()}
+    init_weights(module, str(bundle))
+    assert len(deeper.rnns) == 4
+    for name, value in source.state_dict().items():  # all the bundle's weights but its last norm's
+        if not name.startswith("norms.1."):
+            assert torch.equal(deeper.state_dict()[name], value), name
+    assert torch.equal(deeper.norms[3].weight, source.norms[1].weight)  # which the top norm takes over
+    assert not torch.equal(deeper.rnns[3].forward_lstm.weight_ih_l0, before["rnns.3.forward_lstm.weight_ih_l0"])
+    source.eval(), deeper.eval()
+    with torch.no_grad():
+        expected, new = source(waves, lengths)[0], deeper(waves, lengths)[0]  # log-probabilities (B, T', V)
+    assert (new - expected).abs().max() < 0.2  # measured: 0.045 (sum), 0.065 (concat)
+    deeper.load_state_dict(before | source.state_dict())
+    with torch.no_grad():  # what two freshly initialised layers on top would do instead: 2.3
+        assert (deeper(waves, lengths)[0] - expected).abs().max() > 1
+
+
+def test_a_fine_tuned_model_may_not_have_fewer_layers_than_its_bundle(tmp_path):
+    bundle, _ = tiny_bundle(tmp_path / "a.safetensors", "model.rnn_layers=3")
+    with pytest.raises(config.ConfigError, match=r"model.rnn_layers is 2 here but 3 in the bundle.*rnn_layers grow"):
+        load_experiment_config("tiny", [f"init_from={bundle}"])
+
+
 def test_feature_statistics_are_estimated_on_the_training_audio(tmp_path, librispeech_tree):
     from asr.corpora.librispeech import prepare_librispeech
 

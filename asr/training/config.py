@@ -139,22 +139,29 @@ TRAINING_ONLY = {"dropout", "frontend.freq_masks", "frontend.freq_mask_width", "
 # what a streaming model started from a bidirectional bundle changes (asr.training.module.init_weights)
 STREAMING_CONVERSION = {"rnn_bidirectional", "lookahead", "frontend.normalize"}
 
+# network settings a fine-tuned model may make larger than its bundle's: more LSTM layers, the new ones on top
+# starting as layers that pass their input on (asr.training.module.pass_through_layers)
+GROWABLE = {"rnn_layers"}
+
 
 def fine_tuning_model(source: str, model: dict) -> dict:
     """The model section of a config that fine-tunes the bundle `source`: the bundle's network with the config's
     `model` over it, whose other keys must have the bundle's values (ConfigError naming the first that does not).
     Training-only settings are the config's (or the defaults), never the bundle's: a run's regularisation is what
     its config says, whatever the run that made the bundle used. A streaming model (rnn_bidirectional: false) may
-    start from a bidirectional bundle: its STREAMING_CONVERSION settings are then the config's."""
+    start from a bidirectional bundle: its STREAMING_CONVERSION settings are then the config's. A deeper model
+    may start from a bundle of fewer LSTM layers (GROWABLE)."""
     theirs = flat(network := bundle_network(source))
     converting = model.get("rnn_bidirectional") is False and theirs.get("rnn_bidirectional", True)
     for key, value in flat(model).items():
         if converting and key in STREAMING_CONVERSION:
             continue
+        if key in GROWABLE and key in theirs and value > theirs[key]:
+            continue
         if key in theirs and value != theirs[key]:
             raise config.ConfigError(
                 f"init_from {source}: model.{key} is {value} here but {theirs[key]} in the bundle, whose network a "
-                f"fine-tuned model keeps: drop model.{key} (only {', '.join(sorted(TRAINING_ONLY))} may change)")
+                f"fine-tuned model keeps: drop model.{key} (only {', '.join(sorted(TRAINING_ONLY))} may change, and rnn_layers grow)")
     return merged(network, model)
 
 

@@ -96,6 +96,8 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
     (front-end, convolutions, LSTMs) is transferred to a new vocabulary, as NeMo's change_vocabulary does.
     A streaming model started from a bidirectional bundle takes its forward LSTM directions and the rest, and
     keeps its own lookahead convolution (the identity) and front-end statistics (estimated before training).
+    A model with more LSTM layers than the bundle takes the bundle's, with layers on top that pass their input on
+    (pass_through_layers), so that it starts computing nearly what the bundle does.
     """
     path = model_path(source)
     model, tokenizer = load_bundle(path)
@@ -110,9 +112,42 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
         own = module.model.state_dict()
         weights = {name: value for name, value in weights.items() if name in own} | {
             name: value for name, value in own.items() if name.startswith(("lookahead.", "frontend.feature_"))}
+    if module.model.cfg.rnn_layers > model.cfg.rnn_layers:
+        weights |= pass_through_layers(weights, module.model.state_dict(), model.cfg.rnn_layers,
+                                       module.model.cfg.rnn_layers, module.model.cfg.rnn_merge == "concat")
     module.model.load_state_dict(weights)
     log.info("starting from the weights of %s%s", path, " (all but the output layer)" if new_head else
-             " (its forward LSTM directions: a streaming model)" if converting else "")
+             " (its forward LSTM directions: a streaming model)" if converting else
+             f" (and {module.model.cfg.rnn_layers - model.cfg.rnn_layers} LSTM layers on top that pass their input on)"
+             if module.model.cfg.rnn_layers > model.cfg.rnn_layers else "")
+
+
+PASS_GATE_BIAS = 3.0  # a pass-through layer's input and output gates nearly open (0.95), its forget gate nearly shut
+PASS_SCALE = 0.1  # the weight of its cell input on its own input: small, so tanh(tanh(0.1 x)) is nearly 0.1 x
+
+
+def pass_through_layers(weights: dict[str, torch.Tensor], own: dict[str, torch.Tensor], layers: int, target: int,
+                        concat: bool) -> dict[str, torch.Tensor]:
+    """Weights that deepen a model of `layers` LSTM layers (`weights`) to `target` (whose fresh weights are `own`)
+    and leave its output nearly as it was (Net2DeeperNet, Chen et al. 2016): each new layer passes its input on,
+    scaled, which the LayerNorm after it undoes; the norm of the bundle's last layer loses its scale and shift,
+    which the new top norm takes over."""
+    new = {}
+    for name, value in own.items():
+        if not name.startswith(tuple(f"rnns.{i}." for i in range(layers, target))):
+            continue
+        hidden, new[name] = value.shape[0] // 4, torch.zeros_like(value)  # rows: gates i, f, g, o, H each
+        if name.endswith("weight_ih_l0"):  # (4H, I): the cell input g reads its own unit of the input
+            offset = hidden if concat and ".backward_lstm." in name else 0
+            new[name][2 * hidden:3 * hidden, offset:offset + hidden] = PASS_SCALE * torch.eye(hidden)
+        elif name.endswith("bias_ih_l0"):
+            new[name][:hidden] = new[name][3 * hidden:] = PASS_GATE_BIAS
+            new[name][hidden:2 * hidden] = -PASS_GATE_BIAS
+    for i in range(layers - 1, target):  # plain norms, but the top one: the bundle's last
+        new[f"norms.{i}.weight"], new[f"norms.{i}.bias"] = (
+            weights[f"norms.{layers - 1}.{part}"] if i == target - 1 else init(own[f"norms.{i}.{part}"])
+            for part, init in (("weight", torch.ones_like), ("bias", torch.zeros_like)))
+    return new
 
 
 def lr_factor(step: int, total: int, warmup_ratio: float, final_ratio: float) -> float:
