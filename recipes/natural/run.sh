@@ -2,8 +2,8 @@
 # Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
-#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 export
-#                                            tune evaluate install stream stream-more stream-evaluate stream-install
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 deep export
+#                                            fit tune evaluate install stream stream-more stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -25,7 +25,12 @@
 #           corpus as it then stands (run the data stage again first), a cycle of its own (MORE_STEPS=0: none).
 # leg4:     leg 4: LEG4_STEPS more from leg 3 (from the commit that shipped it, when not trained here), likewise.
 # leg5:     leg 5: LEG5_STEPS more from leg 4, likewise.
+# deep:     leg 6, a deeper network: DEEP_STEPS from leg 5 with DEEP_LAYERS LSTM layers, leg 5's three and new ones on
+#           top that start by passing their input on (so it starts where leg 5 ended), likewise (DEEP_STEPS=0: none).
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
+# fit:      how well the last leg fits its training speech: greedy WER on FIT_SIZE utterances drawn from each training
+#           manifest (as the data stage left it) beside the dev sets; a network whose training WER is no better than
+#           its dev WER is full (more steps or speech will not help it much), one far better has learnt its data.
 # evaluate: every set, greedy and with the LM. install: the model and LM into asr/assets.
 # stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
 #           from the shipped model's weights (its forward LSTM directions; leg 3, from git when not trained here) on
@@ -56,6 +61,8 @@ CONTINUE_STEPS=${CONTINUE_STEPS:-600}
 MORE_STEPS=${MORE_STEPS:-600}
 LEG4_STEPS=${LEG4_STEPS:-1500}
 LEG5_STEPS=${LEG5_STEPS:-900}
+DEEP_STEPS=${DEEP_STEPS:-1500}
+DEEP_LAYERS=${DEEP_LAYERS:-4}
 STREAM_STEPS=${STREAM_STEPS:-1200}
 STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
@@ -70,13 +77,16 @@ LEG2=exp/natural-leg2
 LEG3=exp/natural-leg3
 LEG4=exp/natural-leg4
 LEG5=exp/natural-leg5
+DEEP=exp/natural-deep
 LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
-[ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4; [ "$LEG5_STEPS" = 0 ] || LAST_LEG=$LEG5
+[ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4; [ "$LEG5_STEPS" = 0 ] || LAST_LEG=$LEG5; [ "$DEEP_STEPS" = 0 ] || LAST_LEG=$DEEP
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
      data/synthetic/dev.jsonl)
 TEST=(data/rhvoice/test.jsonl data/synthetic/test.jsonl)
+TRAIN=(data/natural/kokoro-train.jsonl data/natural/cathy.jsonl data/speechocean762/train.jsonl data/synthetic/train.jsonl)
+FIT_SIZE=${FIT_SIZE:-240}
 
 need() {  # FILE WHAT...: stop with what is missing and where it comes from
     [ -e "$1" ] || { echo "run.sh: $1 not found: ${*:2} (recipes/natural/README.md)" >&2; exit 1; }
@@ -113,11 +123,12 @@ train() {  # EXP_DIR KOKORO_HOURS STEPS VALIDATE_EVERY [OVERRIDE...]: fine-tune 
     fine_tune recipes/natural/natural.yaml "$exp" "$steps" "$every" "$manifests" "$weights" "$@"
 }
 
-next_leg() {  # FROM COMMIT TO STEPS VALIDATIONS: a leg of STEPS (0: none) from the model of FROM (from the commit
-              # that shipped it when not trained here) on the Kokoro corpus as it now stands, a cycle of its own
+next_leg() {  # FROM COMMIT TO STEPS VALIDATIONS [OVERRIDE...]: a leg of STEPS (0: none) from the model of FROM (from
+              # the commit that shipped it when not trained here) on the Kokoro corpus as it now stands, a cycle of
+              # its own
     [ "$4" = 0 ] && return
     model_from_git "$1"/model-fp16.safetensors "$2" "run the stage that trains $1"
-    train "$3" all "$4" $(($4 / $5)) init_from="$1"/model-fp16.safetensors
+    train "$3" all "$4" $(($4 / $5)) init_from="$1"/model-fp16.safetensors "${@:6}"
 }
 
 stage() {
@@ -148,7 +159,15 @@ stage() {
         more)     next_leg $LEG2 4328bee $LEG3 "$MORE_STEPS" 2 ;;
         leg4)     next_leg $LEG3 d7ff3b9 $LEG4 "$LEG4_STEPS" 3 ;;
         leg5)     next_leg $LEG4 df3c798 $LEG5 "$LEG5_STEPS" 3 ;;
+        deep)     next_leg $LEG5 04851b4 $DEEP "$DEEP_STEPS" 3 model.rnn_layers="$DEEP_LAYERS" ;;
         export)   export_best $LAST_LEG ;;
+        fit)      $PYTHON -c "import random, sys; from pathlib import Path; \
+                      from asr.core.manifest import read_manifest, write_manifest; \
+                      [write_manifest(Path(sys.argv[1]) / f'fit-{Path(m).parent.name}-{Path(m).name}', \
+                          random.Random(0).sample(read_manifest(m), int(sys.argv[2]))) for m in sys.argv[3:]]" \
+                      $EXP "$FIT_SIZE" "${TRAIN[@]}"
+                  $PYTHON -m asr evaluate --model $MODEL $EXP/fit-*.jsonl "${DEV[@]}" --decoder greedy \
+                      | tee $LAST_LEG/fit.txt ;;
         tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
         evaluate) evaluate_all $MODEL $LM $LAST_LEG/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
         install)  install_model $MODEL $LM ;;
@@ -166,6 +185,6 @@ stage() {
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 export tune evaluate \
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep export fit tune evaluate \
     install stream stream-more stream-evaluate stream-install
 run_stages
