@@ -2,7 +2,7 @@
 # Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
-#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 deep export
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 deep deep2 export
 #                                            fit tune evaluate install stream stream-more stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
@@ -27,6 +27,7 @@
 # leg5:     leg 5: LEG5_STEPS more from leg 4, likewise.
 # deep:     leg 6, a deeper network: DEEP_STEPS from leg 5 with DEEP_LAYERS LSTM layers, leg 5's three and new ones on
 #           top that start by passing their input on (so it starts where leg 5 ended), likewise (DEEP_STEPS=0: none).
+# deep2:    leg 7: DEEP2_STEPS more from leg 6, likewise.
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # fit:      how well the last leg fits its training speech: greedy WER on FIT_SIZE utterances drawn from each training
 #           manifest (as the data stage left it) beside the dev sets; a network whose training WER is no better than
@@ -63,6 +64,7 @@ LEG4_STEPS=${LEG4_STEPS:-1500}
 LEG5_STEPS=${LEG5_STEPS:-900}
 DEEP_STEPS=${DEEP_STEPS:-1500}
 DEEP_LAYERS=${DEEP_LAYERS:-4}
+DEEP2_STEPS=${DEEP2_STEPS:-900}
 STREAM_STEPS=${STREAM_STEPS:-1200}
 STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
@@ -78,8 +80,10 @@ LEG3=exp/natural-leg3
 LEG4=exp/natural-leg4
 LEG5=exp/natural-leg5
 DEEP=exp/natural-deep
+DEEP2=exp/natural-deep2
 LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
 [ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4; [ "$LEG5_STEPS" = 0 ] || LAST_LEG=$LEG5; [ "$DEEP_STEPS" = 0 ] || LAST_LEG=$DEEP
+[ "$DEEP2_STEPS" = 0 ] || LAST_LEG=$DEEP2
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
@@ -160,6 +164,7 @@ stage() {
         leg4)     next_leg $LEG3 d7ff3b9 $LEG4 "$LEG4_STEPS" 3 ;;
         leg5)     next_leg $LEG4 df3c798 $LEG5 "$LEG5_STEPS" 3 ;;
         deep)     next_leg $LEG5 04851b4 $DEEP "$DEEP_STEPS" 3 model.rnn_layers="$DEEP_LAYERS" ;;
+        deep2)    next_leg $DEEP ca1218b $DEEP2 "$DEEP2_STEPS" 3 ;;
         export)   export_best $LAST_LEG ;;
         fit)      $PYTHON -c "import random, sys; from pathlib import Path; \
                       from asr.core.manifest import read_manifest, write_manifest; \
@@ -185,6 +190,6 @@ stage() {
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep export fit tune evaluate \
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep deep2 export fit tune evaluate \
     install stream stream-more stream-evaluate stream-install
 run_stages
