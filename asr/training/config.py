@@ -161,7 +161,8 @@ def fine_tuning_model(source: str, model: dict) -> dict:
         if key in theirs and value != theirs[key]:
             raise config.ConfigError(
                 f"init_from {source}: model.{key} is {value} here but {theirs[key]} in the bundle, whose network a "
-                f"fine-tuned model keeps: drop model.{key} (only {', '.join(sorted(TRAINING_ONLY))} may change, and rnn_layers grow)")
+                f"fine-tuned model keeps: drop model.{key} (only {', '.join(sorted(TRAINING_ONLY))} may change, "
+                f"and rnn_layers grow)")
     return merged(network, model)
 
 

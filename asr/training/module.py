@@ -112,14 +112,14 @@ def init_weights(module: ASRModule, source: str, new_head: bool = False) -> None
         own = module.model.state_dict()
         weights = {name: value for name, value in weights.items() if name in own} | {
             name: value for name, value in own.items() if name.startswith(("lookahead.", "frontend.feature_"))}
-    if module.model.cfg.rnn_layers > model.cfg.rnn_layers:
+    added = module.model.cfg.rnn_layers - model.cfg.rnn_layers
+    if added:
         weights |= pass_through_layers(weights, module.model.state_dict(), model.cfg.rnn_layers,
                                        module.model.cfg.rnn_layers, module.model.cfg.rnn_merge == "concat")
     module.model.load_state_dict(weights)
-    log.info("starting from the weights of %s%s", path, " (all but the output layer)" if new_head else
-             " (its forward LSTM directions: a streaming model)" if converting else
-             f" (and {module.model.cfg.rnn_layers - model.cfg.rnn_layers} LSTM layers on top that pass their input on)"
-             if module.model.cfg.rnn_layers > model.cfg.rnn_layers else "")
+    log.info("starting from the weights of %s%s%s", path, " (all but the output layer)" if new_head else
+             " (its forward LSTM directions: a streaming model)" if converting else "",
+             f" (and {added} LSTM layers on top that pass their input on)" if added else "")
 
 
 PASS_GATE_BIAS = 3.0  # a pass-through layer's input and output gates nearly open (0.95), its forget gate nearly shut
@@ -143,10 +143,11 @@ def pass_through_layers(weights: dict[str, torch.Tensor], own: dict[str, torch.T
         elif name.endswith("bias_ih_l0"):
             new[name][:hidden] = new[name][3 * hidden:] = PASS_GATE_BIAS
             new[name][hidden:2 * hidden] = -PASS_GATE_BIAS
-    for i in range(layers - 1, target):  # plain norms, but the top one: the bundle's last
-        new[f"norms.{i}.weight"], new[f"norms.{i}.bias"] = (
-            weights[f"norms.{layers - 1}.{part}"] if i == target - 1 else init(own[f"norms.{i}.{part}"])
-            for part, init in (("weight", torch.ones_like), ("bias", torch.zeros_like)))
+    for i in range(layers - 1, target - 1):  # the norms below the top one: no scale or shift
+        new[f"norms.{i}.weight"] = torch.ones_like(own[f"norms.{i}.weight"])
+        new[f"norms.{i}.bias"] = torch.zeros_like(own[f"norms.{i}.bias"])
+    for part in ("weight", "bias"):  # the top one: the bundle's last
+        new[f"norms.{target - 1}.{part}"] = weights[f"norms.{layers - 1}.{part}"]
     return new
 
 
