@@ -23,7 +23,8 @@ from asr.core.decoding import (
     resolve_decoder,
     word_timestamps,
 )
-from asr.core.lm import LMError, build_lm, lexicon_path, tuned_path, write_tuned
+from asr.core import lm as lm_module
+from asr.core.lm import LMError, build_lm, lexicon_path, own_tuned_path, tuned_path, write_tuned
 from asr.core.text import CharTokenizer, SentencePieceTokenizer, train_sentencepiece
 
 TEXT = ["THE CAT SAT ON THE MAT", "THE DOG BARKS AT THE CAT", "THE LOG BURNS IN THE FIRE", "A CAT IS HAPPY",
@@ -107,6 +108,29 @@ def test_tuned_weights_next_to_the_lm_are_used_unless_given(lm):
         assert (reweighted.cfg.lm_weight, reweighted.cfg.word_score, given.cfg.lm_weight) == (0.0, 1.0, 1.5)
     finally:
         tuned_path(lm).unlink()
+
+
+def test_a_shipped_model_sharing_the_default_lm_decodes_with_weights_of_its_own(lm, tmp_path, monkeypatch):
+    monkeypatch.setattr(lm_module, "ASSETS", tmp_path)  # a package whose shipped models share default.lm.arpa
+    monkeypatch.setattr(lm_module, "DEFAULT_MODEL", tmp_path / "default.safetensors")
+    shared = tmp_path / "default.lm.arpa"
+    shutil.copy(lm, shared)
+    shutil.copy(lexicon_path(lm), lexicon_path(shared))
+    write_tuned(shared, {"lm_weight": 0.75, "word_score": -0.5})
+    streaming = tmp_path / "streaming.onnx"
+
+    def weights(model):
+        cfg = resolve_decoder(None, model)
+        return cfg.lm, cfg.lm_weight, cfg.word_score
+
+    assert weights(streaming) == weights(tmp_path / "default.onnx") == (str(shared), 0.75, -0.5)
+    assert own_tuned_path(streaming) == tmp_path / "streaming.lm.tuned.json"
+    own_tuned_path(streaming).write_text('{"lm_weight": 1.25, "word_score": 0.5}')
+    assert weights(streaming) == (str(shared), 1.25, 0.5)
+    assert weights(tmp_path / "streaming.safetensors") == (str(shared), 1.25, 0.5)
+    assert weights(tmp_path / "default.onnx") == (str(shared), 0.75, -0.5)
+    given = resolve_decoder(DecoderConfig(lm=str(shared)), streaming)  # an LM named: that LM's weights
+    assert (given.lm_weight, given.word_score) == (0.75, -0.5)
 
 
 @pytest.mark.parametrize("bad", [dict(beam_size=0), dict(beam_size=-1), dict(nbest=0)])

@@ -18,10 +18,11 @@ from asr.core.audio import load_audio, write_audio
 from asr.core.bundle import load_bundle, save_bundle
 from asr.core.paths import DEFAULT_MODEL
 from asr.core.decoding import greedy_decode
-from asr.core.lm import build_lm, lexicon_path, tuned_path, write_tuned
+from asr.core import lm as lm_module
+from asr.core.lm import build_lm, lexicon_path, own_tuned_path, read_tuned, tuned_path, write_tuned
 from asr.core.model import DeepSpeech2
 from asr.core.text import CharTokenizer, build_tokenizer
-from asr.inference.export import export, load_source, with_conv_spectrograms
+from asr.inference.export import export, export_lm, load_source, with_conv_spectrograms
 from asr.inference.network import OnnxNetwork, info_path
 from asr.inference.torch_network import TorchNetwork
 from asr.inference.quantize import quantize_model
@@ -195,6 +196,21 @@ def test_a_checkpoint_still_exports_to_a_bundle_and_also_to_torchscript(tmp_path
         torch.testing.assert_close(load_bundle(bundle)[0](waves, lengths)[0], expected, atol=2e-2, rtol=0)
         scripted = torch.jit.load(str(export(*load_source(str(ckpt)), tmp_path / "m.pt", "torchscript")))
         torch.testing.assert_close(scripted(waves, lengths)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_an_export_of_a_model_sharing_the_default_lm_takes_the_weights_tuned_for_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(lm_module, "ASSETS", tmp_path)  # a package whose shipped models share default.lm.arpa
+    monkeypatch.setattr(lm_module, "DEFAULT_MODEL", tmp_path / "default.safetensors")
+    (tmp_path / "text.txt").write_text("HELLO WORLD\nTHE CAT SAT\n")
+    shared = build_lm([tmp_path / "text.txt"], tmp_path / "default.lm.arpa", order=2, estimator="kaldingram")
+    write_tuned(shared, {"lm_weight": 0.75, "word_score": -0.5})
+    own_tuned_path(tmp_path / "streaming.safetensors").write_text('{"lm_weight": 1.25, "word_score": 0.5}')
+    (tmp_path / "out").mkdir()
+    copies = export_lm(str(tmp_path / "streaming.safetensors"), tmp_path / "out" / "s.onnx")
+    assert [path.name for path in copies] == ["s.lm.arpa", "s.lm.lexicon.txt", "s.lm.tuned.json"]
+    assert read_tuned(copies[0]) == {"lm_weight": 1.25, "word_score": 0.5}
+    assert read_tuned(export_lm(str(tmp_path / "default.safetensors"), tmp_path / "out" / "d.onnx")[0]) == {
+        "lm_weight": 0.75, "word_score": -0.5}
 
 
 def test_an_export_takes_the_lm_beside_its_source_and_decodes_with_it(tmp_path, capsys):

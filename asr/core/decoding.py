@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.core.config import ConfigError
-from asr.core.lm import LMError, lexicon_path, model_lm, read_lexicon, read_tuned
+from asr.core.lm import LMError, lexicon_path, model_lm, model_tuned, read_lexicon, read_tuned
 from asr.core.text import BLANK, WORD_SEPARATOR, normalize
 
 WORD_START = "▁"  # SentencePiece's mark on a piece that begins a word
@@ -95,7 +95,8 @@ def resolve_decoder(request: DecoderConfig | None = None, model=None) -> Decoder
     `model` is the model's file (None: a model without one). What `request` leaves at None: the kind is "choice"
     with a choices file, "beam" with a beam option or with an LM beside the model (lm.model_lm: the shipped
     model's default.lm.bin), else "greedy"; beam search given neither LM nor lexicon uses the model's LM; the
-    lexicon is the LM's, the weights those `asr tune-lm` found for the LM, else the defaults.
+    lexicon is the LM's, the weights those `asr tune-lm` found for the model with its LM (lm.model_tuned) or,
+    with an LM it was given, for that LM, else the defaults.
     """
     cfg = replace(request or DecoderConfig())
     given = [name for name in BEAM_OPTIONS if getattr(cfg, name) is not None]
@@ -105,8 +106,9 @@ def resolve_decoder(request: DecoderConfig | None = None, model=None) -> Decoder
     if cfg.kind != "beam":
         return cfg
     if own_lm and not (cfg.lm or cfg.lexicon):
-        cfg.lm = os.path.abspath(own_lm)
-    tuned = read_tuned(cfg.lm) if cfg.lm else {}
+        cfg.lm, tuned = os.path.abspath(own_lm), model_tuned(model)
+    else:
+        tuned = read_tuned(cfg.lm) if cfg.lm else {}
     return replace(cfg, lexicon=cfg.lexicon or (str(lexicon_path(cfg.lm)) if cfg.lm else None),
                    lm_weight=first_set(cfg.lm_weight, tuned.get("lm_weight"), DEFAULT_LM_WEIGHT),
                    word_score=first_set(cfg.word_score, tuned.get("word_score"), DEFAULT_WORD_SCORE),

@@ -7,7 +7,8 @@ the lexicon (every word of the text, spelled in characters) and, after `asr tune
     lm.tuned.json          {"lm_weight": ..., "word_score": ...} found best on a dev set
 
 Named MODEL.lm.bin (or .lm.arpa) beside a model file MODEL.safetensors, an LM is that model's own: it decodes
-with beam search and that LM unless told otherwise (asr.core.decoding.resolve_decoder).
+with beam search and that LM unless told otherwise (asr.core.decoding.resolve_decoder), with the weights of
+MODEL.lm.tuned.json. A shipped model that shares the default model's LM may have weights of its own there.
 """
 
 import functools
@@ -51,6 +52,17 @@ def model_lm(model) -> Path | None:
     if model.resolve().parent == ASSETS and model.stem in SHIPPED:
         model = DEFAULT_MODEL
     return next((lm for suffix in MODEL_LM_SUFFIXES if (lm := model.with_suffix(suffix)).is_file()), None)
+
+
+def model_tuned(model) -> dict:
+    """The weights `asr tune-lm` found for a model with its own LM (model_lm's): MODEL.lm.tuned.json beside the
+    model, else the LM's (the shipped models share one LM, each with weights of its own); {} if never tuned."""
+    return read_tuned(Path(model).with_suffix(".lm.bin")) or read_tuned(model_lm(model))
+
+
+def own_tuned_path(model) -> Path:
+    """MODEL.lm.tuned.json: the weights tuned for `model` with its own LM, whichever file that LM is."""
+    return tuned_path(Path(model).with_suffix(".lm.bin"))
 
 
 def lexicon_path(lm) -> Path:

@@ -42,7 +42,7 @@ from torch import nn
 from asr.core import config
 from asr.core.audio import SAMPLE_RATE
 from asr.core.bundle import bundle_from_checkpoint, load_bundle, save_bundle
-from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, tuned_path
+from asr.core.lm import MODEL_LM_SUFFIXES, lexicon_path, model_lm, own_tuned_path, tuned_path
 from asr.core.model import DeepSpeech2
 from asr.core.model_config import stream_geometry
 from asr.core.paths import ASSETS, model_path
@@ -214,14 +214,16 @@ def load_source(source: str) -> tuple[DeepSpeech2, object]:
 
 def export_lm(source: str, out) -> list[Path]:
     """Copy the LM beside the source model (MODEL.lm.bin as lm.model_lm finds it, its lexicon and the weights
-    `asr tune-lm` found) beside `out`, named after it, so that the export decodes as its source does; the copies
-    ([] when the source has no LM)."""
+    `asr tune-lm` found for the model, as lm.model_tuned reads them) beside `out`, named after it, so that the
+    export decodes as its source does; the copies ([] when the source has no LM)."""
     lm = None if Path(source).suffix == ".ckpt" else model_lm(model_path(source))
     if lm is None or Path(out).resolve().parent == ASSETS:  # the shipped models share one LM: no copy there
         return []
     target = Path(out).with_suffix(next(suffix for suffix in MODEL_LM_SUFFIXES if lm.name.endswith(suffix)))
+    tuned = own_tuned_path(model_path(source))
+    tuned = tuned if tuned.is_file() else tuned_path(lm)
     copies = []
-    for src, dst in [(lm, target), (lexicon_path(lm), lexicon_path(target)), (tuned_path(lm), tuned_path(target))]:
+    for src, dst in [(lm, target), (lexicon_path(lm), lexicon_path(target)), (tuned, tuned_path(target))]:
         if src.is_file() and not (dst.exists() and dst.samefile(src)):
             copies.append(Path(shutil.copyfile(src, dst)))
     return copies
