@@ -38,11 +38,13 @@ export_best() {  # EXP_DIR: its best checkpoint by dev WER -> EXP_DIR/model-fp16
 }
 
 install_model() {  # MODEL [LM.bin [NAME]]: the model (bundle, ONNX export) becomes the shipped model NAME (default:
-                   # "default"), and LM (+ LM.lexicon.txt, LM.tuned.json) the LM that the shipped models share
-    local name=${3:-default} part
+                   # "default"), LM (+ LM.lexicon.txt, LM.tuned.json) the LM that the shipped models share, and the
+                   # model's own weights for it (MODEL.lm.tuned.json, where tuned) NAME's (NAME.lm.tuned.json)
+    local name=${3:-default} part own=${1%.safetensors}.lm.tuned.json
     mkdir -p asr/assets && cp "$1" asr/assets/$name.safetensors
     "$PYTHON" -m asr export asr/assets/$name.safetensors asr/assets/$name.onnx --format onnx  # what asr runs
     [ -z "${2:-}" ] || for part in bin lexicon.txt tuned.json; do cp "${2%.bin}.$part" asr/assets/default.lm.$part; done
+    [ ! -f "$own" ] || cp "$own" asr/assets/$name.lm.tuned.json
 }
 
 model_from_git() {  # PATH COMMIT WHAT: a model shipped at COMMIT into PATH, unless PATH is there (WHAT: how else)

@@ -2,8 +2,9 @@
 # Natural voices: the default model shipped with asr, fine-tuned on neural multi-speaker TTS (Kokoro) and a native
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
-#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 deep deep2 export
-#                                            fit tune evaluate install stream stream-more stream-evaluate stream-install
+#   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 deep deep2 deep3
+#                                            export fit tune evaluate install stream stream-more stream-tune
+#                                            stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
 #                                            over asr/assets/default.*, so it runs only when named: run.sh install
@@ -28,6 +29,7 @@
 # deep:     leg 6, a deeper network: DEEP_STEPS from leg 5 with DEEP_LAYERS LSTM layers, leg 5's three and new ones on
 #           top that start by passing their input on (so it starts where leg 5 ended), likewise (DEEP_STEPS=0: none).
 # deep2:    leg 7: DEEP2_STEPS more from leg 6, likewise.
+# deep3:    leg 8: DEEP3_STEPS more from leg 7, likewise.
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # fit:      how well the last leg fits its training speech: greedy WER on FIT_SIZE utterances drawn from each training
 #           manifest (as the data stage left it) beside the dev sets; a network whose training WER is no better than
@@ -36,9 +38,10 @@
 # stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
 #           from the shipped model's weights (its forward LSTM directions; leg 3, from git when not trained here) on
 #           the same mix, then its best checkpoint exported. stream-more: its second leg, STREAM_MORE_STEPS more from
-#           it (a learning-rate cycle of its own; 0: none). stream-evaluate: every set, greedy and with the LM
-#           (the shipped model's LM and weights). stream-install: it into asr/assets/streaming.* (the
-#           shipped models share one LM).
+#           it (a learning-rate cycle of its own; 0: none). stream-tune: the recipe's LM (lm) linked beside it
+#           (model-fp16.lm.*) and its own LM weights tuned on the dev sets. stream-evaluate: every set, greedy and
+#           with that LM and those weights. stream-install: it into asr/assets/streaming.*, with its weights
+#           (streaming.lm.tuned.json; the shipped models share one LM).
 #           Like install, the stream stages run only when named: run.sh stream stream-install
 #
 # Data it needs (defaults: the development machines' data folder beside the checkout; README.md says what each
@@ -65,11 +68,13 @@ LEG5_STEPS=${LEG5_STEPS:-900}
 DEEP_STEPS=${DEEP_STEPS:-1500}
 DEEP_LAYERS=${DEEP_LAYERS:-4}
 DEEP2_STEPS=${DEEP2_STEPS:-900}
+DEEP3_STEPS=${DEEP3_STEPS:-900}
 STREAM_STEPS=${STREAM_STEPS:-1200}
 STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
 STREAM2=exp/natural-streaming-leg2
 LAST_STREAM=$STREAM; [ "$STREAM_MORE_STEPS" = 0 ] || LAST_STREAM=$STREAM2
+STREAM_LM=$LAST_STREAM/model-fp16.lm  # the shared LM's files, linked beside the streaming model: weights of its own
 STREAM_MODEL=(model.rnn_bidirectional=false model.lookahead=1 model.frontend.normalize=global)
 KOKORO_EPOCH_HOURS=5  # Kokoro audio in each epoch, at every point of the curve
 EXP=exp/natural
@@ -81,9 +86,10 @@ LEG4=exp/natural-leg4
 LEG5=exp/natural-leg5
 DEEP=exp/natural-deep
 DEEP2=exp/natural-deep2
+DEEP3=exp/natural-deep3
 LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
 [ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4; [ "$LEG5_STEPS" = 0 ] || LAST_LEG=$LEG5; [ "$DEEP_STEPS" = 0 ] || LAST_LEG=$DEEP
-[ "$DEEP2_STEPS" = 0 ] || LAST_LEG=$DEEP2
+[ "$DEEP2_STEPS" = 0 ] || LAST_LEG=$DEEP2; [ "$DEEP3_STEPS" = 0 ] || LAST_LEG=$DEEP3
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
@@ -165,14 +171,15 @@ stage() {
         leg5)     next_leg $LEG4 df3c798 $LEG5 "$LEG5_STEPS" 3 ;;
         deep)     next_leg $LEG5 04851b4 $DEEP "$DEEP_STEPS" 3 model.rnn_layers="$DEEP_LAYERS" ;;
         deep2)    next_leg $DEEP ca1218b $DEEP2 "$DEEP2_STEPS" 3 ;;
+        deep3)    next_leg $DEEP2 9b8f868 $DEEP3 "$DEEP3_STEPS" 3 ;;
         export)   export_best $LAST_LEG ;;
-        fit)      $PYTHON -c "import random, sys; from pathlib import Path; \
+        fit)      draws=$($PYTHON -c "import random, sys; from pathlib import Path; \
                       from asr.core.manifest import read_manifest, write_manifest; \
-                      [write_manifest(Path(sys.argv[1]) / f'fit-{Path(m).parent.name}-{Path(m).name}', \
-                          random.Random(0).sample(read_manifest(m), int(sys.argv[2]))) for m in sys.argv[3:]]" \
-                      $EXP "$FIT_SIZE" "${TRAIN[@]}"
-                  $PYTHON -m asr evaluate --model $MODEL $EXP/fit-*.jsonl "${DEV[@]}" --decoder greedy \
-                      | tee $LAST_LEG/fit.txt ;;
+                      rows = {Path(sys.argv[1]) / f'fit-{Path(m).parent.name}-{Path(m).name}': read_manifest(m) \
+                              for m in sys.argv[3:]}; \
+                      [write_manifest(path, random.Random(0).sample(r, min(int(sys.argv[2]), len(r)))) \
+                       or print(path) for path, r in rows.items()]" $EXP "$FIT_SIZE" "${TRAIN[@]}")
+                  $PYTHON -m asr evaluate --model $MODEL $draws "${DEV[@]}" --decoder greedy | tee $LAST_LEG/fit.txt ;;
         tune)     tune_lm $EXP $MODEL $LM "${DEV[@]}" ;;
         evaluate) evaluate_all $MODEL $LM $LAST_LEG/scores.txt "${DEV[@]}" "${TEST[@]}" ;;
         install)  install_model $MODEL $LM ;;
@@ -183,13 +190,16 @@ stage() {
                   need $STREAM/model-fp16.safetensors "the streaming model's first leg: run the stream stage first"
                   train $STREAM2 all "$STREAM_MORE_STEPS" $((STREAM_MORE_STEPS / 4)) init_from=$STREAM/model-fp16.safetensors \
                       "${STREAM_MODEL[@]}" optim.lr=1e-3 ;;
-        stream-evaluate) evaluate_all $LAST_STREAM/model-fp16.safetensors $LM $LAST_STREAM/scores.txt "${DEV[@]}" \
+        stream-tune) for part in bin lexicon.txt; do ln -sf "$(realpath $EXP/lm.$part)" $STREAM_LM.$part; done
+                  tune_lm $EXP $LAST_STREAM/model-fp16.safetensors $STREAM_LM.bin "${DEV[@]}" ;;
+        stream-evaluate) need $STREAM_LM.tuned.json "the streaming model's LM weights: run the stream-tune stage"
+                  evaluate_all $LAST_STREAM/model-fp16.safetensors $STREAM_LM.bin $LAST_STREAM/scores.txt "${DEV[@]}" \
                       "${TEST[@]}" ;;
         stream-install)  install_model $LAST_STREAM/model-fp16.safetensors "" streaming ;;
     esac
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep deep2 export fit tune evaluate \
-    install stream stream-more stream-evaluate stream-install
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep deep2 deep3 export fit tune \
+    evaluate install stream stream-more stream-tune stream-evaluate stream-install
 run_stages
