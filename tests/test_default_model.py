@@ -1,5 +1,6 @@
 """The model shipped inside the package: `asr transcribe` works with nothing downloaded and no --model."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from asr.inference.network import info_path
 from asr.core.metrics import error_counts
 
 SENTENCE = "HELLO WORLD THIS IS A TEST"
+STREAMING = DEFAULT_MODEL.with_name("streaming.safetensors")
 
 
 def test_the_default_model_is_installed_and_small_enough_to_ship():
@@ -74,3 +76,15 @@ def test_the_default_model_decodes_alike_however_it_is_named(tmp_path):
     texts = [next(r.transcribe(wav, words=False)).text for r in recognizers]
     assert texts == [texts[0]] * len(names) and error_counts(SENTENCE, texts[0]).cer <= 0.1, texts
     assert load_model(DEFAULT_MODEL, "cpu", DecoderConfig("greedy")).decoder_config == DecoderConfig("greedy")
+
+
+def test_the_streaming_model_shares_the_lm_with_weights_tuned_for_it():
+    from asr.core.decoding import resolve_decoder
+    from asr.core.lm import own_tuned_path
+
+    own = json.loads(own_tuned_path(STREAMING).read_text())  # asr/assets/streaming.lm.tuned.json
+    assert own["model"].startswith("exp/natural-streaming"), own  # tuned for it, not copied from the default's
+    for model in (STREAMING, STREAMING.with_suffix(".onnx")):
+        config = resolve_decoder(None, model)
+        assert config.lm == str(DEFAULT_MODEL.with_suffix(".lm.bin"))
+        assert (config.lm_weight, config.word_score) == (own["lm_weight"], own["word_score"])
