@@ -57,7 +57,7 @@ def model_lm(model) -> Path | None:
 def model_tuned(model) -> dict:
     """The weights `asr tune-lm` found for a model with its own LM (model_lm's): MODEL.lm.tuned.json beside the
     model, else the LM's (the shipped models share one LM, each with weights of its own); {} if never tuned."""
-    return read_tuned(Path(model).with_suffix(".lm.bin")) or read_tuned(model_lm(model))
+    return read_weights(own_tuned_path(model)) or read_tuned(model_lm(model))
 
 
 def own_tuned_path(model) -> Path:
@@ -190,7 +190,11 @@ def read_lexicon(path, lm=None) -> list[str]:
 
 def read_tuned(lm) -> dict:
     """The weights `asr tune-lm` found for `lm`, or {} if it was never tuned."""
-    path = tuned_path(lm)
+    return read_weights(tuned_path(lm))
+
+
+def read_weights(path: Path) -> dict:
+    """The lm_weight and word_score of a tuned-weights file, or {} if there is none."""
     if not path.is_file():
         return {}
     try:
