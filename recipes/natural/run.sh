@@ -3,7 +3,7 @@
 # speaker's real recordings (Cathy), mixed with the mixed recipe's robotic engines and speechocean762.
 #
 #   recipes/natural/run.sh [START [STOP]]    stages: corpus data lm curve train continue more leg4 leg5 deep deep2 deep3
-#                                            export fit tune evaluate install stream stream-more stream-tune
+#                                            deep4 export fit tune evaluate install stream stream-more stream-tune
 #                                            stream-evaluate stream-install
 #                                            (default: corpus to evaluate; START alone runs it and the stages after
 #                                            it to evaluate; START STOP a range). install copies the model and LM
@@ -30,6 +30,7 @@
 #           top that start by passing their input on (so it starts where leg 5 ended), likewise (DEEP_STEPS=0: none).
 # deep2:    leg 7: DEEP2_STEPS more from leg 6, likewise.
 # deep3:    leg 8: DEEP3_STEPS more from leg 7, likewise.
+# deep4:    leg 9: DEEP4_STEPS more from leg 8, likewise (default 0: none; leg 8 is the shipped model).
 # export:   the last leg's best checkpoint (by dev WER) -> model-fp16.safetensors. tune: LM weights on the dev sets.
 # fit:      how well the last leg fits its training speech: greedy WER on FIT_SIZE utterances drawn from each training
 #           manifest (as the data stage left it) beside the dev sets; a network whose training WER is no better than
@@ -69,6 +70,7 @@ DEEP_STEPS=${DEEP_STEPS:-1500}
 DEEP_LAYERS=${DEEP_LAYERS:-4}
 DEEP2_STEPS=${DEEP2_STEPS:-900}
 DEEP3_STEPS=${DEEP3_STEPS:-900}
+DEEP4_STEPS=${DEEP4_STEPS:-0}  # leg 9 (600 steps) did not beat leg 8: RESULTS.md
 STREAM_STEPS=${STREAM_STEPS:-1200}
 STREAM_MORE_STEPS=${STREAM_MORE_STEPS:-2000}
 STREAM=exp/natural-streaming
@@ -87,9 +89,11 @@ LEG5=exp/natural-leg5
 DEEP=exp/natural-deep
 DEEP2=exp/natural-deep2
 DEEP3=exp/natural-deep3
+DEEP4=exp/natural-deep4
 LAST_LEG=$EXP; [ "$CONTINUE_STEPS" = 0 ] || LAST_LEG=$LEG2; [ "$MORE_STEPS" = 0 ] || LAST_LEG=$LEG3
 [ "$LEG4_STEPS" = 0 ] || LAST_LEG=$LEG4; [ "$LEG5_STEPS" = 0 ] || LAST_LEG=$LEG5; [ "$DEEP_STEPS" = 0 ] || LAST_LEG=$DEEP
 [ "$DEEP2_STEPS" = 0 ] || LAST_LEG=$DEEP2; [ "$DEEP3_STEPS" = 0 ] || LAST_LEG=$DEEP3
+[ "$DEEP4_STEPS" = 0 ] || LAST_LEG=$DEEP4
 MODEL=$LAST_LEG/model-fp16.safetensors
 LM=$EXP/lm.bin
 DEV=(data/natural/real-dev.jsonl data/natural/kokoro-dev.jsonl data/speechocean762/dev.jsonl data/rhvoice/dev.jsonl
@@ -172,6 +176,7 @@ stage() {
         deep)     next_leg $LEG5 04851b4 $DEEP "$DEEP_STEPS" 3 model.rnn_layers="$DEEP_LAYERS" ;;
         deep2)    next_leg $DEEP ca1218b $DEEP2 "$DEEP2_STEPS" 3 ;;
         deep3)    next_leg $DEEP2 9b8f868 $DEEP3 "$DEEP3_STEPS" 3 ;;
+        deep4)    next_leg $DEEP3 677a9da $DEEP4 "$DEEP4_STEPS" 2 ;;
         export)   export_best $LAST_LEG ;;
         fit)      draws=$($PYTHON -c "import random, sys; from pathlib import Path; \
                       from asr.core.manifest import read_manifest, write_manifest; \
@@ -200,6 +205,6 @@ stage() {
 }
 
 LAST=evaluate; case ${1:-} in install|stream*) LAST=$1 ;; esac  # a plain run stops before install
-select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep deep2 deep3 export fit tune \
-    evaluate install stream stream-more stream-tune stream-evaluate stream-install
+select_stages "${1:-corpus}" "${2:-$LAST}" corpus data lm curve train continue more leg4 leg5 deep deep2 deep3 deep4 export fit \
+    tune evaluate install stream stream-more stream-tune stream-evaluate stream-install
 run_stages
