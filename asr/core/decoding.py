@@ -106,7 +106,7 @@ def resolve_decoder(request: DecoderConfig | None = None, model=None) -> Decoder
     if cfg.kind != "beam":
         return cfg
     if own_lm and not (cfg.lm or cfg.lexicon):
-        cfg.lm, tuned = os.path.abspath(own_lm), model_tuned(model)
+        cfg.lm, tuned = os.path.abspath(own_lm), model_tuned(model, own_lm)
     else:
         tuned = read_tuned(cfg.lm) if cfg.lm else {}
     return replace(cfg, lexicon=cfg.lexicon or (str(lexicon_path(cfg.lm)) if cfg.lm else None),

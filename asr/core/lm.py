@@ -54,10 +54,10 @@ def model_lm(model) -> Path | None:
     return next((lm for suffix in MODEL_LM_SUFFIXES if (lm := model.with_suffix(suffix)).is_file()), None)
 
 
-def model_tuned(model) -> dict:
-    """The weights `asr tune-lm` found for a model with its own LM (model_lm's): MODEL.lm.tuned.json beside the
-    model, else the LM's (the shipped models share one LM, each with weights of its own); {} if never tuned."""
-    return read_weights(own_tuned_path(model)) or read_tuned(model_lm(model))
+def model_tuned(model, lm) -> dict:
+    """The weights `asr tune-lm` found for a model with its own LM `lm` (model_lm's): MODEL.lm.tuned.json beside
+    the model, else the LM's (the shipped models share one LM, each with weights of its own); {} if never tuned."""
+    return read_weights(own_tuned_path(model)) or read_tuned(lm)
 
 
 def own_tuned_path(model) -> Path:

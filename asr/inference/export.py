@@ -216,12 +216,12 @@ def export_lm(source: str, out) -> list[Path]:
     """Copy the LM beside the source model (MODEL.lm.bin as lm.model_lm finds it, its lexicon and the weights
     `asr tune-lm` found for the model, as lm.model_tuned reads them) beside `out`, named after it, so that the
     export decodes as its source does; the copies ([] when the source has no LM)."""
-    lm = None if Path(source).suffix == ".ckpt" else model_lm(model_path(source))
+    model = model_path(source)
+    lm = None if model.suffix == ".ckpt" else model_lm(model)
     if lm is None or Path(out).resolve().parent == ASSETS:  # the shipped models share one LM: no copy there
         return []
     target = Path(out).with_suffix(next(suffix for suffix in MODEL_LM_SUFFIXES if lm.name.endswith(suffix)))
-    tuned = own_tuned_path(model_path(source))
-    tuned = tuned if tuned.is_file() else tuned_path(lm)
+    tuned = own_tuned_path(model) if own_tuned_path(model).is_file() else tuned_path(lm)
     copies = []
     for src, dst in [(lm, target), (lexicon_path(lm), lexicon_path(target)), (tuned, tuned_path(target))]:
         if src.is_file() and not (dst.exists() and dst.samefile(src)):

@@ -39,7 +39,7 @@
 # stream:   the streaming model (forward-only LSTMs, a lookahead convolution, global feature statistics): STREAM_STEPS
 #           from the shipped model's weights (its forward LSTM directions; leg 3, from git when not trained here) on
 #           the same mix, then its best checkpoint exported. stream-more: its second leg, STREAM_MORE_STEPS more from
-#           it (a learning-rate cycle of its own; 0: none). stream-tune: the recipe's LM (lm) linked beside it
+#           it (a learning-rate cycle of its own; 0: none). stream-tune: the recipe's LM ($EXP/lm.*) linked beside it
 #           (model-fp16.lm.*) and its own LM weights tuned on the dev sets. stream-evaluate: every set, greedy and
 #           with that LM and those weights. stream-install: it into asr/assets/streaming.*, with its weights
 #           (streaming.lm.tuned.json; the shipped models share one LM).
